@@ -1,0 +1,135 @@
+"""The kiosk's configuration: one typed object built from a TOML file plus CLI overrides.
+
+Each section is owned by the part of the code that reads it; nothing deeper reads the
+environment or global settings. Errors name the file, the field and the value.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_CONFIG_PATH = Path("/etc/kiosk/config.toml")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KioskSection(Section):
+    id: str = Field(default="kiosk-1", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    site: str = Field(default="site-1", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    state_dir: Path = Path("/var/lib/kiosk")
+    language: str = "ja"
+
+
+class FacilitySection(Section):
+    """Which sections of the official cause/action text apply here."""
+
+    type: Literal["clinic", "pharmacy"] = "clinic"
+    e_prescription: bool = False
+    e_karte: bool = False
+
+
+class ReaderSection(Section):
+    backend: str = "pcsc"  # pcsc | nfc | sim[:SCENARIO]
+    name: str = ""  # substring of the reader name; empty = first found
+    nfc_path: str = "usb"  # nfcpy device path
+    rules: Path | None = None  # precheck rule table override
+
+
+class MqttSection(Section):
+    url: str = "mqtt://127.0.0.1:1883"
+    prefix: str = Field(default="kiosk", pattern=r"^[A-Za-z0-9_/-]{1,64}$")
+    username: str = ""
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ha_discovery: bool = False
+    ha_prefix: str = "homeassistant"
+    outbox_cap: int = Field(default=100_000, ge=100)
+    heartbeat_seconds: float = Field(default=60.0, gt=0)
+
+
+class GpioSection(Section):
+    """BCM pin numbers; None disables that part."""
+
+    lamp: int | None = 17
+    buzzer: int | None = None
+    call_button: int | None = 27
+    reset_button: int | None = 22
+    lamp_active_high: bool = True
+    bounce_seconds: float = Field(default=0.05, ge=0)
+
+
+class UiSection(Section):
+    fullscreen: bool = True
+    idle_timeout_seconds: float = Field(default=60.0, gt=0)
+    result_timeout_seconds: float = Field(default=30.0, gt=0)
+    failures_before_call: int = Field(default=3, ge=1)
+
+
+class StaffSection(Section):
+    pin_hash: str = ""  # salted hash, see kiosk.staffpin; empty = staff mode disabled
+
+
+class ConsoleSection(Section):
+    listen: str = "127.0.0.1:8080"
+    accounts_file: Path | None = None
+    session_minutes: int = Field(default=480, ge=1)
+
+
+class VoiceSection(Section):
+    enabled: bool = True
+    muted: bool = False
+    volume: float = Field(default=0.8, ge=0.0, le=1.0)
+
+
+class Config(Section):
+    kiosk: KioskSection = KioskSection()
+    facility: FacilitySection = FacilitySection()
+    reader: ReaderSection = ReaderSection()
+    mqtt: MqttSection = MqttSection()
+    gpio: GpioSection = GpioSection()
+    ui: UiSection = UiSection()
+    staff: StaffSection = StaffSection()
+    console: ConsoleSection = ConsoleSection()
+    voice: VoiceSection = VoiceSection()
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names file, field and value."""
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate a TOML config; a missing default file means built-in defaults."""
+    if path is None:
+        if not DEFAULT_CONFIG_PATH.exists():
+            return Config()
+        path = DEFAULT_CONFIG_PATH
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return config_from_dict(data, source=str(path))
+
+
+def config_from_dict(data: dict, source: str = "<config>") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            value = err.get("input")
+            shown = "" if isinstance(value, dict) else f" (value: {value!r})"
+            problems.append(f"{source}: [{field}] {err['msg']}{shown}")
+        raise ConfigError("\n".join(problems)) from None
