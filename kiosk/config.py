@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -78,9 +78,19 @@ class StaffSection(Section):
 
 
 class ConsoleSection(Section):
-    listen: str = "127.0.0.1:8080"
-    accounts_file: Path | None = None
+    """The staff web console (`kiosk console`); see docs/console.md."""
+
+    listen: str = Field(default="127.0.0.1:8080", pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
+    accounts_file: Path | None = None  # TOML with [[account]] name / password_hash / role (staff | display)
     session_minutes: int = Field(default=480, ge=1)
+    display_session_minutes: int = Field(default=10_080, ge=1)  # wall screens stay logged in for a week
+    sites: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]] = []  # shown + commanded; empty = [kiosk.site]
+    language: Literal["ja", "en"] = "ja"
+    command_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    max_failed_logins: int = Field(default=5, ge=1)  # per account and per client address ...
+    lockout_minutes: float = Field(default=15.0, gt=0)  # ... within this window, then refused until it passes
+    tls_cert_file: Path | None = None  # both set = serve HTTPS directly (else use a reverse proxy)
+    tls_key_file: Path | None = None
 
 
 class VoiceSection(Section):
