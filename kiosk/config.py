@@ -68,13 +68,17 @@ class GpioSection(Section):
 
 class UiSection(Section):
     fullscreen: bool = True
-    idle_timeout_seconds: float = Field(default=60.0, gt=0)
+    idle_timeout_seconds: float = Field(default=60.0, gt=0)  # no touch on lookup/staff screens -> home
     result_timeout_seconds: float = Field(default=30.0, gt=0)
+    checking_seconds: float = Field(default=0.8, ge=0)  # "checking..." shown at least this long
+    linger_after_removal_seconds: float = Field(default=5.0, ge=0)  # result stays after the card is taken
     failures_before_call: int = Field(default=3, ge=1)
 
 
 class StaffSection(Section):
-    pin_hash: str = ""  # salted hash, see kiosk.staffpin; empty = staff mode disabled
+    pin_hash: str = ""  # salted hash (kiosk.passwords.hash_secret); empty = staff mode disabled
+    pin_attempts: int = Field(default=5, ge=1)  # wrong PINs before a lockout
+    pin_lockout_seconds: float = Field(default=300.0, ge=0)
 
 
 class ConsoleSection(Section):
