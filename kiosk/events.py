@@ -1,0 +1,230 @@
+"""The MQTT event contract in code: topic names, the event envelope, retained payloads, commands. Pure.
+
+docs/asyncapi.yaml is the published form of the same contract; tests validate every payload built here
+against it. Events carry codes, never people: no builder here takes an identifier.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SCHEMA_VERSION = 1
+
+PRECHECK, LOOKUP, CALL, CALL_ACKNOWLEDGED, CALL_RESOLVED = (
+    "precheck", "lookup", "call", "call_acknowledged", "call_resolved")
+OUTAGE_ENTERED, OUTAGE_LEFT, READER_STATUS, LAMP_STATUS, HEARTBEAT, OUTBOX_DROPPED = (
+    "outage_entered", "outage_left", "reader_status", "lamp_status", "heartbeat", "outbox_dropped")
+EVENT_KINDS = (PRECHECK, LOOKUP, CALL, CALL_ACKNOWLEDGED, CALL_RESOLVED, OUTAGE_ENTERED, OUTAGE_LEFT,
+               READER_STATUS, LAMP_STATUS, HEARTBEAT, OUTBOX_DROPPED)
+
+# When the outbox is full, the lowest priority goes first (oldest first within a priority); calls go last.
+PRIORITY = {HEARTBEAT: 0, READER_STATUS: 1, LAMP_STATUS: 1, LOOKUP: 2, PRECHECK: 2, OUTBOX_DROPPED: 3,
+            OUTAGE_ENTERED: 3, OUTAGE_LEFT: 3, CALL: 4, CALL_ACKNOWLEDGED: 4, CALL_RESOLVED: 4}
+
+ACKNOWLEDGE, RESOLVE, LAMP_TEST, RELOAD_CATALOGUE, OUTAGE_ENTER, OUTAGE_LEAVE = (
+    "acknowledge", "resolve", "lamp_test", "reload_catalogue", "outage_enter", "outage_leave")
+COMMAND_NAMES = (ACKNOWLEDGE, RESOLVE, LAMP_TEST, RELOAD_CATALOGUE, OUTAGE_ENTER, OUTAGE_LEAVE)
+MAX_COMMAND_BYTES = 4096
+
+# Error codes in a command response (`error` field); `rejected` means the kiosk itself said no.
+TOO_LARGE, NOT_JSON, INVALID, UNKNOWN_COMMAND, WRONG_KIOSK, REPLAYED, REJECTED, TIMEOUT = (
+    "too_large", "not_json", "invalid", "unknown_command", "wrong_kiosk", "replayed", "rejected", "timeout")
+
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names of one kiosk: everything lives under `{prefix}/{site}/{kiosk}/`."""
+
+    prefix: str
+    site: str
+    kiosk: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}/{self.site}/{self.kiosk}"
+
+    def event(self, kind: str) -> str:
+        return f"{self.base}/event/{kind}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+    @property
+    def call(self) -> str:
+        return f"{self.base}/call"
+
+    @property
+    def cmd(self) -> str:
+        return f"{self.base}/cmd"
+
+    @property
+    def reply_root(self) -> str:
+        """Command responses may only go below this (the broker ACL lets kiosks write there)."""
+        return reply_root(self.prefix, self.site)
+
+
+def reply_root(prefix: str, site: str) -> str:
+    return f"{prefix}/{site}/reply"
+
+
+def reply_topic(prefix: str, site: str, client: str) -> str:
+    """Where a console or tool named `client` asks kiosks of `site` to send command responses."""
+    return f"{reply_root(prefix, site)}/{client}"
+
+
+def subscription(prefix: str, site: str = "+", kiosk: str = "+", what: str = "#") -> str:
+    """A topic filter, e.g. every event of a site: subscription("kiosk", "site-1", what="event/#")."""
+    return f"{prefix}/{site}/{kiosk}/{what}"
+
+
+def parse_topic(prefix: str, topic: str) -> tuple[str, str, str] | None:
+    """`(site, kiosk, rest)` of a kiosk topic, None if the topic is not one."""
+    if not topic.startswith(prefix + "/"):
+        return None
+    parts = topic[len(prefix) + 1:].split("/", 2)
+    if len(parts) != 3 or parts[1] == "" or parts[0] == "":
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def timestamp(now: datetime | None = None) -> str:
+    """ISO 8601 with the local zone, milliseconds."""
+    return (now or datetime.now().astimezone()).astimezone().isoformat(timespec="milliseconds")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def envelope(kind: str, data: Mapping[str, Any], *, kiosk: str, site: str, seq: int, catalogue_version: str,
+             event_id: str | None = None, time: str | None = None) -> dict[str, Any]:
+    """One event as published on `event/<kind>`."""
+    if kind not in EVENT_KINDS:
+        raise ValueError(f"unknown event kind {kind!r}")
+    return {"id": event_id or new_id(), "kind": kind, "kiosk": kiosk, "site": site, "seq": seq,
+            "time": time or timestamp(), "schema_version": SCHEMA_VERSION,
+            "catalogue_version": catalogue_version, "data": dict(data)}
+
+
+def status_payload(online: bool, *, kiosk: str, site: str, catalogue_version: str,
+                   details: Mapping[str, Any] | None = None, time: str | None = None) -> dict[str, Any]:
+    """The retained `status` payload; the Last Will is the same with online False."""
+    return {"state": "online" if online else "offline", "kiosk": kiosk, "site": site,
+            "time": time or timestamp(), "schema_version": SCHEMA_VERSION,
+            "catalogue_version": catalogue_version, "details": dict(details or {})}
+
+
+def call_payload(call: Any, *, kiosk: str, site: str, time: str | None = None) -> dict[str, Any]:
+    """The retained `call` payload from a kiosk.flow.Call (or its as_dict() mapping)."""
+    fields = call.as_dict() if hasattr(call, "as_dict") else dict(call)
+    return {**fields, "kiosk": kiosk, "site": site, "time": time or timestamp(),
+            "schema_version": SCHEMA_VERSION}
+
+
+def encode(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+# --- commands --------------------------------------------------------------------------------------------
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CallArgs(_Args):
+    call_id: str = Field(pattern=ID_PATTERN)
+
+
+class LampTestArgs(_Args):
+    seconds: int = Field(default=5, ge=1, le=30)
+
+
+class OutageArgs(_Args):
+    code: str | None = Field(default=None, pattern=r"^[0-9]{3}$")
+
+
+class NoArgs(_Args):
+    pass
+
+
+COMMAND_ARGS: dict[str, type[_Args]] = {ACKNOWLEDGE: CallArgs, RESOLVE: CallArgs, LAMP_TEST: LampTestArgs,
+                                        RELOAD_CATALOGUE: NoArgs, OUTAGE_ENTER: OutageArgs, OUTAGE_LEAVE: NoArgs}
+
+
+class _CommandEnvelope(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(max_length=64)
+    kiosk: str = Field(pattern=ID_PATTERN)
+    args: dict[str, Any] = Field(default_factory=dict)
+    time: str | None = Field(default=None, max_length=64)
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class ParsedCommand:
+    id: str
+    name: str
+    args: dict[str, Any]
+
+
+class CommandError(Exception):
+    """A command refused before it reaches the kiosk; `code` is one of the error codes above."""
+
+    def __init__(self, code: str, detail: str, command_id: str | None = None):
+        super().__init__(f"{code}: {detail}")
+        self.code, self.detail, self.command_id = code, detail, command_id
+
+
+def command_payload(name: str, args: Mapping[str, Any] | None = None, *, kiosk: str,
+                    command_id: str | None = None, time: str | None = None) -> dict[str, Any]:
+    """What a console publishes on a kiosk's `cmd` topic (with a v5 response topic + correlation data)."""
+    return {"id": command_id or new_id(), "name": name, "kiosk": kiosk, "args": dict(args or {}),
+            "time": time or timestamp(), "schema_version": SCHEMA_VERSION}
+
+
+def parse_command(raw: bytes, kiosk: str) -> ParsedCommand:
+    """Validate a command payload addressed to `kiosk`; raises CommandError (replays are the link's check)."""
+    if len(raw) > MAX_COMMAND_BYTES:
+        raise CommandError(TOO_LARGE, f"{len(raw)} bytes, at most {MAX_COMMAND_BYTES}")
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CommandError(NOT_JSON, f"not JSON: {exc.__class__.__name__}") from None
+    command_id = doc.get("id") if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
+    try:
+        command = _CommandEnvelope.model_validate(doc)
+    except ValidationError as exc:
+        raise CommandError(INVALID, _first_problem(exc), command_id) from None
+    if command.name not in COMMAND_ARGS:
+        raise CommandError(UNKNOWN_COMMAND, f"unknown command {command.name!r}", command.id)
+    if command.kiosk != kiosk:
+        raise CommandError(WRONG_KIOSK, f"addressed to {command.kiosk!r}, this is {kiosk!r}", command.id)
+    try:
+        args = COMMAND_ARGS[command.name].model_validate(command.args)
+    except ValidationError as exc:
+        raise CommandError(INVALID, _first_problem(exc, "args"), command.id) from None
+    return ParsedCommand(command.id, command.name, args.model_dump())
+
+
+def response_payload(command_id: str | None, ok: bool, detail: str, *, kiosk: str,
+                     error: str | None = None, time: str | None = None) -> dict[str, Any]:
+    """The answer sent to the command's v5 response topic, with its correlation data."""
+    return {"id": command_id, "kiosk": kiosk, "ok": ok, "error": None if ok else (error or REJECTED),
+            "detail": detail[:500], "time": time or timestamp(), "schema_version": SCHEMA_VERSION}
+
+
+def _first_problem(exc: ValidationError, root: str = "") -> str:
+    err = exc.errors()[0]
+    where = ".".join([root] + [str(p) for p in err["loc"]] if root else [str(p) for p in err["loc"]])
+    return f"{where or 'payload'}: {err['msg']}"

@@ -1,0 +1,124 @@
+"""kiosk.events: every payload the builders make is valid against docs/asyncapi.yaml; commands are strict."""
+
+import json
+
+import jsonschema
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kiosk import events
+from kiosk.flow import Call
+from tests.rigs import contract
+
+SAMPLE_DATA = {
+    "precheck": {"outcome": "smartphone_iphone", "code": None, "hints": ["move_closer"]},
+    "lookup": {"code": "012", "known": True, "audience": "patient", "outage": False},
+    "call": {"call_id": "c1", "reason": "patient_request", "code": None, "audience": "patient"},
+    "call_acknowledged": {"call_id": "c1", "reason": "staff_code", "code": "101", "audience": "staff",
+                          "by": "console"},
+    "call_resolved": {"call_id": "c1", "reason": "outage", "code": "101", "audience": "staff", "by": "button"},
+    "outage_entered": {"code": "101", "source": "lookup"},
+    "outage_left": {"source": "staff"},
+    "reader_status": {"available": False, "detail": "no reader"},
+    "lamp_status": {"pattern": "off"},
+    "heartbeat": {"uptime_seconds": 12.5, "outbox": {"backlog": 0, "dropped": 0, "refused": 0, "last_error": None}},
+    "outbox_dropped": {"count": 3, "by_kind": {"heartbeat": 3}, "total": 7},
+}
+
+
+def test_every_kind_has_a_schema_and_sample():
+    assert set(SAMPLE_DATA) == set(events.EVENT_KINDS) == set(events.PRIORITY)
+
+
+@pytest.mark.parametrize("kind", events.EVENT_KINDS)
+def test_envelope_valid_for_every_kind(kind):
+    payload = events.envelope(kind, SAMPLE_DATA[kind], kiosk="k-1", site="s1", seq=7, catalogue_version="2025.1")
+    contract.validate_event(json.loads(events.encode(payload)))
+    assert payload["time"][-6] in "+-" or payload["time"].endswith("Z")
+
+
+def test_schema_refuses_an_identifier_smuggled_into_data():
+    payload = events.envelope("precheck", {**SAMPLE_DATA["precheck"], "uid": "04A1B2"}, kiosk="k", site="s",
+                              seq=1, catalogue_version="v")
+    with pytest.raises(jsonschema.ValidationError):
+        contract.validate_event(payload)
+
+
+def test_unknown_kind_is_a_programming_error():
+    with pytest.raises(ValueError):
+        events.envelope("nope", {}, kiosk="k", site="s", seq=1, catalogue_version="v")
+
+
+def test_status_and_call_payloads_valid():
+    for online in (True, False):
+        contract.validate("Status", events.status_payload(online, kiosk="k", site="s", catalogue_version="v",
+                                                          details={"reason": "stopped"}))
+    call = Call(id="c9", reason="repeated_failures", code=None, audience="patient", since=events.timestamp())
+    contract.validate("OpenCall", events.call_payload(call, kiosk="k", site="s"))
+
+
+def test_topics():
+    topics = events.Topics("kiosk", "site-1", "k1")
+    assert topics.event("call") == "kiosk/site-1/k1/event/call"
+    assert (topics.status, topics.call, topics.cmd) == ("kiosk/site-1/k1/status", "kiosk/site-1/k1/call",
+                                                        "kiosk/site-1/k1/cmd")
+    assert events.reply_topic("kiosk", "site-1", "console") == "kiosk/site-1/reply/console"
+    assert events.parse_topic("kiosk", "kiosk/site-1/k1/event/call") == ("site-1", "k1", "event/call")
+    assert events.parse_topic("kiosk", "other/site-1/k1/status") is None
+    assert events.subscription("kiosk", what="call") == "kiosk/+/+/call"
+
+
+@pytest.mark.parametrize("name,args", [("acknowledge", {"call_id": "c1"}), ("resolve", {"call_id": "c1"}),
+                                       ("lamp_test", {"seconds": 3}), ("lamp_test", {}),
+                                       ("reload_catalogue", {}), ("outage_enter", {"code": "101"}),
+                                       ("outage_enter", {}), ("outage_leave", {})])
+def test_good_commands_accepted_by_parser_and_schema(name, args):
+    payload = events.command_payload(name, args, kiosk="k1")
+    contract.validate("Command", payload)
+    parsed = events.parse_command(events.encode(payload), "k1")
+    assert (parsed.id, parsed.name) == (payload["id"], name)
+
+
+BAD = [
+    (b"x" * 5000, events.TOO_LARGE),
+    (b"{not json", events.NOT_JSON),
+    (b"\xff\xfe", events.NOT_JSON),
+    (b"[1,2]", events.INVALID),
+    (b'{"id": "a", "name": "lamp_test"}', events.INVALID),
+    (events.encode(events.command_payload("self_destruct", {}, kiosk="k1")), events.UNKNOWN_COMMAND),
+    (events.encode(events.command_payload("lamp_test", {}, kiosk="k2")), events.WRONG_KIOSK),
+    (events.encode(events.command_payload("acknowledge", {}, kiosk="k1")), events.INVALID),
+    (events.encode(events.command_payload("lamp_test", {"seconds": 999}, kiosk="k1")), events.INVALID),
+    (events.encode(events.command_payload("lamp_test", {"seconds": "3"}, kiosk="k1")), events.INVALID),
+    (events.encode(events.command_payload("outage_leave", {"x": 1}, kiosk="k1")), events.INVALID),
+    (events.encode({**events.command_payload("outage_leave", kiosk="k1"), "extra": 1}), events.INVALID),
+]
+
+
+@pytest.mark.parametrize("raw,code", BAD)
+def test_bad_commands_refused_with_code(raw, code):
+    with pytest.raises(events.CommandError) as caught:
+        events.parse_command(raw, "k1")
+    assert caught.value.code == code
+    response = events.response_payload(caught.value.command_id, False, caught.value.detail, kiosk="k1",
+                                        error=caught.value.code)
+    contract.validate("CommandResponse", response)
+
+
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode)
+       | st.dictionaries(st.sampled_from(["id", "name", "kiosk", "args", "time", "x"]),
+                         st.none() | st.integers() | st.text(max_size=20) | st.dictionaries(st.text(max_size=8),
+                                                                                          st.integers()),
+                         max_size=6).map(lambda d: json.dumps(d).encode()))
+def test_parser_never_crashes_and_agrees_with_schema(raw):
+    try:
+        parsed = events.parse_command(raw, "k1")
+    except events.CommandError:
+        return
+    contract.validate("Command", json.loads(raw))  # whatever the parser accepts, the contract accepts
+    assert parsed.name in events.COMMAND_NAMES
+
+
+def test_ok_response_valid():
+    contract.validate("CommandResponse", events.response_payload("c1", True, "done", kiosk="k1"))
