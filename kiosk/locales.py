@@ -1,0 +1,193 @@
+"""The locale list (`catalogue/locales/languages.json`): native names, fonts, fallback, voice. Pure data access.
+
+Adding a language is a data change only: a `languages.json` entry plus `catalogue/locales/<code>/*.json`
+(see `catalogue/locales/README.md`). Font paths in the file are absolute, or relative to `catalogue/locales/`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kiosk.paths import catalogue_root
+
+SOURCE_LANG = "ja"
+INVISIBLE = {0x200B, 0x200C, 0x200D, 0xFE0F}  # zero-width (non-)joiners: shaping hints, no glyph needed
+LOCALE_CODE = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
+
+
+class LocaleError(Exception):
+    """languages.json or a locale file that cannot be used; the message names file, entry and field."""
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TtsEntry(_Entry):
+    engine: Literal["open_jtalk", "espeak-ng"]
+    voice: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class LanguageEntry(_Entry):
+    name: str = Field(min_length=1)  # in its own script, as the language picker shows it
+    english_name: str = Field(min_length=1)
+    fonts: tuple[str, ...] = Field(min_length=1)  # candidates, first existing file wins
+    face_index: int = Field(default=0, ge=0)  # face inside a .ttc collection (Noto CJK: 0 JP, 1 KR, 2 SC, 3 TC)
+    fallback: tuple[str, ...] = ()  # where a missing text is taken from, in order
+    tts: TtsEntry | None = None  # None: no offline voice for this language
+
+
+@dataclass(frozen=True)
+class Locale:
+    """One language the kiosk offers, with paths resolved."""
+
+    code: str
+    name: str
+    english_name: str
+    fonts: tuple[Path, ...]
+    face_index: int
+    fallback: tuple[str, ...]
+    tts: TtsEntry | None
+
+    def font_file(self) -> Path | None:
+        """The first font candidate that exists on this machine, or None."""
+        return next((path for path in self.fonts if path.is_file()), None)
+
+    def bold_font_file(self) -> Path | None:
+        """The bold sibling of `font_file()` (…-Regular… → …-Bold…) when it exists."""
+        regular = self.font_file()
+        if regular is None or "Regular" not in regular.name:
+            return None
+        bold = regular.with_name(regular.name.replace("Regular", "Bold"))
+        return bold if bold.is_file() else None
+
+
+def locales_dir(root: Path | None = None) -> Path:
+    return (root or catalogue_root()) / "locales"
+
+
+def load_locales(root: Path | None = None) -> dict[str, Locale]:
+    """Every locale in languages.json, in picker order; raises LocaleError naming the bad entry."""
+    folder = locales_dir(root)
+    path = folder / "languages.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LocaleError(f"{path}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise LocaleError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(raw, dict) or SOURCE_LANG not in raw:
+        raise LocaleError(f"{path}: expected an object keyed by locale code, including {SOURCE_LANG!r}")
+    locales: dict[str, Locale] = {}
+    for code, value in raw.items():
+        if not re.match(LOCALE_CODE, code):
+            raise LocaleError(f"{path}: [{code}] is not a locale code like 'vi' or 'zh-Hant'")
+        try:
+            entry = LanguageEntry.model_validate(value)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise LocaleError(f"{path}: [{code}] {problems}") from None
+        for other in entry.fallback:
+            if other not in raw or other == code:
+                raise LocaleError(f"{path}: [{code}].fallback: {other!r} is not another listed locale")
+        locales[code] = Locale(
+            code=code,
+            name=entry.name,
+            english_name=entry.english_name,
+            fonts=tuple(folder / font for font in entry.fonts),  # an absolute path stays as it is
+            face_index=entry.face_index,
+            fallback=entry.fallback,
+            tts=entry.tts,
+        )
+    return locales
+
+
+def fallback_chain(locales: dict[str, Locale], code: str) -> list[str]:
+    """`code` then its fallbacks (transitively, no repeats), ending with the Japanese source."""
+    chain: list[str] = []
+    pending = [code if code in locales else SOURCE_LANG]
+    while pending:
+        current = pending.pop(0)
+        if current not in chain:
+            chain.append(current)
+            pending.extend(locales[current].fallback)
+    if SOURCE_LANG not in chain:
+        chain.append(SOURCE_LANG)
+    return chain
+
+
+def read_locale_file(path: Path) -> dict:
+    """A locale JSON file (guidance.json, ui.json, glossary.json) as an object; LocaleError names the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LocaleError(f"{path}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise LocaleError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise LocaleError(f"{path}: expected a JSON object keyed by id")
+    return data
+
+
+def text_leaves(data: object, prefix: str = "") -> dict[str, str]:
+    """Every string in a nested JSON value, keyed by its path (`001/steps/0`); keys starting with `_` are notes."""
+    if isinstance(data, str):
+        return {prefix: data}
+    items: list[tuple[str, object]]
+    if isinstance(data, dict):
+        items = [(str(k), v) for k, v in data.items() if not str(k).startswith("_")]
+    elif isinstance(data, list):
+        items = [(str(i), v) for i, v in enumerate(data)]
+    else:
+        return {}
+    leaves: dict[str, str] = {}
+    for key, value in items:
+        leaves.update(text_leaves(value, f"{prefix}/{key}" if prefix else key))
+    return leaves
+
+
+def placeholders(text: str) -> set[str]:
+    """The `{name}` placeholders in a text (str.format syntax)."""
+    return {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+
+
+def load_glossary(code: str, root: Path | None = None) -> dict[str, tuple[str, ...]]:
+    """`<code>/glossary.json`: term id → accepted forms (first is the preferred one)."""
+    path = locales_dir(root) / code / "glossary.json"
+    glossary: dict[str, tuple[str, ...]] = {}
+    for term, forms in read_locale_file(path).items():
+        if term.startswith("_"):
+            continue
+        forms = [forms] if isinstance(forms, str) else forms
+        if not isinstance(forms, list) or not forms or not all(isinstance(f, str) and f for f in forms):
+            raise LocaleError(f"{path}: [{term}] must be a term or a list of accepted forms")
+        glossary[term] = tuple(forms)
+    return glossary
+
+
+def glossary_terms_in(text: str, source_glossary: dict[str, tuple[str, ...]]) -> set[str]:
+    """Ids of the source-language terms a text uses; a term inside a longer one (保険証 in マイナ保険証) is not counted."""
+    found: set[str] = set()
+    forms = sorted(((form, term) for term, fs in source_glossary.items() for form in fs), key=lambda p: -len(p[0]))
+    for form, term in forms:
+        if form in text:
+            found.add(term)
+            text = text.replace(form, "\0")
+    return found
+
+
+def missing_glyphs(font: Path, text: str, face_index: int = 0) -> set[str]:
+    """Characters of `text` the font has no glyph for (font-level tofu check; needs fontTools)."""
+    from fontTools.ttLib import TTFont
+
+    with TTFont(font, fontNumber=face_index, lazy=True) as ttf:
+        cmap = ttf.getBestCmap()
+    return {ch for ch in set(text) if ord(ch) not in cmap and not ch.isspace() and ord(ch) not in INVISIBLE}
+
