@@ -1,0 +1,124 @@
+"""kiosk.outbox: durable, ordered, capped with priority dropping, replay memory for commands."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kiosk.outbox import Outbox, OutboxError
+
+
+def put(box, kind, n=1):
+    return [box.put(kind, f"t/{kind}", lambda seq: f"{kind}:{seq}".encode()) for _ in range(n)]
+
+
+def test_put_pending_delete_in_order(tmp_path):
+    box = Outbox(tmp_path / "o.db", cap=1000)
+    seqs = put(box, "precheck", 5)
+    assert seqs == [1, 2, 3, 4, 5]
+    assert [s.payload for s in box.pending()] == [f"precheck:{i}".encode() for i in seqs]
+    assert [s.seq for s in box.pending(after_seq=3)] == [4, 5]
+    box.delete([1, 2, 99])
+    assert [s.seq for s in box.pending()] == [3, 4, 5]
+    assert box.stats().backlog == 3
+
+
+def test_seq_and_events_persist_across_reopen(tmp_path):
+    box = Outbox(tmp_path / "o.db", cap=1000)
+    put(box, "call", 3)
+    box.delete([1, 2, 3])
+    box.close()
+    box = Outbox(tmp_path / "o.db", cap=1000)
+    assert put(box, "call") == [4]  # seq keeps counting after the outbox emptied
+    assert box.stats().backlog == 1
+
+
+def test_cap_drops_lowest_priority_oldest_first_and_reports(tmp_path):
+    box = Outbox(tmp_path / "o.db", cap=100)
+    put(box, "call", 10)
+    put(box, "precheck", 40)
+    put(box, "heartbeat", 50)
+    put(box, "precheck", 30)  # 30 over: all heartbeats would go before any precheck
+    kinds = [s.kind for s in box.pending(limit=1000)]
+    assert kinds.count("heartbeat") == 20 and kinds.count("call") == 10 and kinds.count("precheck") == 70
+    put(box, "call", 80)  # now 80 over: the 20 heartbeats, then the 60 oldest prechecks
+    pending = box.pending(limit=1000)
+    assert [s.kind for s in pending].count("call") == 90 and len(pending) == 100
+    assert [s.seq for s in pending] == sorted(s.seq for s in pending)
+    stats = box.stats()
+    assert stats.dropped == 110 and stats.backlog == 100
+    assert box.take_drop_report() == {"heartbeat": 50, "precheck": 60}
+    assert box.take_drop_report() == {}
+
+
+def test_calls_dropped_only_when_nothing_else_is_left(tmp_path):
+    box = Outbox(tmp_path / "o.db", cap=100)
+    put(box, "call", 105)
+    assert box.take_drop_report() == {"call": 5}
+    assert box.pending(limit=1)[0].seq == 6
+
+
+def test_refused_and_errors_counted(tmp_path):
+    box = Outbox(tmp_path / "o.db", cap=100)
+    box.refused(2, "not authorised")
+    assert (box.stats().refused, box.stats().last_error) == (2, "not authorised")
+    box.note_error(None)
+    assert box.stats().last_error is None
+
+
+def test_seen_commands_survive_reopen(tmp_path):
+    box = Outbox(tmp_path / "o.db", cap=100)
+    assert box.remember_command("a") is True
+    assert box.remember_command("a") is False
+    box.close()
+    assert Outbox(tmp_path / "o.db", cap=100).remember_command("a") is False
+
+
+def test_expiry_left():
+    from kiosk.outbox import Stored
+    stored = Stored(1, "call", "t", b"", created=1000.0, ttl=900)
+    assert stored.expiry_left(1100.0) == 800
+    assert stored.expiry_left(5000.0) == 1
+    assert Stored(1, "precheck", "t", b"", 0.0, None).expiry_left(5.0) is None
+
+
+def test_unusable_path_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutboxError, match="cannot open the event outbox"):
+        Outbox(tmp_path / "file" / "o.db", cap=100)
+    (tmp_path / "junk.db").write_bytes(b"not a database" * 100)
+    with pytest.raises(OutboxError, match="junk.db"):
+        Outbox(tmp_path / "junk.db", cap=100)
+
+
+WRITER = """
+import sys
+from kiosk.outbox import Outbox
+box = Outbox(sys.argv[1], cap=100000)
+n = 0
+while True:
+    box.put("precheck", "t", lambda seq: str(seq).encode())
+    n += 1
+    if n == 200:
+        print("ready", flush=True)
+"""
+
+
+def test_kill_9_loses_no_committed_event(tmp_path):
+    db = tmp_path / "o.db"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.2)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    box = Outbox(db, cap=100000)
+    stored = box.pending(limit=1_000_000)
+    assert len(stored) >= 200
+    assert [s.seq for s in stored] == list(range(1, len(stored) + 1))  # no hole, no torn row
+    assert all(s.payload == str(s.seq).encode() for s in stored)
+    assert put(box, "call") == [len(stored) + 1]
