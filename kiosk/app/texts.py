@@ -1,69 +1,57 @@
-"""UI strings: `catalogue/locales/<lang>/ui.json`, keyed by id, Japanese as the fallback. Pure: no Kivy.
+"""UI strings: `catalogue/locales/<lang>/ui.json`, keyed by id, following each locale's fallback chain
+(kiosk.locales) down to Japanese. Pure: no Kivy.
 
 A string may hold `{name}` placeholders filled from the screen context (e.g. `{code}`); a missing
-placeholder or id never crashes the kiosk: it is logged once and shown as the id, so the gap is visible.
+placeholder or id never crashes the kiosk: it is logged once and the id is shown, so the gap is visible.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import string
 from pathlib import Path
 
-from kiosk.paths import catalogue_root
+from kiosk.locales import SOURCE_LANG, Locale, LocaleError, fallback_chain, load_locales, locales_dir, read_locale_file
 
 log = logging.getLogger(__name__)
 
-FALLBACK_LANG = "ja"
-
-
-class UiTextError(Exception):
-    """A ui.json that cannot be used; the message names the file and the problem."""
-
-
-def load_ui_file(path: Path) -> dict[str, str]:
-    """One locale's ui.json as {id: text}; raises UiTextError naming the file and the bad entry."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UiTextError(f"{path}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise UiTextError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise UiTextError(f"{path}: expected an object of id → text")
-    for key, value in data.items():
-        if not isinstance(value, str):
-            raise UiTextError(f"{path}: [{key}] must be a string, not {type(value).__name__}")
-        try:
-            list(string.Formatter().parse(value))
-        except ValueError as exc:
-            raise UiTextError(f"{path}: [{key}] bad placeholder: {exc}") from None
-    return data
-
 
 class UiTexts:
-    """All locales' UI strings, loaded once; `text(lang, id, **context)` never raises."""
+    """Every locale's ui.json, loaded once; `text(lang, id, **context)` never raises."""
 
     def __init__(self, root: Path | None = None) -> None:
-        locales = (root or catalogue_root()) / "locales"
+        self.locales: dict[str, Locale] = load_locales(root)
+        folder = locales_dir(root)
         self.by_lang: dict[str, dict[str, str]] = {}
-        for path in sorted(locales.glob("*/ui.json")):
-            self.by_lang[path.parent.name] = load_ui_file(path)
-        if FALLBACK_LANG not in self.by_lang:
-            raise UiTextError(f"{locales}/{FALLBACK_LANG}/ui.json: missing (Japanese is the fallback language)")
+        for code in self.locales:
+            path = folder / code / "ui.json"
+            if path.exists():
+                data = read_locale_file(path)
+                for key, value in data.items():
+                    if not isinstance(value, str):
+                        raise LocaleError(f"{path}: [{key}] must be a string, not {type(value).__name__}")
+                self.by_lang[code] = data
+        if SOURCE_LANG not in self.by_lang:
+            raise LocaleError(f"{folder / SOURCE_LANG / 'ui.json'}: missing (Japanese is the source language)")
         self._reported: set[tuple[str, str]] = set()
 
     @property
     def languages(self) -> list[str]:
-        return list(self.by_lang)
+        """Locales that have UI strings, in picker order."""
+        return [code for code in self.locales if code in self.by_lang]
+
+    def has(self, key: str) -> bool:
+        return key in self.by_lang[SOURCE_LANG]
 
     def text(self, lang: str, key: str, **context: object) -> str:
-        """The text for `key` in `lang` (else Japanese, else the id itself), placeholders filled."""
-        template = self.by_lang.get(lang, {}).get(key)
+        """The text for `key` in `lang` (else its fallbacks, else the id itself), placeholders filled."""
+        template = None
+        for code in fallback_chain(self.locales, lang):
+            template = self.by_lang.get(code, {}).get(key)
+            if template is not None:
+                break
         if template is None:
             self._report(lang, key, "missing")
-            template = self.by_lang[FALLBACK_LANG].get(key, key)
+            return key
         try:
             return template.format_map(context)
         except (KeyError, IndexError, ValueError, AttributeError):
