@@ -1,0 +1,178 @@
+"""The call-staff lamp, the optional buzzer and the two buttons, over gpiozero.
+
+Devices are created only when `Signals(...)` is built (never at import time: off a Pi gpiozero has no pin
+factory). Tests and the demo pass gpiozero's `MockFactory`. Button callbacks run on gpiozero's threads:
+they must only post a message into the main loop.
+
+Lamp patterns are data: a step time and a cycle of on/off values, played through gpiozero's `source`
+mechanism (one small thread per blinking pattern, none for steady or off).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from kiosk.config import GpioSection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    step: float  # seconds per value
+    values: tuple[int, ...]  # one cycle; a single value means steady
+
+
+PATTERNS: dict[str, Pattern] = {
+    "off": Pattern(1.0, (0,)),
+    "call": Pattern(0.5, (1, 0)),  # blink, 1 Hz
+    "acknowledged": Pattern(1.0, (1,)),  # steady
+    "outage": Pattern(0.1, (1, 0, 1) + (0,) * 9),  # fast double flash every 1.2 s
+    "reader_fault": Pattern(0.2, (1, 0, 0, 0, 0, 0, 0, 0, 0, 0)),  # short flash every 2 s
+}
+LAMP_TEST = ("call", "outage", "acknowledged")  # each shown for LAMP_TEST_SECONDS
+LAMP_TEST_SECONDS = 1.2
+
+
+def _expand(pattern: Pattern, base_step: float, seconds: float | None) -> Iterator[int]:
+    """The pattern as values at `base_step` intervals, for `seconds` or forever."""
+    per_value = max(1, round(pattern.step / base_step))
+    cycle = [v for v in pattern.values for _ in range(per_value)]
+    if seconds is None:
+        return itertools.cycle(cycle)
+    return itertools.islice(itertools.cycle(cycle), max(1, round(seconds / base_step)))
+
+
+class Lamp:
+    """The call-staff lamp. `show(pattern)` switches at once; `test()` plays every pattern, then restores."""
+
+    def __init__(self, device=None) -> None:
+        self._device = device  # a gpiozero output device, or None when no lamp is wired
+        self.pattern = "off"
+        self.listeners: list[Callable[[str], None]] = []  # told of every pattern change (the demo draws it)
+
+    def show(self, pattern: str) -> None:
+        if pattern not in PATTERNS:
+            raise ValueError(f"unknown lamp pattern {pattern!r}; known: {', '.join(PATTERNS)}")
+        self.pattern = pattern
+        self._play([], pattern)
+        for listener in self.listeners:
+            listener(pattern)
+
+    def test(self) -> None:
+        self._play(LAMP_TEST, self.pattern)
+
+    def _play(self, first: Iterable[str], then: str) -> None:
+        if self._device is None:
+            return
+        final = PATTERNS[then]
+        step = min([final.step] + [PATTERNS[p].step for p in first])
+        intro = itertools.chain.from_iterable(_expand(PATTERNS[p], step, LAMP_TEST_SECONDS) for p in first)
+        self._device.source = None
+        if len(final.values) == 1:
+            if not first:
+                self._device.value = final.values[0]
+                return
+            tail: Iterator[int] = iter(final.values)  # the source ends on the steady value
+        else:
+            tail = _expand(final, step, None)
+        self._device.source_delay = step
+        self._device.source = itertools.chain(intro, tail)
+
+    def close(self) -> None:
+        if self._device is not None:
+            self._device.close()
+
+
+class Buzzer:
+    def __init__(self, device=None) -> None:
+        self._device = device
+
+    def chirp(self) -> None:
+        """Two short beeps: a new call."""
+        if self._device is not None:
+            self._device.beep(on_time=0.08, off_time=0.08, n=2, background=True)
+
+    def close(self) -> None:
+        if self._device is not None:
+            self._device.close()
+
+
+class Debouncer:
+    """Accepts a press only when the line was quiet (no edge at all) for `bounce_seconds` before it.
+
+    Done here rather than with gpiozero's `bounce_time` because back-ends differ (lgpio filters, RPi.GPIO
+    locks out, MockFactory ignores it): one rule everywhere, and tests can exercise it.
+    """
+
+    def __init__(self, bounce_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.bounce_seconds = bounce_seconds
+        self._clock = clock
+        self._last_edge: float | None = None
+
+    def edge(self, pressed: bool) -> bool:
+        """Record an edge; True when it is a press to act on."""
+        now = self._clock()
+        quiet = self._last_edge is None or now - self._last_edge >= self.bounce_seconds
+        self._last_edge = now
+        return pressed and quiet
+
+
+class Signals:
+    """Lamp, buzzer and buttons built from the GPIO config; parts with no pin are simply absent."""
+
+    def __init__(
+        self,
+        gpio: GpioSection,
+        on_call: Callable[[], None],
+        on_reset: Callable[[], None],
+        pin_factory=None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from gpiozero import Button, DigitalOutputDevice  # imported here: devices only when asked for
+        from gpiozero import Buzzer as GpioBuzzer
+
+        self._devices: list = []
+
+        def make(cls, pin, **kwargs):
+            if pin is None:
+                return None
+            device = cls(pin, pin_factory=pin_factory, **kwargs)
+            self._devices.append(device)
+            return device
+
+        self.lamp = Lamp(make(DigitalOutputDevice, gpio.lamp, active_high=gpio.lamp_active_high,
+                              initial_value=False))
+        self.buzzer = Buzzer(make(GpioBuzzer, gpio.buzzer, initial_value=False))
+        for pin, action in ((gpio.call_button, on_call), (gpio.reset_button, on_reset)):
+            button = make(Button, pin, pull_up=True, bounce_time=None)
+            if button is not None:
+                self._wire(button, Debouncer(gpio.bounce_seconds, clock), action)
+
+    @staticmethod
+    def _wire(button, debouncer: Debouncer, action: Callable[[], None]) -> None:
+        def pressed():
+            if debouncer.edge(True):
+                action()
+
+        button.when_pressed = pressed
+        button.when_released = lambda: debouncer.edge(False)
+
+    def close(self) -> None:
+        for device in reversed(self._devices):
+            device.close()
+        self._devices.clear()
+
+
+def open_signals(gpio: GpioSection, on_call: Callable[[], None], on_reset: Callable[[], None],
+                 pin_factory=None) -> Signals | None:
+    """Signals, or None (logged) when this machine has no usable GPIO: the kiosk runs on without a lamp."""
+    try:
+        return Signals(gpio, on_call, on_reset, pin_factory=pin_factory)
+    except Exception as exc:  # gpiozero raises several kinds (BadPinFactory, PinInvalidPin, OSError ...)
+        log.warning("GPIO unavailable, running without lamp, buzzer and buttons: %s", exc)
+        return None
