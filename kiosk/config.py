@@ -98,9 +98,14 @@ class ConsoleSection(Section):
 
 
 class VoiceSection(Section):
+    """Offline voice guidance (kiosk.voice); staff mode can change muted/volume at run time."""
+
     enabled: bool = True
     muted: bool = False
     volume: float = Field(default=0.8, ge=0.0, le=1.0)
+    device: str = Field(default="default", min_length=1)  # ALSA playback device for aplay -D
+    cache_dir: Path | None = None  # clip cache; None = <kiosk.state_dir>/voice
+    jtalk_dictionary: Path = Path("/var/lib/mecab/dic/open-jtalk/naist-jdic")  # open-jtalk-mecab-naist-jdic
 
 
 class Config(Section):
