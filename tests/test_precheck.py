@@ -1,0 +1,233 @@
+"""The classifier and its rule table, driven through the simulated reader (same probe as the real back-ends)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import pytest
+
+from hardware.readers import apdu
+from hardware.readers.base import (
+    Failure,
+    Family,
+    Observation,
+    Presented,
+    ProbeOptions,
+    ReaderError,
+    ReaderStatus,
+    Removed,
+)
+from hardware.readers.sim import SimReader, load_scenario, scenario_dir
+from kiosk.precheck import CODES, Outcome, RulesError, classify, default_rules_path, load_rules
+
+# preset → expected outcome with no phone choice, with "iphone" chosen, with "android" chosen
+EXPECTED = {
+    "mynumber_card": ("mynumber_card", "smartphone_mismatch", "smartphone_mismatch"),
+    "android": ("smartphone_android", "smartphone_mismatch", "smartphone_android"),
+    "iphone": ("smartphone_iphone", "smartphone_iphone", "smartphone_mismatch"),
+    "transit_card": ("not_mynumber", "smartphone_mismatch", "smartphone_mismatch"),
+    "credit_card": ("not_mynumber", "smartphone_mismatch", "smartphone_mismatch"),
+    "mifare": ("not_mynumber", "smartphone_mismatch", "smartphone_mismatch"),
+    "juki_card": ("not_mynumber", "smartphone_mismatch", "smartphone_mismatch"),
+    "silent": ("unreadable_card", "smartphone_unreadable", "smartphone_unreadable"),
+    "pulled_mid_exchange": ("unreadable_card", "smartphone_unreadable", "smartphone_unreadable"),
+    "flapping": ("unreadable_card", "smartphone_unreadable", "smartphone_unreadable"),
+    "two_cards": ("unreadable_card", "smartphone_unreadable", "smartphone_unreadable"),
+}
+
+
+class RunningSim:
+    """A SimReader running in its own thread, its events collected in a queue."""
+
+    def __init__(self, reader: SimReader) -> None:
+        self.reader = reader
+        self.events: queue.Queue = queue.Queue()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=reader.run, args=(self.events.put, self.stop), daemon=True)
+        self.thread.start()
+
+    def next_event(self, timeout: float = 5.0):
+        return self.events.get(timeout=timeout)
+
+    def last_presented(self, timeout: float = 5.0) -> Observation:
+        """The final observation of a presentation (a flapping burst posts several)."""
+        observation = None
+        while True:
+            try:
+                event = self.events.get(timeout=timeout if observation is None else 0.3)
+            except queue.Empty:
+                assert observation is not None, "nothing was presented"
+                return observation
+            if isinstance(event, Presented):
+                observation = event.observation
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def sim():
+    running = RunningSim(SimReader())
+    assert running.next_event() == ReaderStatus(True, "simulated reader")
+    yield running
+    running.close()
+
+
+@pytest.mark.parametrize("preset", sorted(EXPECTED))
+def test_every_preset_maps_to_its_outcome_and_code(sim, preset):
+    sim.reader.present(preset)
+    observation = sim.last_presented()
+    for expect, wanted in zip((None, "iphone", "android"), EXPECTED[preset]):
+        verdict = classify(observation, expect)
+        assert verdict.outcome == wanted, (preset, expect)
+        assert verdict.code == CODES[Outcome(wanted)]
+    assert all(command in apdu.ALLOWED for command in sim.reader.wire)
+
+
+def test_codes_follow_the_official_table():
+    assert CODES[Outcome.UNREADABLE_CARD] == "001"
+    assert CODES[Outcome.NOT_MYNUMBER] == "002"
+    assert CODES[Outcome.SMARTPHONE_MISMATCH] == "020"
+    assert CODES[Outcome.SMARTPHONE_UNREADABLE] == "021"
+    assert {CODES[o] for o in (Outcome.MYNUMBER_CARD, Outcome.SMARTPHONE_ANDROID, Outcome.SMARTPHONE_IPHONE)} == {None}
+
+
+def test_felica_and_mifare_never_receive_an_apdu(sim):
+    for preset in ("transit_card", "mifare", "juki_card", "silent"):
+        sim.reader.present(preset)
+        sim.last_presented()
+    assert sim.reader.wire == []
+
+
+def test_token_read_can_be_switched_off():
+    running = RunningSim(SimReader(options=ProbeOptions(read_token=False)))
+    try:
+        running.reader.present("iphone")
+        observation = running.last_presented()
+        assert observation.jpki_sw == 0x9000 and observation.token is None
+        assert running.reader.wire == [apdu.SELECT_JPKI]
+        assert classify(observation).outcome is Outcome.MYNUMBER_CARD  # "untyped" counts as a card by default
+    finally:
+        running.close()
+
+
+def test_nothing_and_remove_post_removed_once(sim):
+    sim.reader.present("mynumber_card")
+    assert isinstance(sim.next_event(), Presented)
+    sim.reader.present("nothing")
+    sim.reader.remove()
+    sim.reader.present("android")
+    assert sim.next_event() == Removed()
+    assert isinstance(sim.next_event(), Presented)
+
+
+def test_pulled_card_reports_removal_after_the_presentation(sim):
+    sim.reader.present("pulled_mid_exchange")
+    event = sim.next_event()
+    assert event.observation.failure is Failure.REMOVED
+    assert sim.next_event() == Removed()
+
+
+def test_unplug_and_plug_post_reader_status(sim):
+    sim.reader.unplug()
+    assert sim.next_event() == ReaderStatus(False, "simulated unplug")
+    sim.reader.plug()
+    assert sim.next_event() == ReaderStatus(True, "simulated reader")
+
+
+def test_nothing_presented_is_its_own_outcome():
+    verdict = classify(Observation(family=Family.NONE))
+    assert verdict.outcome is Outcome.NOTHING and verdict.code is None
+
+
+def test_hints_come_from_the_rule_table():
+    android = Observation(Family.ISO_DEP_A, jpki_sw=0x9000, token="JPKIAPGPSETOKEN")
+    assert classify(android).hints == ("choose_android",)
+    flapping = Observation(Family.ISO_DEP_B, jpki_sw=0x9000, token="JPKIAPICCTOKEN2", presentations=3)
+    verdict = classify(flapping, "android")
+    assert verdict.outcome is Outcome.SMARTPHONE_UNREADABLE
+    assert verdict.hints[:2] == ("one_item_only", "out_of_case") and "restart_phone" in verdict.hints
+    assert len(set(verdict.hints)) == len(verdict.hints)
+
+
+def test_unknown_status_word_and_unknown_token():
+    assert classify(Observation(Family.ISO_DEP_A, jpki_sw=0x6D00)).outcome is Outcome.NOT_MYNUMBER
+    assert classify(Observation(Family.OTHER, jpki_sw=None)).outcome is Outcome.UNREADABLE_CARD
+    odd = Observation(Family.ISO_DEP_B, jpki_sw=0x9000, token="other")
+    assert classify(odd).outcome is Outcome.MYNUMBER_CARD
+
+
+def test_rule_override_changes_behaviour(tmp_path):
+    text = default_rules_path().read_text(encoding="utf-8").replace('untyped = "card"', 'untyped = "unreadable"')
+    path = tmp_path / "rules.toml"
+    path.write_text(text, encoding="utf-8")
+    rules = load_rules(path)
+    odd = Observation(Family.ISO_DEP_B, jpki_sw=0x9000, token="other")
+    assert classify(odd, rules=rules).outcome is Outcome.UNREADABLE_CARD
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        ('present = ["9000"]', 'present = ["90"]', "jpki.present"),
+        ('presentations = 3', 'presentations = 1', "flapping.presentations"),
+        ('felica = "wrong_card"', 'felica = "wrong"', "families.felica"),
+        ('none = "mynumber_card"', 'none = "great"', "outcomes.card.none"),
+        ("[tokens]", "[tokenz]", "tokenz"),
+    ],
+)
+def test_bad_rule_table_names_file_and_field(tmp_path, old, new, named):
+    path = tmp_path / "rules.toml"
+    path.write_text(default_rules_path().read_text(encoding="utf-8").replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(RulesError) as caught:
+        load_rules(path)
+    assert str(path) in str(caught.value) and named in str(caught.value)
+
+
+def test_unreadable_rule_files(tmp_path):
+    with pytest.raises(RulesError, match="not found"):
+        load_rules(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_bytes(b"[probe\n")
+    with pytest.raises(RulesError, match="cannot read"):
+        load_rules(broken)
+
+
+def test_shipped_scenarios_load_and_name_only_known_presets():
+    names = sorted(p.stem for p in scenario_dir().glob("*.toml"))
+    assert "demo" in names and set(EXPECTED) <= set(names)
+    for name in names:
+        assert load_scenario(name).steps
+
+
+def test_bad_scenarios_are_refused_clearly(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[steps]]\npresent = "passport"\n', encoding="utf-8")
+    with pytest.raises(ReaderError, match="unknown preset 'passport'"):
+        load_scenario(str(bad))
+    with pytest.raises(ReaderError, match="no such scenario"):
+        load_scenario("no-such-scenario")
+    with pytest.raises(ReaderError, match="unknown preset"):
+        SimReader().present("passport")
+
+
+def test_scenario_plays_in_order(tmp_path):
+    script = tmp_path / "script.toml"
+    script.write_text(
+        '[[steps]]\npresent = "iphone"\nhold = 0.05\n[[steps]]\nunplug = 0.05\n[[steps]]\npresent = "transit_card"\nhold = 0.05\n',
+        encoding="utf-8",
+    )
+    running = RunningSim(SimReader(scenario=load_scenario(str(script))))
+    try:
+        kinds = [running.next_event() for _ in range(7)]
+    finally:
+        running.close()
+    assert kinds[0] == ReaderStatus(True, "simulated reader")
+    assert classify(kinds[1].observation).outcome is Outcome.SMARTPHONE_IPHONE
+    assert kinds[2:5] == [Removed(), ReaderStatus(False, "simulated unplug"), ReaderStatus(True, "simulated reader")]
+    assert classify(kinds[5].observation).outcome is Outcome.NOT_MYNUMBER
+    assert kinds[6] == Removed()
+
