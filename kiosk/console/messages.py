@@ -1,0 +1,148 @@
+"""Turns raw MQTT messages into the inputs of `ConsoleState` (pure). Anything malformed becomes None.
+
+The topic layout and payload shapes are the events contract (`kiosk.events`, docs/asyncapi.yaml); only the
+fields the console shows are read, so a newer kiosk adding fields does not break an older console.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kiosk import events
+
+_ID = events.ID_PATTERN
+_CODE = r"^[0-9]{1,3}$"
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _Outbox(_Lenient):
+    backlog: int = Field(ge=0)
+
+
+class _StatusDetails(_Lenient):
+    outbox: _Outbox | None = None
+
+
+class _Status(_Lenient):
+    state: Literal["online", "offline"]
+    details: _StatusDetails = _StatusDetails()
+
+
+class _Call(_Lenient):
+    call_id: str = Field(pattern=_ID)
+    reason: str = Field(pattern=_ID)
+    code: str | None = Field(default=None, pattern=_CODE)
+    audience: str | None = Field(default=None, max_length=32)
+    since: str | None = Field(default=None, max_length=64)
+    acknowledged: bool = False
+
+
+class _EventData(_Lenient):
+    code: str | None = Field(default=None, pattern=_CODE)
+    reason: str | None = Field(default=None, pattern=_ID)
+    pattern: str | None = Field(default=None, pattern=_ID)
+    available: bool | None = None
+    outbox: _Outbox | None = None
+
+
+class _Event(_Lenient):
+    id: str = Field(max_length=64)
+    kind: Literal[events.EVENT_KINDS]  # type: ignore[valid-type]
+    time: str = Field(max_length=64)
+    data: _EventData
+
+
+@dataclass(frozen=True)
+class StatusMessage:
+    site: str
+    kiosk: str
+    status: dict  # {"online": bool, "backlog": int | None}
+
+
+@dataclass(frozen=True)
+class CallMessage:
+    site: str
+    kiosk: str
+    call: dict | None  # CallView fields, None = cleared
+
+
+@dataclass(frozen=True)
+class EventMessage:
+    site: str
+    kiosk: str
+    event: dict  # {"id", "kind", "time", "data": {code, reason, pattern, available, backlog}}
+
+
+@dataclass(frozen=True)
+class ReplyMessage:
+    correlation: bytes
+    ok: bool
+    error: str | None
+    detail: str
+
+
+Decoded = StatusMessage | CallMessage | EventMessage | ReplyMessage
+
+
+def decode(prefix: str, topic: str, payload: bytes, correlation: bytes | None, reply_topic: str) -> Decoded | None:
+    """The console's view of one MQTT message, or None when it is not for the console or malformed."""
+    if topic == reply_topic:
+        return _reply(payload, correlation)
+    parsed = events.parse_topic(prefix, topic)
+    if parsed is None:
+        return None
+    site, kiosk, rest = parsed
+    if kiosk == "reply" or not _valid_id(site) or not _valid_id(kiosk):
+        return None
+    if rest == "call":
+        if payload == b"":
+            return CallMessage(site, kiosk, None)
+        call = _model(_Call, payload)
+        return CallMessage(site, kiosk, call.model_dump()) if call else None
+    if rest == "status":
+        status = _model(_Status, payload)
+        if status is None:
+            return None
+        backlog = status.details.outbox.backlog if status.details.outbox else None
+        return StatusMessage(site, kiosk, {"online": status.state == "online", "backlog": backlog})
+    if rest.startswith("event/"):
+        event = _model(_Event, payload)
+        if event is None or rest != f"event/{event.kind}":
+            return None
+        data = event.data.model_dump(exclude={"outbox"})
+        data["backlog"] = event.data.outbox.backlog if event.data.outbox else None
+        return EventMessage(site, kiosk, {"id": event.id, "kind": event.kind, "time": event.time, "data": data})
+    return None
+
+
+class _Reply(_Lenient):
+    ok: bool
+    error: str | None = Field(default=None, max_length=64)
+    detail: str = Field(default="", max_length=500)
+
+
+def _reply(payload: bytes, correlation: bytes | None) -> ReplyMessage | None:
+    reply = _model(_Reply, payload)
+    if reply is None or not correlation:
+        return None
+    return ReplyMessage(correlation, reply.ok, reply.error, reply.detail)
+
+
+def _model(model: type[BaseModel], payload: bytes):
+    if len(payload) > 64 * 1024:
+        return None
+    try:
+        return model.model_validate(json.loads(payload))
+    except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+
+
+def _valid_id(text: str) -> bool:
+    return 0 < len(text) <= 64 and all(c.isascii() and (c.isalnum() or c in "_-") for c in text)

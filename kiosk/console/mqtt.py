@@ -1,0 +1,109 @@
+"""The console's MQTT adapter (paho, MQTT v5): subscribes to the kiosks of its sites and sends commands.
+
+The paho network thread never touches console state: it decodes each message and posts it to the Hub.
+Broker credentials stay here, on the server; browsers never see them.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from kiosk import events
+from kiosk.config import MqttSection
+from kiosk.console.hub import LinkState
+from kiosk.console.messages import Decoded, decode
+
+log = logging.getLogger(__name__)
+
+
+class ConsoleLink:
+    """One broker connection for the console: kiosk topics of `sites` in, commands out."""
+
+    def __init__(self, mqtt_config: MqttSection, sites: list[str], post: Callable[[Decoded | LinkState], None],
+                 connect: Callable[..., mqtt.Client]):
+        self._config = mqtt_config
+        self._sites = sites
+        self._post = post
+        self.client_name = f"console-{secrets.token_hex(4)}"
+        self._client = connect(mqtt_config, self.client_name)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    def reply_topic(self, site: str) -> str:
+        return events.reply_topic(self._config.prefix, site, self.client_name)
+
+    def start(self) -> None:
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def publish_command(self, site: str, kiosk: str, payload: dict) -> bool:
+        """Publish a command with a v5 response topic and the command id as correlation data."""
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = self.reply_topic(site)
+        props.CorrelationData = payload["id"].encode()
+        topic = events.Topics(self._config.prefix, site, kiosk).cmd
+        info = self._client.publish(topic, events.encode(payload), qos=1, properties=props)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("broker refused the console: %s", reason_code)
+            return
+        prefix = self._config.prefix
+        topics = []
+        for site in self._sites:
+            topics += [events.subscription(prefix, site, what=what) for what in ("status", "call", "event/#")]
+            topics.append(self.reply_topic(site))
+        client.subscribe([(t, 1) for t in topics])
+        log.info("console connected to the broker; watching sites %s", ", ".join(self._sites))
+        self._post(LinkState(True))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        log.warning("console lost the broker: %s", reason_code)
+        self._post(LinkState(False))
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        props = getattr(message, "properties", None)
+        correlation = getattr(props, "CorrelationData", None)
+        site_replies = {self.reply_topic(site) for site in self._sites}
+        reply_topic = message.topic if message.topic in site_replies else ""
+        try:
+            decoded = decode(self._config.prefix, message.topic, message.payload, correlation, reply_topic)
+        except Exception:  # a bug in decoding must never kill the network thread
+            log.exception("could not decode a message on %s", message.topic)
+            return
+        if decoded is None:
+            log.debug("ignored a malformed or foreign message on %s", message.topic)
+            return
+        self._post(decoded)
+
+
+def connect_client(config: MqttSection, client_id: str) -> mqtt.Client:
+    """A paho v5 client for `config.url` (mqtt:// or mqtts://), connecting in the background, retrying."""
+    url = urlsplit(config.url)
+    if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
+        raise ValueError(f"[mqtt] url must be mqtt://HOST:PORT or mqtts://HOST:PORT, not {config.url!r}")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
+    client.reconnect_delay_set(min_delay=1, max_delay=10)
+    if config.username:
+        password = config.password_file.read_text(encoding="utf-8").strip() if config.password_file else None
+        client.username_pw_set(config.username, password)
+    if url.scheme == "mqtts":
+        client.tls_set(ca_certs=config.ca_file and str(config.ca_file),
+                       certfile=config.cert_file and str(config.cert_file),
+                       keyfile=config.key_file and str(config.key_file))
+    client.connect_async(url.hostname, url.port or (8883 if url.scheme == "mqtts" else 1883))
+    return client
+

@@ -1,0 +1,180 @@
+"""What the console knows about the kiosks: pure, owned by one thread (the server's asyncio loop).
+
+MQTT messages go in (already parsed to dicts); `Update`s come out, one per thing that changed, for the
+browsers. Nothing here knows about paho or HTTP. Only codes, kinds, times and kiosk ids are kept — never
+anything about a patient.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+Key = tuple[str, str]  # (site, kiosk id)
+Update = dict  # {"type": "kiosk"|"call"|"call_cleared"|"history"|"day", ...} — JSON for the browser
+
+HISTORY_KINDS = (
+    "lookup", "precheck", "call", "call_acknowledged", "call_resolved", "outage_entered", "outage_left",
+)
+HISTORY_KEEP = 500  # entries of today's history kept for display; the per-code counts stay exact
+_SEEN_EVENT_IDS = 5_000  # QoS 1 may deliver an event twice: remember this many ids to count it once
+
+
+@dataclass
+class KioskView:
+    site: str
+    kiosk: str
+    online: bool = False
+    reader_ok: bool | None = None
+    lamp: str | None = None
+    backlog: int | None = None
+    outage: bool = False
+    outage_code: str | None = None  # the code that started outage mode, when one did
+    last_seen: str | None = None  # when the console last heard from it (ISO 8601)
+
+
+@dataclass
+class CallView:
+    site: str
+    kiosk: str
+    call_id: str
+    reason: str
+    code: str | None
+    audience: str | None
+    since: str | None
+    acknowledged: bool
+
+
+@dataclass
+class HistoryEntry:
+    time: str
+    kind: str
+    code: str | None
+    site: str
+    kiosk: str
+
+
+@dataclass
+class ConsoleState:
+    """Kiosks, open calls and today's history, changed only through the `on_*` methods."""
+
+    kiosks: dict[Key, KioskView] = field(default_factory=dict)
+    calls: dict[Key, CallView] = field(default_factory=dict)
+    history: list[HistoryEntry] = field(default_factory=list)
+    lookups: Counter = field(default_factory=Counter)  # code -> lookups today
+    call_counts: Counter = field(default_factory=Counter)  # code (or call reason) -> calls today
+    day: str = ""
+    _seen: OrderedDict = field(default_factory=OrderedDict)
+
+    def on_status(self, key: Key, status: dict, now: datetime) -> list[Update]:
+        """A retained `status` payload, decoded by `kiosk.console.messages`: {online, backlog}."""
+        view = self._kiosk(key)
+        view.online = status["online"]
+        if status["backlog"] is not None:
+            view.backlog = status["backlog"]
+        return self._touch(view, now)
+
+    def on_call(self, key: Key, call: dict | None, now: datetime) -> list[Update]:
+        """The retained `call` topic: the kiosk's open call, or None when it was cleared."""
+        updates = self._day(now)
+        if call is None:
+            old = self.calls.pop(key, None)
+            if old is not None:
+                updates.append({"type": "call_cleared", "site": key[0], "kiosk": key[1], "call_id": old.call_id})
+            return updates
+        if key not in self.kiosks:
+            updates.append({"type": "kiosk", "kiosk": asdict(self._kiosk(key))})
+        view = CallView(site=key[0], kiosk=key[1], **call)
+        if self.calls.get(key) != view:
+            self.calls[key] = view
+            updates.append({"type": "call", "call": asdict(view)})
+        return updates
+
+    def on_event(self, key: Key, event: dict, now: datetime) -> list[Update]:
+        """An event envelope (`event/<kind>`): keeps presence fresh and today's history."""
+        view = self._kiosk(key)
+        kind, data = event["kind"], event["data"]
+        if kind == "lamp_status":
+            view.lamp = data["pattern"] or view.lamp
+        elif kind == "reader_status":
+            view.reader_ok = data["available"] if data["available"] is not None else view.reader_ok
+        elif kind in ("outage_entered", "outage_left"):
+            view.outage = kind == "outage_entered"
+            view.outage_code = data.get("code") if view.outage else None
+        if data.get("backlog") is not None:
+            view.backlog = data["backlog"]
+        updates = self._touch(view, now)
+        if kind in HISTORY_KINDS and self._first_time(event["id"]):
+            updates.extend(self._record(key, kind, data, event["time"]))
+        return updates
+
+    def forget(self, key: Key) -> list[Update]:
+        """Nothing retained is left for this kiosk (decommissioned): drop it from the view."""
+        self.calls.pop(key, None)
+        if self.kiosks.pop(key, None) is None:
+            return []
+        return [{"type": "kiosk_removed", "site": key[0], "kiosk": key[1]}]
+
+    @property
+    def outage_kiosks(self) -> list[Key]:
+        return sorted(k for k, v in self.kiosks.items() if v.outage)
+
+    def snapshot(self) -> dict:
+        """Everything a browser needs to draw the page from scratch."""
+        return {
+            "kiosks": [asdict(v) for _, v in sorted(self.kiosks.items())],
+            "calls": [asdict(v) for _, v in sorted(self.calls.items())],
+            "history": [asdict(h) for h in self.history],
+            "counts": self._counts(),
+            "day": self.day,
+        }
+
+    def _kiosk(self, key: Key) -> KioskView:
+        view = self.kiosks.get(key)
+        if view is None:
+            view = self.kiosks[key] = KioskView(site=key[0], kiosk=key[1])
+        return view
+
+    def _touch(self, view: KioskView, now: datetime) -> list[Update]:
+        updates = self._day(now)
+        view.last_seen = now.isoformat(timespec="seconds")
+        updates.append({"type": "kiosk", "kiosk": asdict(view)})
+        return updates
+
+    def _first_time(self, event_id: str) -> bool:
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = None
+        if len(self._seen) > _SEEN_EVENT_IDS:
+            self._seen.popitem(last=False)
+        return True
+
+    def _record(self, key: Key, kind: str, data: dict, time: str) -> list[Update]:
+        code = data.get("code")
+        if kind == "lookup" and code:
+            self.lookups[code] += 1
+        elif kind == "call":
+            self.call_counts[code or data.get("reason") or "?"] += 1
+        elif kind == "precheck" and not code:
+            return []  # a pre-check that found nothing wrong is not history worth a line
+        entry = HistoryEntry(time=time, kind=kind, code=code, site=key[0], kiosk=key[1])
+        self.history.append(entry)
+        del self.history[:-HISTORY_KEEP]
+        return [{"type": "history", "entry": asdict(entry), "counts": self._counts()}]
+
+    def _counts(self) -> list[dict]:
+        codes = sorted(set(self.lookups) | set(self.call_counts))
+        return [{"code": c, "lookups": self.lookups[c], "calls": self.call_counts[c]} for c in codes]
+
+    def _day(self, now: datetime) -> list[Update]:
+        """History is per local day: the first message after midnight starts a new one."""
+        today = now.date().isoformat()
+        if today == self.day:
+            return []
+        first = not self.day
+        self.day = today
+        self.history.clear()
+        self.lookups.clear()
+        self.call_counts.clear()
+        return [] if first else [{"type": "day", "day": today}]

@@ -1,0 +1,340 @@
+// Staff console page: draws the snapshot from /api/stream, then applies each update in place.
+// Every text comes from the strings the server embedded (kiosk/console/locales/<lang>.json); data from
+// kiosks is only ever inserted with textContent, never as HTML.
+"use strict";
+
+const S = JSON.parse(document.getElementById("strings").textContent);
+const LANG = document.documentElement.lang;
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+const CAN_COMMAND = document.body.classList.contains("role-staff");
+const HISTORY_ROWS = 500;
+
+const kioskRows = new Map(); // "site/kiosk" -> <tr>
+const kiosks = new Map(); // "site/kiosk" -> kiosk view
+const callCards = new Map(); // "site/kiosk" -> <article>
+const codes = {}; // code -> catalogue info
+let audio = null;
+
+function t(key, params = {}) {
+  const text = S[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => (name in params ? String(params[name]) : `{${name}}`));
+}
+const $ = (id) => document.getElementById(id);
+const keyOf = (item) => `${item.site}/${item.kiosk}`;
+
+function timeText(iso) {
+  if (!iso) return "–";
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "–";
+  return date.toLocaleTimeString(LANG === "ja" ? "ja-JP" : "en-GB", { hour12: false });
+}
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+// --- kiosks ---------------------------------------------------------------------------------------------
+
+function kioskCells(k) {
+  const reader = k.reader_ok === null ? t("kiosks.unknown") : k.reader_ok ? t("kiosks.reader_ok") : t("kiosks.reader_fault");
+  const lamp = k.lamp ? t(`lamp.${k.lamp}`) : t("kiosks.unknown");
+  const state = k.online ? t("kiosks.online") : t("kiosks.offline");
+  return [
+    cell(k.kiosk, "name"),
+    cell(k.outage ? `${state} · ${t("kiosks.outage")}` : state, k.online ? "ok" : "bad"),
+    cell(reader, k.reader_ok === false ? "bad" : ""),
+    cell(lamp, k.lamp && k.lamp !== "off" ? `lamp-${k.lamp}` : ""),
+    cell(k.backlog === null ? "–" : String(k.backlog), k.backlog > 0 ? "warn" : ""),
+    cell(timeText(k.last_seen)),
+  ];
+}
+
+function putKiosk(k) {
+  const key = keyOf(k);
+  kiosks.set(key, k);
+  let row = kioskRows.get(key);
+  if (!row) {
+    row = document.createElement("tr");
+    row.dataset.kiosk = key;
+    kioskRows.set(key, row);
+    const body = $("kiosks");
+    const after = [...body.children].find((r) => r.dataset.kiosk.localeCompare(key, "en", { numeric: true }) > 0);
+    body.insertBefore(row, after || null);
+  }
+  row.replaceChildren(...kioskCells(k));
+  row.className = k.online ? "online" : "offline";
+  row.dataset.online = String(k.online);
+  row.dataset.lamp = k.lamp || "";
+  const card = callCards.get(key);
+  if (card) card.classList.toggle("kiosk-offline", !k.online);
+}
+
+function removeKiosk(key) {
+  kiosks.delete(key);
+  kioskRows.get(key)?.remove();
+  kioskRows.delete(key);
+}
+
+function drawKioskSummary() {
+  const all = [...kiosks.values()];
+  $("online-count").textContent = t("kiosks.online_count", { online: all.filter((k) => k.online).length, total: all.length });
+  $("no-kiosks").hidden = all.length > 0;
+  const outage = all.filter((k) => k.outage);
+  $("outage").hidden = outage.length === 0;
+  $("outage-kiosks").textContent = t("outage.kiosks", { kiosks: outage.map((k) => k.kiosk).join(", ") });
+  const box = $("outage-codes");
+  box.replaceChildren();
+  for (const code of new Set(outage.map((k) => k.outage_code).filter(Boolean))) {
+    const info = codes[code];
+    if (!info) continue;
+    const h = document.createElement("h3");
+    h.textContent = t("outage.code_steps", { code, title: info.title });
+    const list = document.createElement("ol");
+    list.lang = "ja";
+    for (const step of info.steps) {
+      const li = document.createElement("li");
+      li.textContent = step;
+      list.append(li);
+    }
+    box.append(h, list);
+  }
+}
+
+// --- calls ----------------------------------------------------------------------------------------------
+
+function fillList(list, items) {
+  list.replaceChildren(...items.map((text) => {
+    const li = document.createElement("li");
+    li.textContent = text;
+    return li;
+  }));
+}
+
+function drawCallInfo(card, call) {
+  const info = call.code ? codes[call.code] : null;
+  card.querySelector(".code").textContent = call.code || t("call.no_code");
+  card.querySelector(".title").textContent = info ? info.title : "";
+  const gloss = info && LANG !== "ja" ? info.titles?.[LANG] || "" : "";
+  const glossEl = card.querySelector(".gloss");
+  glossEl.textContent = gloss ? `${gloss} — ${t("call.official_text")}` : call.code && info && !info.known ? t("call.unknown_code") : "";
+  glossEl.lang = LANG;
+  glossEl.hidden = !glossEl.textContent;
+  const checks = info ? info.checks : [];
+  const steps = info ? info.steps : [];
+  fillList(card.querySelector(".checks"), checks);
+  fillList(card.querySelector(".steps"), steps);
+  card.querySelector(".check-title").hidden = checks.length === 0;
+  card.querySelector(".steps-title").hidden = steps.length === 0;
+}
+
+function putCall(call, isNew) {
+  const key = keyOf(call);
+  let card = callCards.get(key);
+  const fresh = !card || card.dataset.callId !== call.call_id;
+  if (!card) {
+    card = $("call-template").content.firstElementChild.cloneNode(true);
+    card.querySelector(".ack").addEventListener("click", () => send(card, "acknowledge"));
+    card.querySelector(".resolve").addEventListener("click", () => send(card, "resolve"));
+    callCards.set(key, card);
+    $("calls").append(card);
+  }
+  if (fresh) card.querySelector(".answer").textContent = "";
+  card.dataset.callId = call.call_id;
+  card.dataset.site = call.site;
+  card.dataset.kiosk = call.kiosk;
+  card.dataset.code = call.code || "";
+  card.dataset.acknowledged = String(call.acknowledged);
+  card.classList.toggle("acknowledged", call.acknowledged);
+  card.classList.toggle("kiosk-offline", kiosks.get(key)?.online === false);
+  card.querySelector(".kiosk").textContent = `${t("call.kiosk")} ${call.kiosk}`;
+  card.querySelector(".since").textContent = `${t("call.since")} ${timeText(call.since)}`;
+  const reasonKey = `call.reason.${call.reason}`;
+  card.querySelector(".reason").textContent = reasonKey in S ? t(reasonKey) : t("call.reason.unknown");
+  card.querySelector(".state").textContent = call.acknowledged ? t("call.acknowledged") : t("call.waiting");
+  card.querySelector(".ack").hidden = !CAN_COMMAND || call.acknowledged;
+  card.querySelector(".resolve").hidden = !CAN_COMMAND;
+  drawCallInfo(card, call);
+  if (isNew && fresh) announce(call);
+  drawCallSummary();
+}
+
+function removeCall(key, callId) {
+  const card = callCards.get(key);
+  if (!card || (callId && card.dataset.callId !== callId)) return;
+  card.remove();
+  callCards.delete(key);
+  drawCallSummary();
+}
+
+function drawCallSummary() {
+  $("call-count").textContent = String(callCards.size);
+  $("no-calls").hidden = callCards.size > 0;
+  document.title = callCards.size ? `(${callCards.size}) ${t("app.title")}` : t("app.title");
+}
+
+async function send(card, name) {
+  const answer = card.querySelector(".answer");
+  const buttons = card.querySelectorAll("button");
+  buttons.forEach((b) => (b.disabled = true));
+  answer.className = "answer";
+  answer.textContent = t("call.sending");
+  const body = { site: card.dataset.site, kiosk: card.dataset.kiosk, name, call_id: card.dataset.callId };
+  try {
+    const response = await fetch("/api/command", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF },
+      body: JSON.stringify(body),
+      credentials: "same-origin",
+    });
+    const result = await response.json();
+    if (response.status === 401) {
+      location.href = result.error === "session_expired" ? "/login?why=expired" : "/login";
+      return;
+    }
+    if (!response.ok) {
+      answer.textContent = result.message;
+      answer.classList.add("failed");
+    } else if (result.ok) {
+      answer.textContent = t("call.answer_ok");
+      answer.classList.add("accepted");
+    } else {
+      answer.textContent = t("call.answer_refused", { detail: result.detail || result.error });
+      answer.classList.add("failed");
+    }
+  } catch (err) {
+    answer.textContent = t("error.network");
+    answer.classList.add("failed");
+  } finally {
+    buttons.forEach((b) => (b.disabled = false));
+  }
+}
+
+// --- new-call chime and browser notification -------------------------------------------------------------
+
+function chime() {
+  if (!audio) return;
+  const start = audio.currentTime;
+  for (const [offset, freq] of [[0, 880], [0.25, 660]]) {
+    const osc = audio.createOscillator();
+    const gain = audio.createGain();
+    osc.frequency.value = freq;
+    gain.gain.setValueAtTime(0.25, start + offset);
+    gain.gain.exponentialRampToValueAtTime(0.001, start + offset + 0.4);
+    osc.connect(gain).connect(audio.destination);
+    osc.start(start + offset);
+    osc.stop(start + offset + 0.45);
+  }
+}
+
+function announce(call) {
+  chime();
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  const info = call.code ? codes[call.code] : null;
+  const reasonKey = `call.reason.${call.reason}`;
+  const body = [call.code, info ? info.title : reasonKey in S ? t(reasonKey) : ""].filter(Boolean).join(" ");
+  new Notification(t("notify.title", { kiosk: call.kiosk }), { body, tag: `${keyOf(call)}/${call.call_id}` });
+}
+
+function enableSound() {
+  const AudioCtx = window.AudioContext || window.webkitAudioContext;
+  if (AudioCtx && !audio) audio = new AudioCtx();
+  audio?.resume?.();
+  if ("Notification" in window && Notification.permission === "default") Notification.requestPermission();
+  localStorage.setItem("console-sound", "on");
+  $("sound").textContent = t("header.sound_is_on");
+  $("sound").classList.add("on");
+}
+
+// --- history --------------------------------------------------------------------------------------------
+
+function historyRow(entry) {
+  const row = document.createElement("tr");
+  row.dataset.kind = entry.kind;
+  row.append(cell(timeText(entry.time)), cell(t(`kind.${entry.kind}`)), cell(entry.code || "–"), cell(entry.kiosk));
+  return row;
+}
+
+function addHistory(entry) {
+  const body = $("history");
+  body.prepend(historyRow(entry));
+  while (body.children.length > HISTORY_ROWS) body.lastElementChild.remove();
+  $("no-history").hidden = true;
+}
+
+function drawCounts(counts) {
+  $("counts").replaceChildren(...counts.map((c) => {
+    const row = document.createElement("tr");
+    row.dataset.code = c.code;
+    row.append(cell(c.code), cell(String(c.lookups)), cell(String(c.calls)));
+    return row;
+  }));
+}
+
+// --- the stream ------------------------------------------------------------------------------------------
+
+function applySnapshot(snap) {
+  Object.assign(codes, snap.codes);
+  for (const key of [...kioskRows.keys()]) removeKiosk(key);
+  for (const key of [...callCards.keys()]) removeCall(key);
+  snap.kiosks.forEach(putKiosk);
+  snap.calls.forEach((call) => putCall(call, false));
+  $("history").replaceChildren(...snap.history.slice(-HISTORY_ROWS).reverse().map(historyRow));
+  $("no-history").hidden = snap.history.length > 0;
+  drawCounts(snap.counts);
+  drawKioskSummary();
+  drawCallSummary();
+  showLink(snap.connected);
+}
+
+function showLink(connected) {
+  $("lost").hidden = connected;
+  $("lost").textContent = connected ? "" : t("error.broker_down");
+}
+
+function apply(update) {
+  switch (update.type) {
+    case "snapshot": applySnapshot(update); break;
+    case "kiosk": putKiosk(update.kiosk); drawKioskSummary(); break;
+    case "kiosk_removed": removeKiosk(`${update.site}/${update.kiosk}`); drawKioskSummary(); break;
+    case "call": putCall(update.call, true); break;
+    case "call_cleared": removeCall(`${update.site}/${update.kiosk}`, update.call_id); break;
+    case "code":
+      codes[update.code] = update.info;
+      for (const card of callCards.values()) if (card.dataset.code === update.code) drawCallInfo(card, { code: update.code });
+      break;
+    case "history": addHistory(update.entry); drawCounts(update.counts); break;
+    case "day": $("history").replaceChildren(); drawCounts([]); $("no-history").hidden = false; break;
+    case "link": showLink(update.connected); break;
+    case "expired": location.href = "/login?why=expired"; break;
+  }
+}
+
+function connect() {
+  const source = new EventSource("/api/stream");
+  source.onmessage = (message) => apply(JSON.parse(message.data));
+  source.onopen = () => { $("lost").hidden = true; };
+  source.onerror = async () => {
+    $("lost").hidden = false;
+    $("lost").textContent = t("stream.lost");
+    if (source.readyState !== EventSource.CLOSED) return; // the browser retries by itself
+    try {
+      const response = await fetch("/api/session", { credentials: "same-origin" });
+      if (response.status === 401) {
+        const result = await response.json();
+        location.href = result.error === "session_expired" ? "/login?why=expired" : "/login";
+        return;
+      }
+    } catch (err) { /* server down: keep retrying */ }
+    setTimeout(connect, 2000);
+  };
+}
+
+$("sound").addEventListener("click", enableSound);
+if (localStorage.getItem("console-sound") === "on") {
+  $("sound").textContent = t("header.sound_on");
+  document.addEventListener("click", () => { if (!audio) enableSound(); }, { once: true });
+}
+connect();
