@@ -1,0 +1,327 @@
+"""The main loop: reader thread → classify → flow → effects (screen, lamp, buzzer, events, command replies).
+
+One thread owns the state. The reader thread, gpiozero's button threads and the MQTT network thread only
+`post()` messages; the main loop handles them one at a time: a plain queue loop headless (`run`), or Kivy's
+Clock in the app (`attach_kivy`). Kivy is imported only there, so `kiosk run --headless` never loads it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from kiosk import flow as F
+from kiosk.config import Config
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_SECONDS = 1.0  # watchdog tick and reader liveness
+SETTINGS_FILE = "kiosk-ui.json"  # in the state dir: what staff chose on the staff screen
+
+
+class Screen(Protocol):
+    """What the runtime needs from a display (kiosk.app's KioskApp; nothing at all headless)."""
+
+    def show(self, screen: F.ShowScreen) -> None: ...
+
+    def show_lamp(self, pattern: str) -> None: ...
+
+
+class CatalogueCodebook:
+    """The flow's view of a kiosk.catalogue.Catalogue: audience, outage flag, whether to call staff."""
+
+    def __init__(self, catalogue: Any) -> None:
+        self.catalogue = catalogue
+
+    def facts(self, code: str) -> F.CodeFacts | None:
+        entry = self.catalogue.codes.get(code)
+        if entry is None:
+            return None
+        return F.CodeFacts(code, entry.audience, bool(entry.outage), self.catalogue.guidance(code, "ja").call_staff)
+
+    def nearest(self, code: str) -> list[str]:
+        try:
+            self.catalogue.get(code)
+        except Exception as exc:  # kiosk.catalogue.UnknownCode carries .nearest
+            return list(getattr(exc, "nearest", []))
+        return []
+
+
+def timings_from(config: Config) -> F.FlowTimings:
+    ui, staff = config.ui, config.staff
+    return F.FlowTimings(
+        checking_seconds=ui.checking_seconds,
+        result_timeout_seconds=ui.result_timeout_seconds,
+        linger_after_removal_seconds=ui.linger_after_removal_seconds,
+        idle_timeout_seconds=ui.idle_timeout_seconds,
+        failures_before_call=ui.failures_before_call,
+        pin_attempts=staff.pin_attempts,
+        pin_lockout_seconds=staff.pin_lockout_seconds,
+    )
+
+
+def load_settings(state_dir: Path) -> dict[str, Any]:
+    """Staff choices kept across restarts; an unreadable file is reported and ignored."""
+    path = state_dir / SETTINGS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log.warning("%s: ignored, cannot read it: %s", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class Runtime:
+    """Wires the parts together; every method except `post` runs on the main thread."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        reader: Any,
+        catalogue_loader: Callable[[], Any],
+        languages: tuple[str, ...] = ("ja", "en"),
+        screen: Screen | None = None,
+        signals: Any = None,
+        link_factory: Callable[[str, Callable[[Any], None]], Any] | None = None,
+        rules: Any = None,
+        notifier: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from hardware.readers.base import Presented, ReaderStatus, Removed
+        from hardware.signals import Lamp
+        from kiosk.passwords import verify_secret
+        from kiosk.precheck import DEFAULT_RULES, classify
+        from kiosk.sdnotify import Notifier, Watchdog
+
+        self.config = config
+        self._reader_events = (Presented, Removed, ReaderStatus)
+        self._classify = classify
+        self._rules = rules or DEFAULT_RULES
+        self.reader = reader
+        self.screen = screen
+        self.signals = signals
+        self.lamp = signals.lamp if signals is not None else Lamp()
+        self.buzzer = signals.buzzer if signals is not None else None
+        self._catalogue_loader = catalogue_loader
+        self.catalogue = catalogue_loader()
+        self.notifier = notifier or Notifier(None)
+        self.watchdog = Watchdog(self.notifier, workers=("reader",), clock=clock)
+        self._clock = clock
+        self.settings_path = config.kiosk.state_dir / SETTINGS_FILE
+        settings = load_settings(config.kiosk.state_dir)
+        pin_hash = config.staff.pin_hash
+        self.flow = F.Flow(
+            CatalogueCodebook(self.catalogue),
+            timings_from(config),
+            languages=languages,
+            default_lang=str(settings.get("default_language", config.kiosk.language)),
+            verify_pin=(lambda pin: verify_secret(pin, pin_hash)) if pin_hash else None,
+            clock=clock,
+        )
+        self.link = link_factory(getattr(self.catalogue, "version", ""), self.post) if link_factory else None
+        self.event_listeners: list[Callable[[str, dict[str, Any]], None]] = []  # the demo prints events
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._reader_stop = threading.Event()
+        self._reader_thread: threading.Thread | None = None
+        self._wake: Callable[[], None] = lambda: None
+        self._kivy_timer: Any = None
+        self._last_housekeeping = clock()
+
+    # --- any thread ----------------------------------------------------------------------------------------
+
+    def post(self, message: Any) -> None:
+        """Hand a message to the main loop (thread-safe; the only thing workers may call)."""
+        self._inbox.put(message)
+        self._wake()
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the link and the reader thread and show the first screen; call on the main thread."""
+        if self.link is not None:
+            self.link.start()
+        self._apply(self.flow.start())
+        self._reader_thread = threading.Thread(target=self._run_reader, name="reader", daemon=True)
+        self._reader_thread.start()
+        self.notifier.ready("kiosk running")
+
+    def stop(self) -> None:
+        """Ask the loop to end (any thread); `shutdown` then releases everything."""
+        self._stop.set()
+        self._inbox.put(None)
+
+    def shutdown(self) -> None:
+        self.notifier.stopping()
+        self._reader_stop.set()
+        if self._reader_thread is not None:
+            self._reader_thread.join(timeout=5)
+        if self.link is not None:
+            self.link.stop()
+        if self.signals is not None:
+            self.signals.close()
+
+    def run(self) -> None:
+        """The headless main loop: start, handle messages until `stop()`, shut down."""
+        self.start()
+        try:
+            while not self._stop.is_set():
+                try:
+                    message = self._inbox.get(timeout=self._seconds_to_next_turn())
+                except queue.Empty:
+                    message = None
+                if message is not None:
+                    self._dispatch(message)
+                self._turn()
+        finally:
+            self.shutdown()
+
+    def attach_kivy(self) -> None:
+        """Drive the loop from Kivy's Clock (call from App.on_start): posts wake a trigger, timers are one-shot."""
+        from kivy.clock import Clock
+
+        trigger = Clock.create_trigger(lambda _dt: self.pump())
+        self._wake = trigger
+        Clock.schedule_interval(lambda _dt: self.pump(), HOUSEKEEPING_SECONDS)
+        self.start()
+        trigger()
+
+    def pump(self) -> None:
+        """Handle everything posted so far, then any deadline that has passed (Kivy mode)."""
+        while True:
+            try:
+                message = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if message is not None:
+                self._dispatch(message)
+        self._turn()
+        self._schedule_kivy_timer()
+
+    # --- the loop ------------------------------------------------------------------------------------------
+
+    def _seconds_to_next_turn(self) -> float:
+        wait = HOUSEKEEPING_SECONDS
+        deadline = self.flow.next_deadline()
+        if deadline is not None:
+            wait = min(wait, deadline - self._clock())
+        return max(0.0, wait)
+
+    def _schedule_kivy_timer(self) -> None:
+        from kivy.clock import Clock
+
+        if self._kivy_timer is not None:
+            self._kivy_timer.cancel()
+        deadline = self.flow.next_deadline()
+        if deadline is None:
+            return
+        self._kivy_timer = Clock.schedule_once(lambda _dt: self.pump(), max(0.0, deadline - self._clock()))
+
+    def _turn(self) -> None:
+        """Deadlines that have passed, and housekeeping once a second."""
+        deadline = self.flow.next_deadline()
+        if deadline is not None and self._clock() >= deadline:
+            self._apply(self.flow.handle(F.Tick()))
+        now = self._clock()
+        if now - self._last_housekeeping >= HOUSEKEEPING_SECONDS:
+            self._last_housekeeping = now
+            if self._reader_thread is not None and self._reader_thread.is_alive():
+                self.watchdog.beat("reader")
+            self.watchdog.tick()
+
+    def _run_reader(self) -> None:
+        try:
+            self.reader.run(self.post, self._reader_stop)
+        except Exception:
+            log.exception("the reader thread failed")
+            self.post(F.ReaderChanged(False, "reader thread failed"))
+
+    def _dispatch(self, message: Any) -> None:
+        """Turn one posted message into flow input and carry out the effects; a failure is logged, not fatal."""
+        try:
+            self._apply(self.flow.handle(self._translate(message)))
+        except Exception:
+            log.exception("could not handle %s", type(message).__name__)
+
+    def _translate(self, message: Any) -> Any:
+        presented, removed, status = self._reader_events
+        if isinstance(message, presented):
+            return F.CardPresented(self._classify(message.observation, rules=self._rules))
+        if isinstance(message, removed):
+            return F.CardRemoved()
+        if isinstance(message, status):
+            return F.ReaderChanged(message.available, message.detail)
+        return message
+
+    # --- effects -------------------------------------------------------------------------------------------
+
+    def _apply(self, effects: list[F.Effect]) -> None:
+        for effect in effects:
+            try:
+                self._apply_one(effect)
+            except Exception:
+                log.exception("effect %s failed", type(effect).__name__)
+
+    def _apply_one(self, effect: F.Effect) -> None:
+        match effect:
+            case F.ShowScreen():
+                log.debug("screen %s (%s)", effect.name, effect.lang)
+                if self.screen is not None:
+                    self.screen.show(effect)
+            case F.SetLamp(pattern):
+                self.lamp.show(pattern)
+                if self.screen is not None:
+                    self.screen.show_lamp(pattern)
+            case F.LampTest():
+                self.lamp.test()
+            case F.Chirp():
+                if self.buzzer is not None:
+                    self.buzzer.chirp()
+            case F.Emit(kind, data):
+                log.info("event %s %s", kind, json.dumps(data, ensure_ascii=False))
+                if self.link is not None:
+                    self.link.emit(kind, dict(data))
+                for listener in self.event_listeners:
+                    listener(kind, dict(data))
+            case F.SetCall(call):
+                if self.link is not None:
+                    self.link.set_call(call)
+            case F.Reply(command, ok, detail):
+                command.reply(ok, detail)
+            case F.ReloadCatalogue(command):
+                self._reload_catalogue(command)
+            case F.SetDefaultLanguage(lang):
+                self._save_settings({"default_language": lang})
+
+    def _reload_catalogue(self, command: Any) -> None:
+        try:
+            catalogue = self._catalogue_loader()
+        except Exception as exc:  # CatalogueError names file, code and field
+            log.error("catalogue reload failed, keeping version %s: %s", getattr(self.catalogue, "version", "?"), exc)
+            if command is not None:
+                command.reply(False, f"catalogue not reloaded: {exc}"[:300])
+            return
+        self.catalogue = catalogue
+        self.flow.codebook = CatalogueCodebook(catalogue)
+        log.info("catalogue reloaded: version %s", getattr(catalogue, "version", "?"))
+        if command is not None:
+            command.reply(True, f"catalogue version {getattr(catalogue, 'version', '?')}")
+
+    def _save_settings(self, changes: dict[str, Any]) -> None:
+        settings = {**load_settings(self.settings_path.parent), **changes}
+        try:
+            self.settings_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.settings_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(settings), encoding="utf-8")
+            tmp.replace(self.settings_path)
+        except OSError as exc:
+            log.error("%s: cannot save staff settings: %s", self.settings_path, exc)

@@ -1,0 +1,276 @@
+"""The headless runtime: the simulated reader thread, the flow, the mock lamp, a recording screen and link."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from hardware.readers.sim import SimReader
+from hardware.signals import Signals
+from kiosk import flow as F
+from kiosk.config import Config
+from kiosk.passwords import hash_secret
+from kiosk.runtime import CatalogueCodebook, Runtime
+
+
+class UnknownCode(KeyError):
+    def __init__(self, code, nearest):
+        super().__init__(code)
+        self.nearest = nearest
+
+
+class FakeCatalogue:
+    """Just what the runtime reads of a kiosk.catalogue.Catalogue."""
+
+    def __init__(self, version="test-1"):
+        self.version = version
+        self.codes = {
+            "001": SimpleNamespace(audience="patient", outage=False),
+            "013": SimpleNamespace(audience="staff", outage=False),
+            "950": SimpleNamespace(audience="staff", outage=True),
+        }
+
+    def get(self, code):
+        if code not in self.codes:
+            raise UnknownCode(code, ["001"])
+        return self.codes[code]
+
+    def guidance(self, code, lang):
+        return SimpleNamespace(call_staff=code != "001")
+
+
+class Recorder:
+    """Collects what the main loop did, and lets the test wait for it."""
+
+    def __init__(self):
+        self.items: list = []
+        self._cond = threading.Condition()
+
+    def add(self, item):
+        with self._cond:
+            self.items.append(item)
+            self._cond.notify_all()
+
+    def wait_for(self, pred, timeout=10.0, after=0):
+        """The first item (from index `after`) that satisfies `pred`, waiting for it if need be."""
+        with self._cond:
+            assert self._cond.wait_for(lambda: any(pred(i) for i in self.items[after:]), timeout), self.items
+            return next(i for i in self.items[after:] if pred(i))
+
+
+class RecordingScreen:
+    def __init__(self):
+        self.shown = Recorder()
+        self.lamps = Recorder()
+
+    def show(self, screen):
+        self.shown.add(screen)
+
+    def show_lamp(self, pattern):
+        self.lamps.add(pattern)
+
+
+class RecordingLink:
+    def __init__(self, version, post):
+        self.version, self.post = version, post
+        self.events = Recorder()
+        self.calls: list = []
+        self.started = self.stopped = False
+
+    def start(self):
+        self.started = True
+
+    def stop(self):
+        self.stopped = True
+
+    def emit(self, kind, data):
+        self.events.add((kind, data))
+        return "id"
+
+    def set_call(self, call):
+        self.calls.append(call)
+
+
+@dataclass
+class Command:
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    replies: Recorder = field(default_factory=Recorder)
+
+    def reply(self, ok, detail):
+        self.replies.add((ok, detail))
+
+
+@pytest.fixture
+def factory():
+    factory = MockFactory()
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def kiosk(tmp_path, factory):
+    """A running headless runtime; yields a namespace with its parts."""
+    made = []
+
+    def make(loader=FakeCatalogue, **config_changes):
+        config = Config.model_validate({
+            "kiosk": {"state_dir": str(tmp_path)},
+            "ui": {"checking_seconds": 0.05, "linger_after_removal_seconds": 0.2, **config_changes},
+            "gpio": {"lamp": 17, "buzzer": 18, "call_button": 27, "reset_button": 22},
+            "staff": {"pin_hash": hash_secret("2468")},
+        })
+        reader, screen = SimReader(), RecordingScreen()
+        holder = {}
+
+        def runtime_post_call():
+            holder["rt"].post(F.CallButton())
+
+        signals = Signals(config.gpio, on_call=runtime_post_call, on_reset=lambda: holder["rt"].post(F.ResetButton()),
+                          pin_factory=factory)
+        runtime = Runtime(config, reader=reader, catalogue_loader=loader, screen=screen, signals=signals,
+                          link_factory=RecordingLink)
+        holder["rt"] = runtime
+        thread = threading.Thread(target=runtime.run, name="main-loop")
+        thread.start()
+        made.append((runtime, thread))
+        return SimpleNamespace(runtime=runtime, reader=reader, screen=screen, link=runtime.link,
+                               lamp_pin=factory.pin(17), thread=thread)
+
+    yield make
+    for runtime, thread in made:
+        runtime.stop()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+
+
+def test_card_on_the_sim_reader_reaches_the_result_screen_and_a_precheck_event(kiosk):
+    k = kiosk()
+    k.screen.shown.wait_for(lambda s: s.name == F.IDLE)
+    k.reader.present("transit_card")
+    shown = k.screen.shown.wait_for(lambda s: s.name == F.RESULT)
+    assert shown.context["outcome"] == "not_mynumber" and shown.context["code"] == "002"
+    kind, data = k.link.events.wait_for(lambda e: e[0] == "precheck")
+    assert data["outcome"] == "not_mynumber" and data["code"] == "002"
+    seen = len(k.screen.shown.items)
+    k.reader.remove()
+    k.screen.shown.wait_for(lambda s: s.name == F.IDLE, after=seen)
+    assert k.link.started
+
+
+def test_lookup_of_a_staff_code_calls_staff_and_blinks_the_lamp_then_acknowledge(kiosk):
+    k = kiosk()
+    k.screen.shown.wait_for(lambda s: s.name == F.IDLE)
+    k.runtime.post(F.Tap("lookup"))
+    k.runtime.post(F.LookupEntered("013"))
+    k.screen.shown.wait_for(lambda s: s.name == F.LOOKUP_RESULT and s.context["called"])
+    kind, call = k.link.events.wait_for(lambda e: e[0] == "call")
+    assert call["reason"] == "staff_code" and call["code"] == "013"
+    assert isinstance(k.link.calls[-1], F.Call)
+    k.screen.lamps.wait_for(lambda p: p == "call")
+    time.sleep(1.2)
+    assert sum(1 for s in k.lamp_pin.states if s.state) >= 2  # blinking
+    command = Command("acknowledge", {"call_id": call["call_id"]})
+    k.runtime.post(command)
+    assert command.replies.wait_for(lambda r: True) == (True, "acknowledged")
+    k.screen.lamps.wait_for(lambda p: p == "acknowledged")
+    k.lamp_pin.clear_states()
+    time.sleep(1.1)
+    assert k.lamp_pin.state is True and len(k.lamp_pin.states) == 1  # steady
+    k.runtime.post(F.Tap("home"))
+    k.screen.shown.wait_for(lambda s: s.name == F.STAFF_COMING)
+
+
+def test_physical_call_button_and_reset_button(kiosk, factory):
+    k = kiosk()
+    k.screen.shown.wait_for(lambda s: s.name == F.IDLE)
+    factory.pin(27).drive_low()
+    factory.pin(27).drive_high()
+    k.screen.shown.wait_for(lambda s: s.name == F.CALLING)
+    time.sleep(0.1)
+    factory.pin(22).drive_low()
+    factory.pin(22).drive_high()
+    kind, data = k.link.events.wait_for(lambda e: e[0] == "call_resolved")
+    assert data["by"] == "reset_button"
+    assert k.link.calls[-1] is None
+
+
+def test_reader_unplug_is_reported_and_shows_the_fault_lamp(kiosk):
+    k = kiosk()
+    k.reader.unplug()
+    kind, data = k.link.events.wait_for(lambda e: e[0] == "reader_status" and not e[1]["available"])
+    assert data["detail"] == "simulated unplug"
+    k.screen.lamps.wait_for(lambda p: p == "reader_fault")
+
+
+def test_reload_catalogue_failure_keeps_the_old_one(kiosk):
+    loads = iter([FakeCatalogue("v1")])
+
+    def loader():
+        try:
+            return next(loads)
+        except StopIteration:
+            raise ValueError("catalogue/codes.json: [013.audience] bad value") from None
+
+    k = kiosk(loader=loader)
+    command = Command("reload_catalogue")
+    k.runtime.post(command)
+    ok, detail = command.replies.wait_for(lambda r: True)
+    assert not ok and "013.audience" in detail
+    assert k.runtime.catalogue.version == "v1"
+
+
+def test_reload_catalogue_swaps_the_codebook(kiosk):
+    versions = iter(["v1", "v2"])
+    k = kiosk(loader=lambda: FakeCatalogue(next(versions)))
+    command = Command("reload_catalogue")
+    k.runtime.post(command)
+    assert command.replies.wait_for(lambda r: True) == (True, "catalogue version v2")
+    assert k.runtime.flow.codebook.catalogue.version == "v2"
+
+
+def test_default_language_chosen_by_staff_survives_a_restart(kiosk):
+    k = kiosk()
+    k.runtime.post(F.Tap("staff_gesture"))
+    k.runtime.post(F.PinEntered("2468"))
+    k.screen.shown.wait_for(lambda s: s.name == F.STAFF)
+    k.runtime.post(F.Tap("default_lang:en"))
+    k.runtime.post(F.Tap("home"))
+    k.screen.shown.wait_for(lambda s: s.name == F.IDLE and s.lang == "en")
+    k.runtime.stop()
+    k.thread.join(timeout=10)
+    again = kiosk()
+    again.screen.shown.wait_for(lambda s: s.name == F.IDLE and s.lang == "en")
+
+
+def test_a_failing_screen_never_stops_the_loop(kiosk):
+    k = kiosk()
+
+    def broken(screen):
+        raise RuntimeError("widget exploded")
+
+    k.screen.show = broken
+    k.runtime.post(F.Tap("lookup"))
+    k.runtime.post(F.CallButton())
+    k.link.events.wait_for(lambda e: e[0] == "call")
+
+
+def test_unknown_messages_are_ignored(kiosk):
+    k = kiosk()
+    k.runtime.post("garbage")
+    k.runtime.post(F.CallButton())
+    k.link.events.wait_for(lambda e: e[0] == "call")
+
+
+def test_catalogue_codebook_adapts_the_catalogue():
+    book = CatalogueCodebook(FakeCatalogue())
+    assert book.facts("950") == F.CodeFacts("950", "staff", True, True)
+    assert book.facts("001") == F.CodeFacts("001", "patient", False, False)
+    assert book.facts("999") is None
+    assert book.nearest("999") == ["001"]
