@@ -1,0 +1,436 @@
+"""The MQTT adapter: drains the durable outbox, keeps presence and the open call retained, takes commands.
+
+One link thread owns everything here. paho's network thread and the main loop only put messages into its
+inbox; the link never touches kiosk state — valid commands are posted into the main loop as `Command`, and
+the main loop answers with `command.reply(ok, detail)`.
+
+Each connection is a fresh paho client: on connect the whole outbox is replayed in `seq` order (anything not
+yet acknowledged, so a lost PUBACK means a duplicate with the same id, never a loss). A row is deleted only
+after a PUBACK with a success reason code; a refusal (e.g. 0x87 by the ACL) is counted, logged and kept for
+the next connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import stat
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from kiosk import events, ha_discovery
+from kiosk.config import Config, ConfigError, MqttSection
+from kiosk.flow import LinkChanged
+from kiosk.outbox import Outbox, OutboxError, OutboxStats
+
+log = logging.getLogger("kiosk.link")
+
+WINDOW = 100  # QoS 1 messages in flight per connection
+CALL_EVENT_TTL = 900.0  # seconds a `call` event may wait in a subscriber's queue (MQTT v5 message expiry)
+RECONNECT_MIN, RECONNECT_MAX = 0.2, 10.0
+STOP_FLUSH_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Command:
+    """A validated staff command for the main loop; answer exactly once with reply(ok, detail)."""
+
+    id: str
+    name: str
+    args: dict[str, Any]
+    reply: Callable[[bool, str], None] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class LinkStats:
+    connected: bool
+    backlog: int
+    dropped: int
+    refused: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    tls: bool
+    host: str
+    port: int
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """mqtt://HOST[:PORT] or mqtts://HOST[:PORT]; credentials never in the URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ConfigError(f"[mqtt.url] {url!r}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    if parts.username or parts.password:
+        raise ConfigError("[mqtt.url] must not hold a user name or password: use [mqtt] username and "
+                          "password_file")
+    if parts.path not in ("", "/") or parts.query:
+        raise ConfigError(f"[mqtt.url] {url!r}: no path or query allowed")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"[mqtt.url] {url!r}: bad port") from None
+    tls = parts.scheme == "mqtts"
+    return BrokerAddress(tls, parts.hostname, port or (8883 if tls else 1883))
+
+
+def read_password(path: Path) -> str:
+    """The broker password from a file only its owner can read (first line, whitespace trimmed)."""
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXO | stat.S_IWGRP):
+            raise ConfigError(f"[mqtt.password_file] {path}: readable or writable by others (mode "
+                              f"{stat.S_IMODE(mode):04o}); run: chmod 600 {path}")
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"[mqtt.password_file] {path}: cannot read: {exc}") from None
+    if not lines or not lines[0].strip():
+        raise ConfigError(f"[mqtt.password_file] {path}: empty")
+    return lines[0].strip()
+
+
+def tls_context(section: MqttSection) -> ssl.SSLContext:
+    """Server verification against ca_file (or the system CAs); a client certificate if configured."""
+    try:
+        context = ssl.create_default_context(cafile=str(section.ca_file) if section.ca_file else None)
+        if section.cert_file:
+            context.load_cert_chain(str(section.cert_file), str(section.key_file) if section.key_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"[mqtt] TLS files (ca_file {section.ca_file}, cert_file {section.cert_file}, "
+                          f"key_file {section.key_file}): {exc}") from None
+    return context
+
+
+class EventLink:
+    def __init__(self, config: Config, catalogue_version: str, post: Callable[[Any], None],
+                 on_turn: Callable[[], None] | None = None):
+        """`post` puts a message into the main loop; `on_turn` (e.g. a watchdog beat) runs every loop turn."""
+        section = config.mqtt
+        self._section, self._post, self._on_turn = section, post, on_turn
+        self.catalogue_version = catalogue_version
+        self.kiosk, self.site = config.kiosk.id, config.kiosk.site
+        self.topics = events.Topics(section.prefix, self.site, self.kiosk)
+        self.address = parse_broker_url(section.url)
+        self._password = read_password(section.password_file) if section.password_file else None
+        self._tls = tls_context(section) if self.address.tls else None
+        try:
+            self.outbox = Outbox(config.kiosk.state_dir / "outbox.sqlite3", section.outbox_cap)
+        except OutboxError as exc:
+            raise ConfigError(str(exc)) from None
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
+        self._started = time.monotonic()
+        # Owned by the link thread:
+        self._client: mqtt.Client | None = None
+        self._connected = False
+        self._in_flight: dict[int, int] = {}  # mid -> seq
+        self._last_handed = 0
+        self._call = b""
+        self._reconnect_at = 0.0
+        self._backoff = RECONNECT_MIN
+        self._next_heartbeat = time.monotonic() + section.heartbeat_seconds
+
+    # --- called from the main loop -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def emit(self, kind: str, data: dict[str, Any]) -> str:
+        """Store an event in the outbox (then it is published); returns its id."""
+        event_id = events.new_id()
+        payload = lambda seq: events.encode(events.envelope(  # noqa: E731
+            kind, data, kiosk=self.kiosk, site=self.site, seq=seq, catalogue_version=self.catalogue_version,
+            event_id=event_id))
+        try:
+            self.outbox.put(kind, self.topics.event(kind), payload, CALL_EVENT_TTL if kind == events.CALL else None)
+        except Exception as exc:  # a full disk must not take the kiosk down
+            log.error("event %s not stored: %s", kind, exc)
+            return event_id
+        self._inbox.put(("wake",))
+        return event_id
+
+    def set_call(self, call: Any | None) -> None:
+        """Retain the open call (a kiosk.flow.Call), or clear it with None."""
+        payload = events.encode(events.call_payload(call, kiosk=self.kiosk, site=self.site)) if call else b""
+        self._inbox.put(("call", payload))
+
+    def stats(self) -> LinkStats:
+        box: OutboxStats = self.outbox.stats()
+        return LinkStats(self._connected, box.backlog, box.dropped, box.refused, box.last_error)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Say "offline" (retained), disconnect cleanly, close the outbox."""
+        if self._thread.is_alive():
+            self._inbox.put(("stop",))
+            self._thread.join(timeout)
+        self.outbox.close()
+
+    # --- the link thread ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            if self._on_turn:
+                self._on_turn()
+            now = time.monotonic()
+            if self._client is None and now >= self._reconnect_at:
+                self._connect()
+            if now >= self._next_heartbeat:
+                self._next_heartbeat = now + self._section.heartbeat_seconds
+                self._heartbeat()
+            try:
+                messages = [self._inbox.get(timeout=self._wait_seconds())]
+            except queue.Empty:
+                messages = []
+            while True:
+                try:
+                    messages.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            acked: list[int] = []
+            for message in messages:
+                if message[0] == "stop":
+                    self.outbox.delete(acked)
+                    self._shutdown()
+                    return
+                self._handle(message, acked)
+            self.outbox.delete(acked)
+            self._fill_window()
+
+    def _wait_seconds(self) -> float:
+        deadlines = [self._next_heartbeat, time.monotonic() + 1.0]
+        if self._client is None:
+            deadlines.append(self._reconnect_at)
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _handle(self, message: tuple, acked: list[int]) -> None:
+        kind, *rest = message
+        if kind == "call":
+            self._call = rest[0]
+            self._publish_call()
+            return
+        if kind == "reply":
+            self._respond(*rest)
+            return
+        if kind == "wake":
+            return
+        client, *rest = rest
+        if client is not self._client:
+            return  # a late callback from a connection already given up
+        if kind == "ack":
+            self._on_ack(*rest, acked)
+        elif kind == "connack":
+            self._on_connack(*rest)
+        elif kind == "disconnected":
+            self._on_disconnected(*rest)
+        elif kind == "message":
+            self._on_message(*rest)
+
+    def _connect(self) -> None:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"kiosk-{self.site}-{self.kiosk}",
+                             protocol=mqtt.MQTTProtocolVersion.MQTTv5)
+        client.will_set(self.topics.status, self._status(False, {"reason": "lost"}), qos=1, retain=True)
+        if self._tls:
+            client.tls_set_context(self._tls)
+        if self._section.username:
+            client.username_pw_set(self._section.username, self._password)
+        client.max_inflight_messages_set(WINDOW)
+        client.reconnect_delay_set(60, 120)  # reconnecting is ours (a fresh client), not paho's
+        put = self._inbox.put
+        client.on_connect = lambda c, _u, _f, reason, _p: put(("connack", c, reason))
+        client.on_disconnect = lambda c, _u, _f, reason, _p: put(("disconnected", c, reason))
+        client.on_publish = lambda c, _u, mid, reason, _p: put(("ack", c, mid, reason))
+        client.on_message = lambda c, _u, msg: put(("message", c, msg))
+        try:
+            client.connect(self.address.host, self.address.port, keepalive=30, clean_start=True)
+        except (OSError, ssl.SSLError) as exc:
+            self._give_up(f"cannot connect to {self.address.host}:{self.address.port}: {exc}")
+            return
+        self._client = client
+        client.loop_start()
+
+    def _on_connack(self, reason) -> None:
+        if reason.is_failure:
+            self._drop_client()
+            self._give_up(f"broker refused the connection: {reason}")
+            return
+        self._connected, self._backoff = True, RECONNECT_MIN
+        self._in_flight.clear()
+        self._last_handed = 0  # replay everything not yet acknowledged, in order
+        log.info("connected to %s:%s", self.address.host, self.address.port)
+        client = self._client
+        subscriptions = [(self.topics.cmd, 1)]
+        if self._section.ha_discovery:
+            subscriptions.append((ha_discovery.status_topic(self._section.ha_prefix), 1))
+        client.subscribe(subscriptions)
+        client.publish(self.topics.status, self._status(True, {"outbox": self.outbox.stats().as_dict()}),
+                       qos=1, retain=True)
+        self._publish_call()
+        self._announce()
+        self._report_drops()
+        self._post(LinkChanged(True, self.outbox.stats().backlog))
+
+    def _on_disconnected(self, reason) -> None:
+        self._drop_client()
+        self._give_up(f"connection lost: {reason}")
+
+    def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        was_connected, self._connected = self._connected, False
+        self._in_flight.clear()
+        if client is not None:
+            client.loop_stop()
+            client.disconnect()
+        if was_connected:
+            self._post(LinkChanged(False, self.outbox.stats().backlog))
+
+    def _give_up(self, error: str) -> None:
+        log.warning("%s; retrying in %.1f s", error, self._backoff)
+        self.outbox.note_error(error)
+        self._reconnect_at = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, RECONNECT_MAX)
+
+    def _fill_window(self) -> None:
+        if not self._connected:
+            return
+        now = time.time()
+        while len(self._in_flight) < WINDOW:
+            rows = self.outbox.pending(self._last_handed, WINDOW - len(self._in_flight))
+            if not rows:
+                return
+            for row in rows:
+                properties = None
+                expiry = row.expiry_left(now)
+                if expiry is not None:
+                    properties = Properties(PacketTypes.PUBLISH)
+                    properties.MessageExpiryInterval = expiry
+                info = self._client.publish(row.topic, row.payload, qos=1, properties=properties)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    return  # the connection is going; the disconnect message follows
+                self._in_flight[info.mid] = row.seq
+                self._last_handed = row.seq
+
+    def _on_ack(self, mid: int, reason, acked: list[int]) -> None:
+        seq = self._in_flight.pop(mid, None)
+        if seq is None:
+            return  # status, call, responses: not from the outbox
+        if reason.is_failure:
+            error = f"broker refused event seq {seq}: {reason} (check the broker ACL for {self.topics.base}/#)"
+            log.error(error)
+            self.outbox.refused(1, error)
+        else:
+            acked.append(seq)
+
+    def _publish_call(self) -> None:
+        if self._connected:
+            self._client.publish(self.topics.call, self._call, qos=1, retain=True)
+
+    def _announce(self) -> None:
+        if not self._section.ha_discovery:
+            return
+        for topic, payload in ha_discovery.messages(self.topics, self._section.ha_prefix):
+            self._client.publish(topic, payload, qos=1, retain=True)
+
+    def _report_drops(self) -> None:
+        report = self.outbox.take_drop_report()
+        if report:
+            count = sum(report.values())
+            log.warning("outbox was full: dropped %d events %s", count, report)
+            self.emit(events.OUTBOX_DROPPED, {"count": count, "by_kind": report,
+                                              "total": self.outbox.stats().dropped})
+
+    def _heartbeat(self) -> None:
+        self._report_drops()
+        self.emit(events.HEARTBEAT, {"uptime_seconds": round(time.monotonic() - self._started, 1),
+                                     "outbox": self.outbox.stats().as_dict()})
+
+    def _status(self, online: bool, details: dict[str, Any]) -> bytes:
+        return events.encode(events.status_payload(online, kiosk=self.kiosk, site=self.site,
+                                                   catalogue_version=self.catalogue_version, details=details))
+
+    # --- commands ----------------------------------------------------------------------------------------
+
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == ha_discovery.status_topic(self._section.ha_prefix):
+            if msg.payload == b"online":
+                self._announce()
+            return
+        if msg.topic != self.topics.cmd:
+            return
+        response_topic = getattr(msg.properties, "ResponseTopic", None)
+        correlation = getattr(msg.properties, "CorrelationData", None)
+        if not response_topic or not response_topic.startswith(self.topics.reply_root + "/"):
+            log.warning("command refused: response topic %r is not below %s/", response_topic,
+                        self.topics.reply_root)
+            return
+        try:
+            command = events.parse_command(msg.payload, self.kiosk)
+            if not self.outbox.remember_command(command.id):
+                raise events.CommandError(events.REPLAYED, f"command id {command.id} was already used",
+                                          command.id)
+        except events.CommandError as err:
+            log.warning("command refused: %s: %s", err.code, err.detail)
+            self._respond(response_topic, correlation, events.response_payload(
+                err.command_id, False, err.detail, kiosk=self.kiosk, error=err.code))
+            return
+        log.info("command %s (%s) accepted", command.name, command.id)
+        self._post(Command(command.id, command.name, command.args,
+                           reply=self._replier(command.id, response_topic, correlation)))
+
+    def _replier(self, command_id: str, topic: str, correlation: bytes | None) -> Callable[[bool, str], None]:
+        answered = threading.Event()
+
+        def reply(ok: bool, detail: str) -> None:
+            if answered.is_set():
+                return
+            answered.set()
+            payload = events.response_payload(command_id, ok, detail, kiosk=self.kiosk)
+            self._inbox.put(("reply", topic, correlation, payload))
+
+        return reply
+
+    def _respond(self, topic: str, correlation: bytes | None, payload: dict[str, Any]) -> None:
+        if not self._connected:
+            log.warning("response to command %s lost: not connected", payload.get("id"))
+            return
+        properties = Properties(PacketTypes.PUBLISH)
+        if correlation is not None:
+            properties.CorrelationData = correlation
+        self._client.publish(topic, events.encode(payload), qos=1, properties=properties)
+
+    # --- shutdown ----------------------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        if not self._connected:
+            self._drop_client()
+            return
+        info = self._client.publish(self.topics.status, self._status(False, {"reason": "stopped"}),
+                                    qos=1, retain=True)
+        deadline = time.monotonic() + STOP_FLUSH_SECONDS
+        acked: list[int] = []
+        while self._connected and time.monotonic() < deadline:
+            try:
+                message = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if message[0] == "ack" and message[1] is self._client and message[2] == info.mid:
+                break
+            if message[0] in ("ack", "disconnected"):
+                self._handle(message, acked)
+        self.outbox.delete(acked)
+        self._connected = False
+        client, self._client = self._client, None
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
+        log.info("disconnected (stopped)")

@@ -1,0 +1,253 @@
+"""kiosk.link against a real mosquitto: presence, events, the retained call, commands, ACL refusals, HA discovery."""
+
+import json
+import queue
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from kiosk import events
+from kiosk.config import ConfigError, config_from_dict
+from kiosk.flow import Call, LinkChanged
+from kiosk.link import Command, EventLink, parse_broker_url, read_password
+from tests.rigs import contract
+
+pytestmark = pytest.mark.mqtt
+
+KIOSK, SITE = "k1", "s1"
+TOPICS = events.Topics("kiosk", SITE, KIOSK)
+
+
+def make_config(tmp_path, url, **mqtt_options):
+    return config_from_dict({"kiosk": {"id": KIOSK, "site": SITE, "state_dir": str(tmp_path / "state")},
+                             "mqtt": {"url": url, **mqtt_options}})
+
+
+class Posted:
+    """Stands in for the main loop: collects what the link posts."""
+
+    def __init__(self):
+        self.queue = queue.Queue()
+
+    def __call__(self, message):
+        self.queue.put(message)
+
+    def next(self, kind, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self.queue.get(timeout=max(0.01, deadline - time.monotonic()))
+            if isinstance(message, kind):
+                return message
+
+    def commands(self):
+        return [m for m in list(self.queue.queue) if isinstance(m, Command)]
+
+
+@pytest.fixture
+def link_factory(tmp_path):
+    links = []
+
+    def make(url, **options):
+        posted = Posted()
+        link = EventLink(make_config(tmp_path, url, **options), "cat-1", posted)
+        link.start()
+        links.append(link)
+        return link, posted
+
+    yield make
+    for link in links:
+        link.stop()
+
+
+def payloads(listener, topic):
+    return [json.loads(m.payload) for m in listener.on(topic) if m.payload]
+
+
+def test_presence_events_and_retained_call(mosquitto, mqtt_listener, link_factory):
+    watcher = mqtt_listener(mosquitto, "kiosk/#")
+    link, posted = link_factory(mosquitto.url)
+    assert posted.next(LinkChanged).connected is True
+    watcher.wait(lambda ms: any(m.topic == TOPICS.status for m in ms))
+    status = payloads(watcher, TOPICS.status)[-1]
+    contract.validate("Status", status)
+    assert status["state"] == "online"
+
+    ids = [link.emit("precheck", {"outcome": "not_mynumber", "code": None, "hints": []}),
+           link.emit("call", {"call_id": "c1", "reason": "patient_request", "code": None, "audience": "patient"})]
+    call = Call(id="c1", reason="patient_request", code=None, audience="patient", since=events.timestamp())
+    link.set_call(call)
+    watcher.wait(lambda ms: sum(m.topic.startswith(TOPICS.base + "/event/") for m in ms) >= 2
+                 and any(m.topic == TOPICS.call for m in ms))
+    got = [json.loads(m.payload) for m in watcher.messages if "/event/" in m.topic]
+    assert [e["id"] for e in got] == ids and got[0]["seq"] < got[1]["seq"]
+    for event in got:
+        contract.validate_event(event)
+    call_message = [m for m in watcher.messages if "/event/call" in m.topic][0]
+    assert 0 < call_message.properties.MessageExpiryInterval <= 900  # a stale call expires in queues
+
+    late = mqtt_listener(mosquitto, TOPICS.call)  # a console that starts later sees the open call
+    retained = late.wait(lambda ms: len(ms) >= 1)[0]
+    assert retained.retain and json.loads(retained.payload)["call_id"] == "c1"
+    contract.validate("OpenCall", json.loads(retained.payload))
+
+    link.set_call(None)  # resolved: the retained call is cleared
+    late.wait(lambda ms: len(ms) >= 2 and ms[-1].payload == b"")
+    assert mqtt_listener(mosquitto, TOPICS.call).messages == []  # nothing retained any more
+    assert link.stats().backlog == 0 and link.stats().connected
+
+    link.stop()
+    watcher.wait(lambda ms: payloads(watcher, TOPICS.status)[-1]["state"] == "offline")
+    assert payloads(watcher, TOPICS.status)[-1]["details"] == {"reason": "stopped"}
+
+
+def send_command(broker, payload: bytes, response_topic=events.reply_topic("kiosk", SITE, "console"),
+                 correlation=b"corr-1"):
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTProtocolVersion.MQTTv5)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    properties = Properties(PacketTypes.PUBLISH)
+    if response_topic:
+        properties.ResponseTopic = response_topic
+    properties.CorrelationData = correlation
+    client.publish(TOPICS.cmd, payload, qos=1, properties=properties).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_commands_valid_posted_and_answered_bad_refused(mosquitto, mqtt_listener, link_factory, tmp_path):
+    replies = mqtt_listener(mosquitto, "kiosk/s1/reply/#")
+    link, posted = link_factory(mosquitto.url)
+    posted.next(LinkChanged)
+
+    good = events.command_payload("acknowledge", {"call_id": "c1"}, kiosk=KIOSK)
+    send_command(mosquitto, events.encode(good), correlation=b"good")
+    command = posted.next(Command)
+    assert (command.id, command.name, command.args) == (good["id"], "acknowledge", {"call_id": "c1"})
+    command.reply(True, "acknowledged")
+    command.reply(False, "a second answer is ignored")
+    answer = replies.wait(lambda ms: len(ms) >= 1)[0]
+    assert answer.properties.CorrelationData == b"good"
+    body = json.loads(answer.payload)
+    contract.validate("CommandResponse", body)
+    assert (body["id"], body["ok"], body["error"]) == (good["id"], True, None)
+
+    bad = [
+        (b"x" * 5000, events.TOO_LARGE),
+        (b"{oops", events.NOT_JSON),
+        (events.encode({"id": "z", "name": "lamp_test"}), events.INVALID),
+        (events.encode(events.command_payload("format_disk", {}, kiosk=KIOSK)), events.UNKNOWN_COMMAND),
+        (events.encode(events.command_payload("lamp_test", {}, kiosk="k2")), events.WRONG_KIOSK),
+        (events.encode(good), events.REPLAYED),
+    ]
+    for index, (raw, _) in enumerate(bad):
+        send_command(mosquitto, raw, correlation=f"bad-{index}".encode())
+    answers = replies.wait(lambda ms: len(ms) >= 1 + len(bad))[1:]
+    by_correlation = {m.properties.CorrelationData: json.loads(m.payload) for m in answers}
+    for index, (_, code) in enumerate(bad):
+        body = by_correlation[f"bad-{index}".encode()]
+        contract.validate("CommandResponse", body)
+        assert (body["ok"], body["error"]) == (False, code)
+
+    # no response topic, or one outside the reply tree: refused without an answer
+    send_command(mosquitto, events.encode(events.command_payload("lamp_test", {}, kiosk=KIOSK)), response_topic=None)
+    send_command(mosquitto, events.encode(events.command_payload("lamp_test", {}, kiosk=KIOSK)),
+                 response_topic="kiosk/s1/k1/status")
+    probe = events.command_payload("outage_leave", {}, kiosk=KIOSK)
+    send_command(mosquitto, events.encode(probe), correlation=b"probe")
+    assert posted.next(Command).id == probe["id"]  # the next thing posted: nothing bad got through
+    assert posted.commands() == []
+
+    # replay memory survives a restart of the link
+    link.stop()
+    link2, posted2 = link_factory(mosquitto.url)
+    posted2.next(LinkChanged)
+    send_command(mosquitto, events.encode(good), correlation=b"again")
+    again = replies.wait(lambda ms: any(m.properties.CorrelationData == b"again" for m in ms))
+    body = json.loads([m for m in again if m.properties.CorrelationData == b"again"][0].payload)
+    assert body["error"] == events.REPLAYED
+    assert posted2.commands() == []
+
+
+ACL_CONFIG = """
+listener {port} 127.0.0.1
+allow_anonymous true
+acl_file {dir}/acl
+persistence false
+log_dest stderr
+"""
+ACL = """
+topic write kiosk/s1/k1/status
+topic write kiosk/s1/k1/call
+topic write kiosk/s1/k1/event/call
+topic read kiosk/s1/k1/cmd
+"""
+
+
+def test_acl_refusal_detected_and_reported(mosquitto_factory, link_factory, caplog):
+    broker = mosquitto_factory(ACL_CONFIG, {"acl": ACL})
+    link, posted = link_factory(broker.url)
+    posted.next(LinkChanged)
+    link.emit("precheck", {"outcome": "nothing", "code": None, "hints": []})  # not allowed by the ACL
+    link.emit("call", {"call_id": "c2", "reason": "outage", "code": "101", "audience": "staff"})
+    deadline = time.monotonic() + 5
+    while link.stats().backlog != 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stats = link.stats()
+    assert stats.refused == 1 and stats.backlog == 1  # the call went; the refused precheck is kept
+    assert "Not authorized" in stats.last_error and "event seq 1" in stats.last_error
+    assert any("broker refused event" in r.getMessage() for r in caplog.records)
+
+
+def test_ha_discovery_announced_and_reannounced(mosquitto, mqtt_listener, link_factory):
+    discovery = mqtt_listener(mosquitto, "homeassistant/+/k1/+/config")
+    link, posted = link_factory(mosquitto.url, ha_discovery=True)
+    posted.next(LinkChanged)
+    first = discovery.wait(lambda ms: len(ms) >= 5)
+    configs = {m.topic: json.loads(m.payload) for m in first}
+    assert "homeassistant/binary_sensor/k1/open_call/config" in configs
+    assert configs["homeassistant/binary_sensor/k1/online/config"]["state_topic"] == TOPICS.status
+    assert len({c["unique_id"] for c in configs.values()}) == 5
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTProtocolVersion.MQTTv5)
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+    client.publish("homeassistant/status", b"online", qos=1).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+    discovery.wait(lambda ms: len(ms) >= 10)
+
+
+def test_broker_url_and_password_file_checks(tmp_path):
+    assert parse_broker_url("mqtts://broker.local").port == 8883
+    assert parse_broker_url("mqtt://127.0.0.1:1999").port == 1999
+    for bad in ("http://x", "mqtt://user:pw@host", "mqtt://", "mqtt://h:99999", "mqtt://h/path"):
+        with pytest.raises(ConfigError):
+            parse_broker_url(bad)
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        read_password(secret)
+    secret.chmod(0o600)
+    assert read_password(secret) == "s3cret"
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_password(tmp_path / "missing")
+
+
+def test_link_keeps_storing_while_broker_is_down(tmp_path, link_factory, mosquitto_factory):
+    broker = mosquitto_factory(start=False)
+    link, posted = link_factory(broker.url)
+    for _ in range(5):
+        link.emit("lookup", {"code": "101", "known": True, "audience": "staff", "outage": True})
+    assert link.stats().backlog == 5 and not link.stats().connected
+    time.sleep(0.3)
+    assert "cannot connect" in link.stats().last_error
+    broker.start()
+    assert posted.next(LinkChanged, timeout=15).connected
+    deadline = time.monotonic() + 5
+    while link.stats().backlog and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert link.stats().backlog == 0
