@@ -90,7 +90,7 @@ class Runtime:
         catalogue_loader: Callable[[], Any],
         languages: tuple[str, ...] = ("ja", "en"),
         screen: Screen | None = None,
-        signals: Any = None,
+        signals_factory: Callable[[Callable[[Any], None]], Any] | None = None,
         link_factory: Callable[[str, Callable[[Any], None]], Any] | None = None,
         rules: Any = None,
         notifier: Any = None,
@@ -103,14 +103,16 @@ class Runtime:
         from kiosk.sdnotify import Notifier, Watchdog
 
         self.config = config
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._wake: Callable[[], None] = lambda: None
         self._reader_events = (Presented, Removed, ReaderStatus)
         self._classify = classify
         self._rules = rules or DEFAULT_RULES
         self.reader = reader
         self.screen = screen
-        self.signals = signals
-        self.lamp = signals.lamp if signals is not None else Lamp()
-        self.buzzer = signals.buzzer if signals is not None else None
+        self.signals = signals_factory(self.post) if signals_factory else None
+        self.lamp = self.signals.lamp if self.signals is not None else Lamp()
+        self.buzzer = self.signals.buzzer if self.signals is not None else None
         self._catalogue_loader = catalogue_loader
         self.catalogue = catalogue_loader()
         self.notifier = notifier or Notifier(None)
@@ -129,11 +131,9 @@ class Runtime:
         )
         self.link = link_factory(getattr(self.catalogue, "version", ""), self.post) if link_factory else None
         self.event_listeners: list[Callable[[str, dict[str, Any]], None]] = []  # the demo prints events
-        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._reader_stop = threading.Event()
         self._reader_thread: threading.Thread | None = None
-        self._wake: Callable[[], None] = lambda: None
         self._kivy_timer: Any = None
         self._last_housekeeping = clock()
 

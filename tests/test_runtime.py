@@ -127,16 +127,13 @@ def kiosk(tmp_path, factory):
             "staff": {"pin_hash": hash_secret("2468")},
         })
         reader, screen = SimReader(), RecordingScreen()
-        holder = {}
 
-        def runtime_post_call():
-            holder["rt"].post(F.CallButton())
+        def signals(post):
+            return Signals(config.gpio, on_call=lambda: post(F.CallButton()), on_reset=lambda: post(F.ResetButton()),
+                           pin_factory=factory)
 
-        signals = Signals(config.gpio, on_call=runtime_post_call, on_reset=lambda: holder["rt"].post(F.ResetButton()),
-                          pin_factory=factory)
-        runtime = Runtime(config, reader=reader, catalogue_loader=loader, screen=screen, signals=signals,
+        runtime = Runtime(config, reader=reader, catalogue_loader=loader, screen=screen, signals_factory=signals,
                           link_factory=RecordingLink)
-        holder["rt"] = runtime
         thread = threading.Thread(target=runtime.run, name="main-loop")
         thread.start()
         made.append((runtime, thread))

@@ -1,0 +1,182 @@
+"""`kiosk run` (full screen, or `--headless`: reader + lamp + MQTT only) and `kiosk demo` (simulated reader)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from kiosk.cli import add_network_options, config_from_args
+from kiosk.config import Config
+
+DEMO_PIN = "0000"  # the demo's staff PIN, printed at start; a real kiosk's PIN hash comes from its config
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser("run", help="run the kiosk (full screen; --headless: no screen)")
+    run.add_argument("--headless", action="store_true", help="reader, lamp, buttons and MQTT only, no screen")
+    add_network_options(run)
+    run.set_defaults(handler=run_kiosk)
+
+    demo = subparsers.add_parser(
+        "demo", help="the kiosk with a simulated reader and lamp; with no display, a scripted tour with screenshots")
+    demo.add_argument("--scenario", metavar="NAME|PATH",
+                      help="drive the simulated reader from a scenario (shipped name or .toml file)")
+    demo.add_argument("--out", type=Path, default=Path("demo-screenshots"), metavar="DIR",
+                      help="where the tour saves its screenshots (default ./demo-screenshots)")
+    demo.add_argument("--tour", action="store_true", help="play the scripted tour even when a display is present")
+    add_network_options(demo)
+    demo.set_defaults(handler=run_demo)
+
+
+# --- the parts -------------------------------------------------------------------------------------------
+
+def _reader_spec(config: Config) -> str:
+    backend = config.reader.backend
+    return f"nfc:{config.reader.nfc_path}" if backend == "nfc" else backend
+
+
+def _rules(config: Config) -> Any:
+    from kiosk.precheck import load_rules
+
+    return load_rules(config.reader.rules) if config.reader.rules else None
+
+
+def _languages() -> tuple[str, ...]:
+    from kiosk.app.texts import UiTexts
+
+    return tuple(UiTexts().languages)
+
+
+def _catalogue_loader():
+    from kiosk.catalogue import load_catalogue
+
+    return load_catalogue()
+
+
+def _link_factory(config: Config):
+    from kiosk.link import EventLink
+
+    return lambda catalogue_version, post: EventLink(config, catalogue_version, post)
+
+
+def _signals_factory(config: Config, pin_factory=None):
+    from hardware.signals import Signals, open_signals
+    from kiosk.flow import CallButton, ResetButton
+
+    def make(post):
+        buttons = dict(on_call=lambda: post(CallButton()), on_reset=lambda: post(ResetButton()))
+        if pin_factory is not None:  # the demo's mock GPIO: a failure there is a bug, not a missing Pi
+            return Signals(config.gpio, pin_factory=pin_factory, **buttons)
+        return open_signals(config.gpio, **buttons)
+
+    return make
+
+
+def _build_runtime(config: Config, reader, *, notifier=None, pin_factory=None):
+    from kiosk.runtime import Runtime
+
+    return Runtime(config, reader=reader, catalogue_loader=_catalogue_loader, languages=_languages(),
+                   signals_factory=_signals_factory(config, pin_factory), link_factory=_link_factory(config),
+                   rules=_rules(config), notifier=notifier)
+
+
+def _fail(message: str) -> int:
+    print(f"kiosk: {message}", file=sys.stderr)
+    return 2
+
+
+def _startup_errors() -> tuple[type[Exception], ...]:
+    """The errors bad data or a missing device raise at start; each message names the file or device."""
+    from hardware.readers.base import ReaderError
+    from kiosk.catalogue import CatalogueError
+    from kiosk.locales import LocaleError
+    from kiosk.precheck import RulesError
+
+    return ReaderError, CatalogueError, LocaleError, RulesError, OSError
+
+
+# --- kiosk run -------------------------------------------------------------------------------------------
+
+def run_kiosk(args: argparse.Namespace) -> int:
+    from hardware.readers.base import open_reader
+    from kiosk.sdnotify import Notifier
+
+    config = config_from_args(args)
+    try:
+        reader = open_reader(_reader_spec(config), config.reader.name)
+        runtime = _build_runtime(config, reader, notifier=Notifier.from_environ())
+    except _startup_errors() as exc:
+        return _fail(f"cannot start: {exc}")
+    if args.headless:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: runtime.stop())
+        runtime.run()
+        return 0
+    from kiosk.app import KioskApp
+
+    KioskApp(runtime, fullscreen=config.ui.fullscreen).run()
+    return 0
+
+
+# --- kiosk demo ------------------------------------------------------------------------------------------
+
+def demo_config(args: argparse.Namespace) -> Config:
+    """The config with the demo's parts: simulated reader, state in a temp dir, a known staff PIN."""
+    from kiosk.passwords import hash_secret
+
+    config = config_from_args(args) if args.config else Config()
+    if args.broker:
+        config.mqtt.url = args.broker
+    config.reader.backend = "sim"
+    config.ui.fullscreen = False
+    config.kiosk.state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="kiosk-demo-"))
+    if not config.staff.pin_hash:
+        config.staff.pin_hash = hash_secret(DEMO_PIN)
+    return config
+
+
+def print_event(kind: str, data: dict[str, Any], config: Config) -> None:
+    from kiosk.events import Topics
+
+    topic = Topics(config.mqtt.prefix, config.kiosk.site, config.kiosk.id).event(kind)
+    print(f"{topic}  {json.dumps(data, ensure_ascii=False)}", flush=True)
+
+
+def has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from gpiozero.pins.mock import MockFactory
+
+    from hardware.readers.sim import SimReader, load_scenario
+
+    config = demo_config(args)
+    tour = args.tour or not has_display()
+    try:
+        scenario = load_scenario(args.scenario) if args.scenario else None
+        reader = SimReader(scenario=scenario)
+        if tour:
+            os.environ["SDL_VIDEODRIVER"] = "offscreen"  # read when Kivy creates its window
+        runtime = _build_runtime(config, reader, pin_factory=MockFactory())
+    except _startup_errors() as exc:
+        return _fail(f"cannot start the demo: {exc}")
+    runtime.event_listeners.append(lambda kind, data: print_event(kind, data, config))
+    print(f"kiosk demo: state in {config.kiosk.state_dir}, events to {config.mqtt.url} "
+          f"(kept in the outbox while no broker answers); staff PIN {DEMO_PIN}", file=sys.stderr, flush=True)
+    if tour:
+        from kiosk.app.tour import play
+
+        shots = play(runtime, reader, args.out, ("ja", "en"))
+        print(f"kiosk demo: {len(shots)} screenshots in {args.out}/", file=sys.stderr)
+        return 0
+    from kiosk.app import KioskApp
+
+    KioskApp(runtime, fullscreen=False, demo_reader=reader).run()
+    return 0
