@@ -19,6 +19,7 @@ def build_app(config: Config):
     from kiosk.console.auth import AccountsError, load_accounts
     from kiosk.console.codes import code_info_for
     from kiosk.console.server import create_app
+    from kiosk.link import parse_broker_url, read_password
 
     section = config.console
     if section.accounts_file is None:
@@ -29,6 +30,9 @@ def build_app(config: Config):
     for path in (section.tls_cert_file, section.tls_key_file):
         if path is not None and not path.is_file():
             raise ConsoleSetupError(f"[console] TLS file not found: {path}")
+    parse_broker_url(config.mqtt.url)  # broker settings fail here, before serving, as ConfigError
+    if config.mqtt.password_file:
+        read_password(config.mqtt.password_file)
     try:
         accounts = load_accounts(section.accounts_file)
         catalogue = load_catalogue()

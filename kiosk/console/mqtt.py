@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -20,6 +19,7 @@ from kiosk import events
 from kiosk.config import MqttSection
 from kiosk.console.hub import LinkState
 from kiosk.console.messages import Decoded, decode
+from kiosk.link import parse_broker_url, read_password, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -91,19 +91,13 @@ class ConsoleLink:
 
 
 def connect_client(config: MqttSection, client_id: str) -> mqtt.Client:
-    """A paho v5 client for `config.url` (mqtt:// or mqtts://), connecting in the background, retrying."""
-    url = urlsplit(config.url)
-    if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
-        raise ValueError(f"[mqtt] url must be mqtt://HOST:PORT or mqtts://HOST:PORT, not {config.url!r}")
+    """A paho v5 client for the broker in `config` (the kiosk's own URL/password/TLS rules), retrying forever."""
+    address = parse_broker_url(config.url)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
     client.reconnect_delay_set(min_delay=1, max_delay=10)
     if config.username:
-        password = config.password_file.read_text(encoding="utf-8").strip() if config.password_file else None
-        client.username_pw_set(config.username, password)
-    if url.scheme == "mqtts":
-        client.tls_set(ca_certs=config.ca_file and str(config.ca_file),
-                       certfile=config.cert_file and str(config.cert_file),
-                       keyfile=config.key_file and str(config.key_file))
-    client.connect_async(url.hostname, url.port or (8883 if url.scheme == "mqtts" else 1883))
+        client.username_pw_set(config.username, read_password(config.password_file) if config.password_file else None)
+    if address.tls:
+        client.tls_set_context(tls_context(config))
+    client.connect_async(address.host, address.port, keepalive=30)
     return client
-

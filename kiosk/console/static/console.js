@@ -92,25 +92,44 @@ function drawKioskSummary() {
     if (!info) continue;
     const h = document.createElement("h3");
     h.textContent = t("outage.code_steps", { code, title: info.title });
-    const list = document.createElement("ol");
-    list.lang = "ja";
-    for (const step of info.steps) {
-      const li = document.createElement("li");
-      li.textContent = step;
-      list.append(li);
-    }
-    box.append(h, list);
+    box.append(h, ...info.conditions.map((condition) => stepList(condition.steps)));
   }
 }
 
 // --- calls ----------------------------------------------------------------------------------------------
 
-function fillList(list, items) {
-  list.replaceChildren(...items.map((text) => {
+function stepList(steps) {
+  const list = document.createElement("ul");
+  list.className = "steps";
+  list.lang = "ja";
+  for (const step of steps) {
     const li = document.createElement("li");
-    li.textContent = text;
-    return li;
-  }));
+    li.textContent = step.text;
+    li.className = `depth-${Math.min(step.depth, 3)}`;
+    list.append(li);
+  }
+  return list;
+}
+
+function conditionBlocks(info) {
+  const blocks = [];
+  for (const condition of info.conditions) {
+    if (condition.check) {
+      const h = document.createElement("h4");
+      h.textContent = t("call.check");
+      const p = document.createElement("p");
+      p.className = "check";
+      p.lang = "ja";
+      p.textContent = condition.check;
+      blocks.push(h, p);
+    }
+    if (condition.steps.length) {
+      const h = document.createElement("h4");
+      h.textContent = t("call.steps");
+      blocks.push(h, stepList(condition.steps));
+    }
+  }
+  return blocks;
 }
 
 function drawCallInfo(card, call) {
@@ -120,14 +139,8 @@ function drawCallInfo(card, call) {
   const gloss = info && LANG !== "ja" ? info.titles?.[LANG] || "" : "";
   const glossEl = card.querySelector(".gloss");
   glossEl.textContent = gloss ? `${gloss} — ${t("call.official_text")}` : call.code && info && !info.known ? t("call.unknown_code") : "";
-  glossEl.lang = LANG;
   glossEl.hidden = !glossEl.textContent;
-  const checks = info ? info.checks : [];
-  const steps = info ? info.steps : [];
-  fillList(card.querySelector(".checks"), checks);
-  fillList(card.querySelector(".steps"), steps);
-  card.querySelector(".check-title").hidden = checks.length === 0;
-  card.querySelector(".steps-title").hidden = steps.length === 0;
+  card.querySelector(".info").replaceChildren(...(info ? conditionBlocks(info) : []));
 }
 
 function putCall(call, isNew) {

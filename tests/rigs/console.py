@@ -1,0 +1,159 @@
+"""Staff console rigs: accounts, an in-process console server, `kiosk console` as a process, headless Chromium.
+
+Fixtures:
+- `console_accounts`: an accounts file with `staff` / `display` accounts (passwords in ACCOUNT_PASSWORDS).
+- `console_server(config, clock=...)`: the console app served by uvicorn in a thread on a free port.
+- `console_process(config_path)`: `kiosk console` as a real process, stopped by PID.
+- `chromium`: Debian's /usr/bin/chromium driven by Playwright (never a downloaded browser).
+- `FakeClock`: a monotonic clock tests move forward (session expiry, login lockout).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.rigs.mosquitto import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+ACCOUNT_PASSWORDS = {"staff": "reception-pass-1", "wall": "wall-screen-pass"}
+
+
+@dataclass
+class FakeClock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(scope="session")
+def console_accounts(tmp_path_factory) -> Path:
+    from kiosk.passwords import hash_secret
+
+    path = tmp_path_factory.mktemp("console") / "accounts.toml"
+    path.write_text(
+        "[[account]]\n"
+        f'name = "staff"\npassword_hash = "{hash_secret(ACCOUNT_PASSWORDS["staff"])}"\nrole = "staff"\n\n'
+        "[[account]]\n"
+        f'name = "wall"\npassword_hash = "{hash_secret(ACCOUNT_PASSWORDS["wall"])}"\nrole = "display"\n')
+    return path
+
+
+@dataclass
+class RunningConsole:
+    url: str
+    app: object
+    stop: Callable[[], None]
+
+
+@pytest.fixture
+def console_server(console_accounts) -> Iterator[Callable[..., RunningConsole]]:
+    import uvicorn
+
+    from kiosk.catalogue import load_catalogue
+    from kiosk.console.auth import load_accounts
+    from kiosk.console.codes import code_info_for
+    from kiosk.console.server import create_app
+
+    servers: list[uvicorn.Server] = []
+
+    def start(config, clock: Callable[[], float] = time.monotonic) -> RunningConsole:
+        app = create_app(config, load_accounts(console_accounts), clock=clock,
+                         code_info=code_info_for(load_catalogue(), config.facility))
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
+                                               access_log=False, lifespan="on"))
+        thread = threading.Thread(target=server.run, name="console-server", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("the console server did not start")
+            time.sleep(0.02)
+        servers.append(server)
+
+        def stop() -> None:
+            server.should_exit = True
+            thread.join(10)
+
+        return RunningConsole(f"http://127.0.0.1:{port}", app, stop)
+
+    yield start
+    for server in servers:
+        server.should_exit = True
+
+
+@dataclass
+class ConsoleProcess:
+    url: str
+    proc: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def console_process(tmp_path) -> Iterator[Callable[[Path], ConsoleProcess]]:
+    procs: list[subprocess.Popen] = []
+
+    def start(config_path: Path) -> ConsoleProcess:
+        import httpx
+
+        port = free_port()
+        log_path = tmp_path / f"console-{port}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "kiosk", "--config", str(config_path), "console",
+                                     "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=log)
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"kiosk console exited {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                httpx.get(url + "/login", timeout=1)
+                return ConsoleProcess(url, proc, log_path)
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"kiosk console did not answer:\n{log_path.read_text()}") from None
+                time.sleep(0.1)
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright (python) is not installed")
+    with sync_playwright() as playwright:  # Playwright gives every launch a fresh, empty user-data-dir
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()

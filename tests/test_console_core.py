@@ -1,0 +1,218 @@
+"""Staff console, pure parts: decoding MQTT messages, the console state, accounts, sessions, login throttle."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kiosk import events
+from kiosk.console.auth import (
+    Account, AccountsError, LoginThrottle, SessionStore, authenticate, load_accounts,
+)
+from kiosk.console.messages import CallMessage, EventMessage, ReplyMessage, StatusMessage, decode
+from kiosk.console.server import load_strings
+from kiosk.console.state import HISTORY_KEEP, ConsoleState
+from kiosk.passwords import hash_secret
+from tests.rigs.console import FakeClock
+
+PREFIX, SITE, KIOSK = "kiosk", "site-1", "k1"
+T = events.Topics(PREFIX, SITE, KIOSK)
+REPLY = events.reply_topic(PREFIX, SITE, "console-x")
+JST = timezone(timedelta(hours=9))
+NOON = datetime(2026, 11, 25, 12, 0, tzinfo=JST)
+
+
+def call_dict(call_id="c1", code="011", acknowledged=False, reason="staff_code"):
+    return {"call_id": call_id, "reason": reason, "code": code, "audience": "staff",
+            "since": "2026-11-25T12:00:00.000+09:00", "acknowledged": acknowledged}
+
+
+def event(kind, data, event_id=None):
+    return events.encode(events.envelope(kind, data, kiosk=KIOSK, site=SITE, seq=1, catalogue_version="v",
+                                         event_id=event_id, time="2026-11-25T12:00:01.000+09:00"))
+
+
+def dec(topic, payload, correlation=None):
+    return decode(PREFIX, topic, payload, correlation, REPLY)
+
+
+# --- decoding ---------------------------------------------------------------------------------------------
+
+def test_decodes_the_contract_payloads_built_by_kiosk_events():
+    status = events.status_payload(True, kiosk=KIOSK, site=SITE, catalogue_version="v",
+                                   details={"outbox": {"backlog": 7, "dropped": 0, "refused": 0, "last_error": None}})
+    assert dec(T.status, events.encode(status)) == StatusMessage(SITE, KIOSK, {"online": True, "backlog": 7})
+    lwt = events.status_payload(False, kiosk=KIOSK, site=SITE, catalogue_version="v", details={"reason": "lost"})
+    assert dec(T.status, events.encode(lwt)) == StatusMessage(SITE, KIOSK, {"online": False, "backlog": None})
+    call = events.encode(events.call_payload(call_dict(), kiosk=KIOSK, site=SITE))
+    assert dec(T.call, call) == CallMessage(SITE, KIOSK, call_dict())
+    assert dec(T.call, b"") == CallMessage(SITE, KIOSK, None)
+    decoded = dec(T.event("lamp_status"), event("lamp_status", {"pattern": "call"}, "e1"))
+    assert isinstance(decoded, EventMessage) and decoded.event["data"]["pattern"] == "call"
+    reply = events.encode(events.response_payload("cmd1", True, "acknowledged", kiosk=KIOSK))
+    assert dec(REPLY, reply, b"cmd1") == ReplyMessage(b"cmd1", True, None, "acknowledged")
+
+
+@pytest.mark.parametrize("topic,payload", [
+    (T.status, b"not json"),
+    (T.status, b'{"state": "sleeping"}'),
+    (T.call, b'{"call_id": "c/1", "reason": "x"}'),  # an id that could never be a topic-safe id
+    (T.call, b"\xff\xfe"),
+    (T.event("call"), event("lookup", {"code": "011", "known": True})),  # kind does not match the topic
+    (T.event("call"), b'{"id": "e", "kind": "call", "time": "t", "data": {"code": "12345"}}'),
+    ("kiosk/site-1/reply/status", b'{"state": "online", "details": {}}'),  # the reply tree is no kiosk
+    ("other/site-1/k1/status", b'{"state": "online", "details": {}}'),
+    (T.base + "/something", b"{}"),
+    (REPLY, b'{"ok": true}'),  # a reply without correlation data
+    (T.status, b"[" * 100_000),
+])
+def test_malformed_or_foreign_messages_are_ignored(topic, payload):
+    assert dec(topic, payload) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([T.status, T.call, T.event("call"), T.event("lamp_status"), REPLY]),
+       st.one_of(st.binary(max_size=200),
+                 st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                              lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=6),
+                              max_leaves=20).map(lambda v: json.dumps(v).encode())))
+def test_any_payload_decodes_or_is_ignored_never_raises(topic, payload):
+    decoded = dec(topic, payload, b"corr")
+    assert decoded is None or isinstance(decoded, (StatusMessage, CallMessage, EventMessage, ReplyMessage))
+
+
+# --- state ------------------------------------------------------------------------------------------------
+
+def ev(kind, data, event_id, time="2026-11-25T12:00:01+09:00"):
+    base = {"code": None, "reason": None, "pattern": None, "available": None, "backlog": None}
+    return {"id": event_id, "kind": kind, "time": time, "data": {**base, **data}}
+
+
+def test_status_call_and_events_build_the_kiosk_view():
+    state = ConsoleState()
+    key = (SITE, KIOSK)
+    state.on_status(key, {"online": True, "backlog": 3}, NOON)
+    state.on_event(key, ev("reader_status", {"available": False}, "e1"), NOON)
+    state.on_event(key, ev("lamp_status", {"pattern": "call"}, "e2"), NOON)
+    updates = state.on_call(key, call_dict(), NOON)
+    assert updates == [{"type": "call", "call": {"site": SITE, "kiosk": KIOSK, **call_dict()}}]
+    view = state.kiosks[key]
+    assert (view.online, view.reader_ok, view.lamp, view.backlog) == (True, False, "call", 3)
+    assert state.on_call(key, call_dict(), NOON) == []  # the same retained call again changes nothing
+    state.on_status(key, {"online": False, "backlog": None}, NOON)
+    assert state.kiosks[key].online is False and state.kiosks[key].backlog == 3
+    assert state.on_call(key, None, NOON) == [{"type": "call_cleared", "site": SITE, "kiosk": KIOSK, "call_id": "c1"}]
+    assert state.calls == {}
+
+
+def test_outage_mode_is_tracked_per_kiosk_with_its_code():
+    state = ConsoleState()
+    state.on_event((SITE, "a"), ev("outage_entered", {"code": "901"}, "e1"), NOON)
+    state.on_event((SITE, "b"), ev("outage_entered", {"code": None}, "e2"), NOON)
+    assert state.outage_kiosks == [(SITE, "a"), (SITE, "b")]
+    assert state.kiosks[(SITE, "a")].outage_code == "901"
+    state.on_event((SITE, "a"), ev("outage_left", {}, "e3"), NOON)
+    assert state.outage_kiosks == [(SITE, "b")] and state.kiosks[(SITE, "a")].outage_code is None
+
+
+def test_history_counts_each_event_once_and_keeps_only_codes_and_times():
+    state = ConsoleState()
+    key = (SITE, KIOSK)
+    state.on_event(key, ev("lookup", {"code": "011"}, "e1"), NOON)
+    state.on_event(key, ev("call", {"code": "011", "reason": "staff_code"}, "e2"), NOON)
+    state.on_event(key, ev("call", {"code": "011", "reason": "staff_code"}, "e2"), NOON)  # QoS 1 duplicate
+    state.on_event(key, ev("call", {"code": None, "reason": "patient_request"}, "e3"), NOON)
+    state.on_event(key, ev("heartbeat", {"backlog": 0}, "e4"), NOON)
+    state.on_event(key, ev("precheck", {"code": None}, "e5"), NOON)  # nothing wrong: not history
+    snap = state.snapshot()
+    assert [h["kind"] for h in snap["history"]] == ["lookup", "call", "call"]
+    assert set(snap["history"][0]) == {"time", "kind", "code", "site", "kiosk"}
+    assert snap["counts"] == [{"code": "011", "lookups": 1, "calls": 1},
+                              {"code": "patient_request", "lookups": 0, "calls": 1}]
+
+
+def test_history_starts_again_on_a_new_day_and_stays_bounded():
+    state = ConsoleState()
+    key = (SITE, KIOSK)
+    for i in range(HISTORY_KEEP + 20):
+        state.on_event(key, ev("lookup", {"code": "001"}, f"e{i}"), NOON)
+    assert len(state.history) == HISTORY_KEEP and state.lookups["001"] == HISTORY_KEEP + 20
+    updates = state.on_event(key, ev("lookup", {"code": "002"}, "next"), NOON + timedelta(days=1))
+    assert updates[0] == {"type": "day", "day": "2026-11-26"}
+    assert state.snapshot()["counts"] == [{"code": "002", "lookups": 1, "calls": 0}]
+
+
+# --- accounts, sessions, throttle -------------------------------------------------------------------------
+
+def write(tmp_path, text):
+    path = tmp_path / "accounts.toml"
+    path.write_text(text)
+    return path
+
+
+def test_accounts_file_is_validated_with_clear_messages(tmp_path):
+    good = hash_secret("correct horse")
+    accounts = load_accounts(write(tmp_path, f'[[account]]\nname = "a"\npassword_hash = "{good}"\nrole = "display"\n'))
+    assert accounts["a"].role == "display" and not accounts["a"].can_command
+    cases = {
+        '[[account]]\nname = "a"\npassword_hash = "hunter2"\n': "not a password hash",
+        f'[[account]]\nname = "a"\npassword_hash = "{good}"\nrole = "admin"\n': "role",
+        f'[[account]]\nname = "a b"\npassword_hash = "{good}"\n': "name",
+        f'[[account]]\nname = "a"\npassword_hash = "{good}"\n[[account]]\nname = "a"\npassword_hash = "{good}"\n': "twice",
+        "": "no .*account.* entries",
+        "[[account]\n": "not valid TOML",
+    }
+    for text, expected in cases.items():
+        with pytest.raises(AccountsError, match=expected) as err:
+            load_accounts(write(tmp_path, text))
+        assert str(tmp_path) in str(err.value)
+    with pytest.raises(AccountsError, match="not found"):
+        load_accounts(tmp_path / "missing.toml")
+
+
+def test_authenticate_checks_the_hash():
+    accounts = {"a": Account(name="a", password_hash=hash_secret("right password"))}
+    assert authenticate(accounts, "a", "right password") == accounts["a"]
+    assert authenticate(accounts, "a", "wrong password") is None
+    assert authenticate(accounts, "nobody", "right password") is None
+
+
+def test_sessions_expire_and_display_sessions_last_longer():
+    clock = FakeClock()
+    store = SessionStore(staff_seconds=60, display_seconds=600, clock=clock)
+    staff = store.create(Account(name="s", password_hash=hash_secret("x" * 8)))
+    wall = store.create(Account(name="w", password_hash=hash_secret("x" * 8), role="display"))
+    assert staff.csrf_token != wall.csrf_token and store.lookup(staff.token) == (staff, False)
+    clock.advance(61)
+    assert store.lookup(staff.token) == (None, True)
+    assert store.lookup(staff.token) == (None, False)  # forgotten once reported
+    assert store.lookup(wall.token) == (wall, False)
+    assert store.lookup(None) == (None, False) and store.lookup("forged") == (None, False)
+    store.end(wall.token)
+    assert store.lookup(wall.token) == (None, False)
+
+
+def test_throttle_locks_after_repeated_failures_until_the_window_passes():
+    clock = FakeClock()
+    throttle = LoginThrottle(max_failures=3, window_seconds=600, clock=clock)
+    for _ in range(3):
+        assert throttle.retry_after("account:a", "address:1") == 0
+        throttle.failed("account:a", "address:1")
+        clock.advance(10)
+    assert throttle.retry_after("account:a", "address:2") == pytest.approx(570)
+    assert throttle.retry_after("account:b", "address:1") == pytest.approx(570)  # same address, other name
+    assert throttle.retry_after("account:b", "address:2") == 0
+    clock.advance(571)
+    assert throttle.retry_after("account:a", "address:1") == 0
+
+
+def test_locales_have_the_same_keys_and_placeholders():
+    strings = load_strings()
+    import re
+
+    for key, text in strings["ja"].items():
+        assert set(re.findall(r"\{(\w+)\}", text)) == set(re.findall(r"\{(\w+)\}", strings["en"][key])), key
