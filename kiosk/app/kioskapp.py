@@ -1,0 +1,253 @@
+"""KioskApp: the Kivy touchscreen app. It renders what the flow shows and posts what the patient taps.
+
+Contract (docs/design.md "UI"): the runtime calls `show(ShowScreen)` and `show_lamp(pattern)` on the Kivy
+main thread; taps come back through `post(message)` as kiosk.flow messages (`Tap`, `LookupEntered`,
+`PinEntered`). No reader, network or flow work happens here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from kivy.app import App
+from kivy.core.text import LabelBase
+from kivy.core.window import Window
+from kivy.lang import Builder
+from kivy.properties import ColorProperty, NumericProperty, StringProperty
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.gridlayout import GridLayout
+from kivy.uix.modalview import ModalView
+from kivy.utils import escape_markup
+
+from kiosk.app.texts import UiTexts
+from kiosk.app.views import LANGUAGE_MENU, GuidanceSource, View, build_view
+from kiosk.app.widgets import FitButton, Illustration, Keypad  # noqa: F401  (Keypad, LampView: kv rules)
+from kiosk.flow import LookupEntered, PinEntered, ShowScreen, Tap
+
+log = logging.getLogger(__name__)
+
+KV_FILE = Path(__file__).resolve().parent / "kiosk.kv"
+BASE_SHORT_SIDE = 480  # px: u = 1 on the 800×480 display
+
+TONES = {  # title bar colours; white text on each is ≥ 7:1 contrast
+    "info": (0.10, 0.21, 0.36, 1),
+    "ok": (0.13, 0.33, 0.24, 1),
+    "warn": (0.48, 0.20, 0.12, 1),
+    "alert": (0.61, 0.17, 0.17, 1),
+}
+BUTTON_COLOURS = {
+    "plain": (0.89, 0.91, 0.94, 1),
+    "primary": (0.17, 0.42, 0.69, 1),
+    "call": (0.61, 0.26, 0.13, 1),
+}
+ASIDE_SHARE = {"pictures": 0.42, "keypad": 0.46, "choices": 0.52}
+
+
+def register_fonts(texts: UiTexts) -> dict[str, str]:
+    """Register each locale's font with Kivy; returns {lang: font name}. A missing file falls back to Roboto."""
+    names: dict[str, str] = {}
+    for code, locale in texts.locales.items():
+        regular = locale.font_file()
+        if regular is None:
+            log.warning("no font file for %s (tried %s); its text may show as boxes", code,
+                        ", ".join(map(str, locale.fonts)))
+            names[code] = "Roboto"
+            continue
+        bold = locale.bold_font_file() or regular
+        names[code] = f"kiosk-{code}"
+        LabelBase.register(name=names[code], fn_regular=str(regular), fn_bold=str(bold))
+    return names
+
+
+def compose_text(lines: Sequence[str], steps: Sequence[str]) -> str:
+    """Paragraphs then numbered steps, one a line, as Kivy markup with the data escaped.
+
+    The number is glued to its step with a no-break space and no markup tag: Kivy breaks lines at spaces and
+    at markup boundaries, which would push a long CJK step (no spaces) onto the line after its number."""
+    parts = [escape_markup(line) for line in lines]
+    parts += [f"{n}.\u00a0{escape_markup(step)}" for n, step in enumerate(steps, 1)]
+    return "\n".join(parts)
+
+
+class KioskRoot(BoxLayout):
+    """The one screen layout (kiosk.kv); `show(view)` fills it."""
+
+    tone_color = ColorProperty(TONES["info"])
+
+    def show(self, view: View, app: KioskApp) -> None:
+        ids = self.ids
+        self.tone_color = TONES.get(view.tone, TONES["info"])
+        ids.title.text = view.title
+        ids.banner.text = view.banner
+        ids.text.text = compose_text(view.lines, view.steps)
+        ids.corner.on_gesture = lambda: app.tap("staff_gesture")
+
+        ids.languages.clear_widgets()
+        for action in view.languages:
+            ids.languages.add_widget(app.button(action, size_hint_x=None, width=app.u * 132, max_font_size=app.u * 22))
+
+        ids.aside.clear_widgets()
+        ids.choices.clear_widgets()
+        if view.keypad is not None:
+            spec = view.keypad
+            ids.aside.add_widget(Keypad(max_digits=spec.max_digits, masked=spec.masked, submit_text=spec.submit_text,
+                                        delete_text=spec.delete_text,
+                                        on_submit=lambda digits: app.submit(spec.submit, digits)))
+            aside = "keypad"
+        elif view.illustrations:
+            for name in view.illustrations:
+                ids.aside.add_widget(Illustration(name=name))
+            aside = "pictures"
+        elif view.choices:
+            aside = "choices"
+        else:
+            aside = ""
+        choices_box = ids.choices
+        if aside == "choices":
+            choices_box = GridLayout(cols=2, spacing=app.u * 6, row_default_height=app.u * 60,
+                                     row_force_default=True, size_hint_y=None)
+            choices_box.bind(minimum_height=choices_box.setter("height"))
+            ids.aside.add_widget(choices_box)
+        for action in view.choices:
+            choices_box.add_widget(app.button(action, max_font_size=app.u * 20))
+        self._aside_kind = aside
+        self.layout_aside()
+
+        ids.actions.clear_widgets()
+        for action in view.actions:
+            ids.actions.add_widget(app.button(action))
+
+    def layout_aside(self, *args) -> None:
+        share = ASIDE_SHARE.get(getattr(self, "_aside_kind", ""), 0)
+        landscape = self.ids.body.orientation == "horizontal"
+        self.ids.aside.size_hint = (share, 1) if landscape else (1, share)
+        self.ids.main.size_hint = (1 - share, 1) if landscape else (1, 1 - share)
+        self.ids.aside.opacity = 1 if share else 0
+
+    def on_kv_post(self, base_widget) -> None:
+        self.ids.body.bind(orientation=self.layout_aside)
+
+
+class DemoPanel(BoxLayout):
+    """Demo controls for the simulated reader and buttons, and the lamp drawn on screen (kiosk.kv)."""
+
+
+class KioskApp(App):
+    """The touchscreen app. `post` receives kiosk.flow messages; everything shown comes from `show()`."""
+
+    title = "kiosk"
+    font = StringProperty("Roboto")  # the current language's font (kv binds every label to it)
+    u = NumericProperty(1.0)  # size unit: short side of the window / 480 px
+
+    def __init__(self, post: Callable[[object], None], *, texts: UiTexts | None = None,
+                 guidance: GuidanceSource | None = None, languages: Sequence[str] | None = None,
+                 demo_actions: Sequence[str] = (), on_demo: Callable[[str], None] | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.post = post
+        self.texts = texts or UiTexts()
+        self.guidance = guidance
+        self.languages = tuple(languages or self.texts.languages)
+        self.demo_actions = tuple(demo_actions)
+        self.on_demo = on_demo
+        self.fonts: dict[str, str] = {}
+        self.lang = "ja"
+        self.view: View | None = None
+        self.kiosk: KioskRoot | None = None
+        self.demo: DemoPanel | None = None
+        self.menu: ModalView | None = None
+
+    # --- building ------------------------------------------------------------------------------------------
+
+    def build(self):
+        self.fonts = register_fonts(self.texts)
+        self.font = self.fonts.get(self.lang, "Roboto")
+        Window.bind(size=self._resized)
+        self._resized(Window, Window.size)
+        if not Builder.files or str(KV_FILE) not in Builder.files:
+            Builder.load_file(str(KV_FILE))
+        self.kiosk = KioskRoot()
+        if not self.demo_actions:
+            return self.kiosk
+        root = BoxLayout(orientation="horizontal")
+        root.add_widget(self.kiosk)
+        self.demo = DemoPanel(size_hint_x=0.28)
+        self._fill_demo_panel()
+        root.add_widget(self.demo)
+        return root
+
+    def load_kv(self, filename=None):
+        return None  # kiosk.kv is loaded explicitly in build() (App's name-based lookup would not find it)
+
+    def _resized(self, window, size) -> None:
+        self.u = max(0.5, min(size) / BASE_SHORT_SIDE)
+
+    def button(self, action, **kwargs) -> FitButton:
+        """A FitButton for a views.Action that taps its target."""
+        button = FitButton(text=action.text, target=action.target, **kwargs)
+        button.background = BUTTON_COLOURS.get(action.style, BUTTON_COLOURS["plain"])
+        if action.lang:
+            button.font_name = self.fonts.get(action.lang, self.font)
+        button.bind(on_release=lambda b: self.tap(b.target))
+        return button
+
+    def _fill_demo_panel(self) -> None:
+        assert self.demo is not None
+        self.demo.ids.heading.text = self.texts.text(self.lang, "demo.title")
+        buttons = self.demo.ids.buttons
+        buttons.clear_widgets()
+        for name in self.demo_actions:
+            button = FitButton(text=self.texts.text(self.lang, f"demo.{name}"), target=name,
+                               max_font_size=self.u * 16)
+            button.bind(on_release=lambda b: self.on_demo(b.target) if self.on_demo else None)
+            buttons.add_widget(button)
+
+    # --- the runtime's side --------------------------------------------------------------------------------
+
+    def show(self, screen: ShowScreen) -> None:
+        """Render a flow ShowScreen effect (Kivy main thread only)."""
+        self.lang = screen.lang
+        self.font = self.fonts.get(screen.lang, self.fonts.get("ja", "Roboto"))
+        self.view = build_view(screen.name, screen.lang, screen.context, self.texts, self.guidance, self.languages)
+        self.close_language_menu()
+        if self.kiosk is not None:
+            self.kiosk.show(self.view, self)
+        if self.demo is not None:
+            self._fill_demo_panel()
+
+    def show_lamp(self, pattern: str) -> None:
+        """Draw the lamp pattern on the demo panel (the real lamp is hardware.signals)."""
+        if self.demo is not None:
+            self.demo.ids.lamp.pattern = pattern
+
+    # --- the patient's side --------------------------------------------------------------------------------
+
+    def tap(self, target: str) -> None:
+        if target == LANGUAGE_MENU:
+            self.open_language_menu()
+        elif target.startswith("code:"):
+            self.post(LookupEntered(target.removeprefix("code:")))
+        else:
+            self.post(Tap(target))
+
+    def open_language_menu(self) -> None:
+        """Every language in its own script and font; picking one posts `lang:<xx>` to the flow."""
+        if self.view is None or not self.view.language_menu:
+            return
+        self.close_language_menu()
+        portrait = Window.height > Window.width
+        grid = GridLayout(cols=2 if portrait else 3, spacing=self.u * 8, padding=self.u * 12)
+        for action in self.view.language_menu:
+            grid.add_widget(self.button(action, max_font_size=self.u * 24))
+        self.menu = ModalView(size_hint=(0.94, 0.9), auto_dismiss=True)
+        self.menu.add_widget(grid)
+        self.menu.open(animation=False)
+
+    def close_language_menu(self) -> None:
+        if self.menu is not None:
+            self.menu.dismiss(animation=False)
+            self.menu = None
+
+    def submit(self, kind: str, digits: str) -> None:
+        self.post(PinEntered(digits) if kind == "pin" else LookupEntered(digits))

@@ -1,0 +1,103 @@
+"""Drive KioskApp without a display: SDL's offscreen video driver (EGL + Mesa), frame by frame.
+
+Used by `kiosk demo` when there is no display (the screenshot tour), by tests and by the README screenshots.
+Call `prepare_environment()` before anything imports Kivy.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from kiosk.flow import ShowScreen
+
+# A sample of every screen (and the main pre-check outcomes) with a typical context, for tours and tests.
+SAMPLE_SCREENS: tuple[ShowScreen, ...] = tuple(ShowScreen(name, "ja", context) for name, context in (
+    ("idle", {}),
+    ("checking", {}),
+    ("result", {"outcome": "mynumber_card", "code": None, "hints": (), "called": False, "failures": 0}),
+    ("result", {"outcome": "smartphone_iphone", "code": None, "hints": ("choose_iphone",), "called": False,
+                "failures": 0}),
+    ("result", {"outcome": "smartphone_unreadable", "code": "021",
+                "hints": ("out_of_case", "hold_slightly_away", "android_screen_sleep"), "called": False,
+                "failures": 1}),
+    ("result", {"outcome": "not_mynumber", "code": "002", "hints": ("transit_card_read",), "called": True,
+                "failures": 0}),
+    ("lookup", {"error": "unknown", "entered": "123", "nearest": ["103", "120", "023"]}),
+    ("lookup_result", {"code": "001", "audience": "patient", "outage": False, "call_staff": False,
+                       "called": False}),
+    ("calling", {"reason": "staff_code", "code": "301"}),
+    ("staff_coming", {"reason": "patient_request", "code": None}),
+    ("outage", {"code": "950", "options": ("shikaku_kakuninsho", "mynaportal_screen", "moushitatesho")}),
+    ("staff_pin", {"error": "wrong", "attempts_left": 4}),
+    ("staff", {"reader": {"available": True, "detail": ""}, "broker": {"connected": False, "pending": 3},
+               "lamp": "call", "last_events": [{"kind": "precheck", "code": "021", "time": "10:01:02"},
+                                               {"kind": "call", "code": None, "time": "10:01:09"}],
+               "default_language": "ja", "languages": ("ja", "en"),
+               "open_call": {"call_id": "c1", "reason": "patient_request", "code": None, "audience": "patient",
+                             "since": "10:01:09", "acknowledged": False}, "outage": False}),
+))
+LAYOUTS: dict[str, tuple[int, int]] = {"800x480": (800, 480), "1280x720": (1280, 720), "720x1280": (720, 1280)}
+
+
+def prepare_environment(kivy_home: Path | None = None) -> None:
+    """Environment Kivy reads at import: offscreen video, no argv parsing, no log files, a private KIVY_HOME."""
+    os.environ.setdefault("KIVY_NO_ARGS", "1")
+    os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
+    os.environ.setdefault("KIVY_NO_FILELOG", "1")
+    os.environ.setdefault("KIVY_USE_DEFAULTCONFIG", "1")
+    os.environ.setdefault("KIVY_HOME", str(kivy_home or tempfile.mkdtemp(prefix="kivy-home-")))
+    os.environ["SDL_VIDEODRIVER"] = "offscreen"
+
+
+class OffscreenKiosk:
+    """A KioskApp prepared on the (offscreen) window, advanced one frame at a time by `settle()`."""
+
+    def __init__(self, app, size: tuple[int, int] = (800, 480)) -> None:
+        from kivy.base import EventLoop
+        from kivy.core.window import Window
+
+        self.app, self.window, self.loop = app, Window, EventLoop
+        EventLoop.ensure_window()
+        self.resize(size)
+        app._run_prepare()  # build() and put the root on the window, as App.run() does before its loop
+        self.settle()
+
+    def resize(self, size: tuple[int, int]) -> None:
+        self.window.size = size
+        self.settle()
+
+    def settle(self, frames: int = 3) -> None:
+        """Run a few frames: clock callbacks (layout, label fitting), input and drawing."""
+        for _ in range(frames):
+            self.loop.idle()
+
+    def shoot(self, path: Path) -> Path:
+        """Save the current frame as a PNG at `path` (Kivy's own call appends a counter; we rename)."""
+        self.settle()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        saved = Path(self.window.screenshot(name=str(path.with_suffix("")) + "%(counter)s.png"))
+        saved.replace(path)
+        return path
+
+    def close(self) -> None:
+        if self.app.root is not None:
+            self.window.remove_widget(self.app.root)
+        self.app.root = None
+        self.app.built = False
+
+
+def save_tour(app, out_dir: Path, langs: tuple[str, ...] = ("ja", "en"), size: tuple[int, int] = (800, 480),
+              screens: tuple[ShowScreen, ...] = SAMPLE_SCREENS) -> list[Path]:
+    """A screenshot of every sample screen in every language: `<out_dir>/<nn>-<screen>-<lang>.png`."""
+    kiosk = OffscreenKiosk(app, size)
+    saved = []
+    try:
+        for n, screen in enumerate(screens, 1):
+            for lang in langs:
+                app.show(ShowScreen(screen.name, lang, screen.context))
+                saved.append(kiosk.shoot(out_dir / f"{n:02d}-{screen.name}-{lang}.png"))
+    finally:
+        kiosk.close()
+    return saved

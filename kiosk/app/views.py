@@ -1,0 +1,289 @@
+"""What each screen shows, as plain data: `build_view(name, lang, context, ...) -> View`. Pure: no Kivy.
+
+The flow decides *which* screen and passes a context (docs/design.md "Flow"); this module turns that into
+texts (ui.json, catalogue guidance), illustration ids and buttons with their tap targets. The Kivy layer
+(kiosk/app/kiosk.kv + widgets) only lays a View out, so everything a patient reads is testable here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kiosk.app.texts import UiTexts
+
+log = logging.getLogger(__name__)
+
+MAX_STEPS = 3
+MAX_ILLUSTRATIONS = 2
+
+ILLUSTRATIONS = ("card_flat", "card_out_of_case", "one_card_only", "phone_nfc_spot", "iphone_wallet",
+                 "android_screen_off")
+
+# Which pictures explain a pre-check outcome, and which explain a hint (hints come first).
+OUTCOME_ILLUSTRATIONS: dict[str, tuple[str, ...]] = {
+    "nothing": ("card_flat", "phone_nfc_spot"),
+    "mynumber_card": ("card_flat",),
+    "smartphone_iphone": ("iphone_wallet", "phone_nfc_spot"),
+    "smartphone_android": ("android_screen_off", "phone_nfc_spot"),
+    "not_mynumber": ("one_card_only", "card_out_of_case"),
+    "unreadable_card": ("card_out_of_case", "card_flat"),
+    "smartphone_unreadable": ("phone_nfc_spot", "android_screen_off"),
+    "smartphone_mismatch": ("iphone_wallet", "phone_nfc_spot"),
+}
+HINT_ILLUSTRATIONS: dict[str, str] = {
+    "out_of_case": "card_out_of_case",
+    "one_item_only": "one_card_only",
+    "not_mynumber_card": "one_card_only",
+    "android_screen_sleep": "android_screen_off",
+    "antenna_position": "phone_nfc_spot",
+    "hold_slightly_away": "phone_nfc_spot",
+    "phone_wallet_first": "iphone_wallet",
+    "choose_iphone": "iphone_wallet",
+    "card_on_card_reader": "card_flat",
+}
+GOOD_OUTCOMES = frozenset({"mynumber_card", "smartphone_android", "smartphone_iphone"})
+MAX_LANGUAGE_BUTTONS = 2  # in the title bar; more languages open a picker (LANGUAGE_MENU, handled by the UI)
+PINNED_LANGUAGES = ("ja", "en")  # always one tap away
+LANGUAGE_MENU = "menu:languages"
+STAFF_ACTIONS = ("lamp_test", "clear_call", "outage_enter", "outage_leave", "reload_catalogue")
+
+
+@dataclass(frozen=True)
+class Action:
+    """A button: what it says, what it posts (`target`, see docs/design.md "Flow"), how it looks."""
+
+    target: str
+    text: str
+    style: str = "plain"  # plain | primary | call
+    lang: str | None = None  # render in this language's font (language buttons name their own language)
+
+
+@dataclass(frozen=True)
+class Keypad:
+    """A numeric keypad; `submit` is "lookup" (posts LookupEntered) or "pin" (posts PinEntered)."""
+
+    submit: str
+    max_digits: int
+    masked: bool
+    submit_text: str
+    delete_text: str
+
+
+@dataclass(frozen=True)
+class View:
+    screen: str
+    lang: str
+    title: str
+    tone: str = "info"  # info | ok | warn | alert: the title bar colour
+    banner: str = ""  # one highlighted sentence (staff called, an entry error)
+    lines: tuple[str, ...] = ()  # paragraphs
+    steps: tuple[str, ...] = ()  # numbered steps (at most MAX_STEPS for patients)
+    illustrations: tuple[str, ...] = ()
+    keypad: Keypad | None = None
+    choices: tuple[Action, ...] = ()  # secondary buttons beside the text (nearest codes, staff tools)
+    actions: tuple[Action, ...] = ()  # the bottom bar
+    languages: tuple[Action, ...] = ()  # the language switch (empty where the flow ignores it)
+    language_menu: tuple[Action, ...] = ()  # every other language, when too many for the title bar
+
+    def texts(self) -> list[str]:
+        """Every string the view shows (for glyph and translation checks)."""
+        buttons = [a.text for a in (*self.choices, *self.actions, *self.languages, *self.language_menu)]
+        keypad = [self.keypad.submit_text, self.keypad.delete_text] if self.keypad else []
+        return [self.title, self.banner, *self.lines, *self.steps, *buttons, *keypad]
+
+
+class GuidanceSource(Protocol):
+    """kiosk.catalogue.Catalogue as far as the screens need it."""
+
+    def guidance(self, code: str, lang: str) -> Any: ...
+
+
+def build_view(name: str, lang: str, context: Mapping[str, Any], texts: UiTexts,
+               guidance: GuidanceSource | None = None, languages: Sequence[str] = ("ja", "en")) -> View:
+    """The View for one ShowScreen effect; unknown screens and odd contexts degrade, never raise."""
+    builder = _BUILDERS.get(name)
+    if builder is None:
+        log.warning("no layout for screen %r; showing the idle screen", name)
+        builder = _idle
+    t = _Texts(texts, lang)
+    view = builder(t, dict(context or {}), guidance)
+    if name in ("staff", "staff_pin"):  # the flow ignores language taps there
+        return view
+    others = tuple(Action(f"lang:{code}", texts.text(code, "lang.self_name"), "plain", code)
+                   for code in languages if code != lang)
+    if len(others) <= MAX_LANGUAGE_BUTTONS:
+        return _with(view, languages=others)
+    direct = tuple(a for a in others if a.lang in PINNED_LANGUAGES)[:MAX_LANGUAGE_BUTTONS - 1]
+    return _with(view, languages=direct + (Action(LANGUAGE_MENU, t("lang.picker"), "primary"),), language_menu=others)
+
+
+class _Texts:
+    def __init__(self, texts: UiTexts, lang: str) -> None:
+        self.texts, self.lang = texts, lang
+
+    def __call__(self, key: str, **context: object) -> str:
+        return self.texts.text(self.lang, key, **context)
+
+    def optional(self, key: str, **context: object) -> str | None:
+        return self(key, **context) if self.texts.has(key) else None
+
+
+def _with(view: View, **changes: Any) -> View:
+    return View(**{**view.__dict__, **changes})
+
+
+def _dedupe(items: Sequence[str | None], limit: int) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(i for i in items if i))[:limit]
+
+
+def _call_button(t: _Texts) -> Action:
+    return Action("call", t("button.call"), "call")
+
+
+def _lookup_button(t: _Texts) -> Action:
+    return Action("lookup", t("button.lookup"), "primary")
+
+
+def _idle(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
+    return View("idle", t.lang, t("idle.title"), lines=(t("idle.body"), t("idle.privacy")),
+                illustrations=("card_flat", "phone_nfc_spot"), actions=(_lookup_button(t), _call_button(t)))
+
+
+def _checking(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
+    return View("checking", t.lang, t("checking.title"), lines=(t("checking.body"),),
+                illustrations=("card_flat",))
+
+
+def _result(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
+    outcome = str(ctx.get("outcome") or "")
+    key = outcome if t.texts.has(f"result.{outcome}.title") else "other"
+    hints = [str(h) for h in ctx.get("hints") or ()]
+    steps = _dedupe([t.optional(f"hint.{h}") for h in hints]
+                    + [t.optional(f"result.{key}.{n}") for n in range(1, MAX_STEPS + 1)], MAX_STEPS)
+    pictures = _dedupe([HINT_ILLUSTRATIONS.get(h) for h in hints] + list(OUTCOME_ILLUSTRATIONS.get(outcome, ())),
+                       MAX_ILLUSTRATIONS)
+    code = ctx.get("code")
+    called = bool(ctx.get("called") or ctx.get("call_staff"))
+    good = outcome in GOOD_OUTCOMES
+    return View("result", t.lang, t(f"result.{key}.title"), tone="ok" if good else "warn",
+                banner=t("call.called") if called else "",
+                lines=(t("result.code_note", code=code),) if code and not good else (),
+                steps=steps, illustrations=pictures,
+                actions=(Action("done", t("button.done"), "primary"), _call_button(t)))
+
+
+def _lookup(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
+    error = ctx.get("error")
+    banner = t(f"lookup.error.{error}", entered=ctx.get("entered", "")) if error in ("format", "unknown") else ""
+    nearest = tuple(Action(f"code:{c}", str(c), "plain") for c in (ctx.get("nearest") or ())[:4])
+    return View("lookup", t.lang, t("lookup.title"), tone="info", banner=banner,
+                lines=(t("lookup.prompt"),) + ((t("lookup.nearest"),) if nearest else ()),
+                keypad=Keypad("lookup", 3, False, t("keypad.lookup"), t("keypad.delete")), choices=nearest,
+                actions=(Action("home", t("button.home"), "plain"), _call_button(t)))
+
+
+def _lookup_result(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
+    code = str(ctx.get("code") or "")
+    title, steps, pictures = t("lookup_result.heading", code=code), (), ()
+    try:
+        found = guidance.guidance(code, t.lang) if guidance is not None else None
+    except Exception as exc:  # a catalogue gap must not blank the screen
+        log.warning("no guidance for code %s: %s", code, exc)
+        found = None
+    if found is not None:
+        title = f"{title}  {found.title}"
+        steps = _dedupe(list(found.steps), MAX_STEPS)
+        pictures = _dedupe([p for p in found.illustrations if p in ILLUSTRATIONS], MAX_ILLUSTRATIONS)
+    lines = []
+    if ctx.get("outage"):
+        lines.append(t("lookup_result.outage"))
+    if ctx.get("audience") == "staff":
+        lines.append(t("lookup_result.staff"))
+    if not steps and not lines:
+        lines.append(t("lookup_result.no_guidance"))
+    called = bool(ctx.get("called"))
+    actions = [Action("done", t("button.done"), "primary"), _lookup_button(t)]
+    if not called:
+        actions.append(_call_button(t))
+    return View("lookup_result", t.lang, title, tone="alert" if ctx.get("outage") else "info",
+                banner=t("call.called") if called else "", lines=tuple(lines), steps=steps,
+                illustrations=pictures, actions=tuple(actions))
+
+
+def _reason_line(t: _Texts, ctx: dict) -> tuple[str, ...]:
+    line = t.optional(f"calling.reason.{ctx.get('reason')}", code=ctx.get("code") or "")
+    return (line,) if line else ()
+
+
+def _calling(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
+    return View("calling", t.lang, t("calling.title"), tone="warn", banner=t("calling.body"),
+                lines=_reason_line(t, ctx), actions=(_lookup_button(t),))
+
+
+def _staff_coming(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
+    return View("staff_coming", t.lang, t("staff_coming.title"), tone="ok", banner=t("staff_coming.body"),
+                lines=_reason_line(t, ctx), actions=(_lookup_button(t),))
+
+
+def _outage(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
+    code = ctx.get("code")
+    options = [t.optional(f"outage.option.{o}") for o in ctx.get("options") or ()]
+    return View("outage", t.lang, t("outage.title"), tone="alert",
+                banner=t("outage.code", code=code) if code else "", lines=(t("outage.body"),),
+                steps=tuple(o for o in options if o), actions=(_lookup_button(t), _call_button(t)))
+
+
+def _staff_pin(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
+    error = ctx.get("error")
+    banner = t(f"staff_pin.error.{error}", attempts_left=ctx.get("attempts_left", 0)) if error else ""
+    return View("staff_pin", t.lang, t("staff_pin.title"), banner=banner, lines=(t("staff_pin.prompt"),),
+                keypad=Keypad("pin", 8, True, t("keypad.enter"), t("keypad.delete")),
+                actions=(Action("home", t("button.cancel"), "plain"),))
+
+
+def _staff(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
+    reader = ctx.get("reader") or {}
+    broker = ctx.get("broker") or {}
+    call = ctx.get("open_call")
+    lines = [
+        t("staff.reader.ok") if reader.get("available") else t("staff.reader.down", detail=reader.get("detail", "")),
+        t("staff.broker.ok" if broker.get("connected") else "staff.broker.down", pending=broker.get("pending", 0)),
+        t("staff.lamp", pattern=ctx.get("lamp", "")),
+        t("staff.call.acknowledged" if call.get("acknowledged") else "staff.call.open",
+          reason=call.get("reason", ""), code=call.get("code") or "", acknowledged=call.get("acknowledged"))
+        if call else t("staff.call.none"),
+        t("staff.outage.on" if ctx.get("outage") else "staff.outage.off"),
+    ]
+    events = ctx.get("last_events") or []
+    if events:
+        lines.append(t("staff.events"))
+        lines += [t("staff.event_row", **{"time": "", "kind": "", **e, "code": e.get("code") or ""})
+                  for e in events[-5:]]
+    tools = [Action(name, t(f"staff.{name}"), "plain") for name in STAFF_ACTIONS
+             if not (name == "clear_call" and not call)
+             and not (name == "outage_enter" and ctx.get("outage"))
+             and not (name == "outage_leave" and not ctx.get("outage"))]
+    default = ctx.get("default_language")
+    tools += [Action(f"default_lang:{code}", f"{t('staff.default_language')}: {t.texts.text(code, 'lang.self_name')}",
+                     "primary" if code == default else "plain", code)
+              for code in ctx.get("languages") or ()]
+    return View("staff", t.lang, t("staff.title"), lines=tuple(lines), choices=tuple(tools),
+                actions=(Action("done", t("button.close"), "primary"),))
+
+
+_BUILDERS = {
+    "idle": _idle,
+    "checking": _checking,
+    "result": _result,
+    "lookup": _lookup,
+    "lookup_result": _lookup_result,
+    "calling": _calling,
+    "staff_coming": _staff_coming,
+    "outage": _outage,
+    "staff_pin": _staff_pin,
+    "staff": _staff,
+}
+SCREENS = tuple(_BUILDERS)

@@ -1,0 +1,174 @@
+"""Kivy widgets for the kiosk screens. No flow logic here: widgets render a View and report taps.
+
+Sizes scale with `App.u` = (short side of the window) / 480 px. DPI assumption: the Raspberry Pi touch
+displays are 133 dpi (7" 800×480) to 210 dpi (Touch Display 2, 720×1280); at 1280×720 we assume ≥ 100 dpi
+(up to a 15" panel). The smallest tap target is MIN_TAP_U·u px, at least 9 mm on every one of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kivy.clock import Clock
+from kivy.graphics import Color, Ellipse, PopMatrix, PushMatrix, Scale, Translate
+from kivy.graphics.svg import Svg
+from kivy.properties import BooleanProperty, ColorProperty, ListProperty, NumericProperty, ObjectProperty, StringProperty
+from kivy.uix.behaviors import ButtonBehavior
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.label import Label
+from kivy.uix.widget import Widget
+
+from hardware.signals import PATTERNS
+
+ILLUSTRATION_DIR = Path(__file__).resolve().parent / "illustrations"
+MIN_TAP_U = 60  # px per u: 60 px ≥ 11 mm at 133 dpi; 90 px (u = 1.5) ≥ 10.8 mm at 210 dpi, ≥ 15 mm at 150 dpi
+
+
+class FitLabel(Label):
+    """A wrapping label that shrinks its font (down to `min_font_size`) until the text fits its box."""
+
+    max_font_size = NumericProperty(28)
+    min_font_size = NumericProperty(12)
+
+    def __init__(self, **kwargs) -> None:
+        self._fit_trigger = Clock.create_trigger(lambda dt: self.fit(), -1)
+        super().__init__(**kwargs)
+        self.fbind("size", self._fit_trigger)
+        self.fbind("text", self._fit_trigger)
+        self.fbind("max_font_size", self._fit_trigger)
+        self.fbind("font_name", self._fit_trigger)
+
+    def fit(self) -> None:
+        if self.width <= 1 or self.height <= 1:
+            return
+        padding_x = self.padding[0] + self.padding[2] if len(self.padding) == 4 else 2 * self.padding[0]
+        self.text_size = (max(1, self.width - padding_x), None)
+        size = self.max_font_size
+        while True:
+            self.font_size = size
+            self.texture_update()
+            fits = self.texture_size[0] <= self.width + 1 and self.texture_size[1] <= self.height + 1
+            if fits or size <= self.min_font_size:
+                return
+            size = max(self.min_font_size, size * 0.88)
+
+
+class FitButton(ButtonBehavior, FitLabel):
+    """A big button: a tap posts `target` (the app decides what that means)."""
+
+    target = StringProperty("")
+    background = ColorProperty((0.89, 0.91, 0.94, 1))
+
+
+class Illustration(Widget):
+    """One of the shipped SVG illustrations, scaled to fit the box and centred."""
+
+    name = StringProperty("")
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._svg: Svg | None = None
+        self.bind(name=self._load, pos=self._place, size=self._place)
+        self._load()
+
+    def _load(self, *args) -> None:
+        self.canvas.clear()
+        self._svg = None
+        path = ILLUSTRATION_DIR / f"{self.name}.svg"
+        if not self.name or not path.is_file():
+            return
+        with self.canvas:
+            PushMatrix()
+            self._move = Translate()
+            self._scale = Scale()
+            self._svg = Svg(str(path))
+            PopMatrix()
+        self._place()
+
+    def _place(self, *args) -> None:
+        if self._svg is None or not self._svg.width:
+            return
+        s = min(self.width / self._svg.width, self.height / self._svg.height)
+        self._scale.xyz = (s, s, 1)
+        self._move.xy = (self.x + (self.width - self._svg.width * s) / 2, self.y + (self.height - self._svg.height * s) / 2)
+
+
+class Keypad(BoxLayout):
+    """Digits, delete and submit; keeps only what is being typed and clears it after submitting."""
+
+    entered = StringProperty("")
+    max_digits = NumericProperty(3)
+    masked = BooleanProperty(False)
+    submit_text = StringProperty("")
+    delete_text = StringProperty("")
+    on_submit = ObjectProperty(None, allownone=True)  # called with the entered digits
+
+    def press(self, key: str) -> None:
+        if key == "delete":
+            self.entered = self.entered[:-1]
+        elif key == "submit":
+            entered, self.entered = self.entered, ""
+            if self.on_submit is not None:
+                self.on_submit(entered)
+        elif len(self.entered) < self.max_digits:
+            self.entered += key
+
+    def shown(self) -> str:
+        return "●" * len(self.entered) if self.masked else self.entered
+
+
+class StaffCorner(ButtonBehavior, Widget):
+    """The hidden staff gesture: TAPS_NEEDED taps within WINDOW_SECONDS on an unmarked corner."""
+
+    TAPS_NEEDED = 5
+    WINDOW_SECONDS = 4.0
+    taps = ListProperty([])
+    on_gesture = ObjectProperty(None, allownone=True)
+
+    def on_release(self) -> None:
+        now = Clock.get_boottime()
+        self.taps = [t for t in self.taps if now - t <= self.WINDOW_SECONDS] + [now]
+        if len(self.taps) >= self.TAPS_NEEDED:
+            self.taps = []
+            if self.on_gesture is not None:
+                self.on_gesture()
+
+
+class LampView(Widget):
+    """The call lamp drawn on screen for the demo, playing the same patterns as hardware.signals."""
+
+    pattern = StringProperty("off")
+    lit = BooleanProperty(False)
+    lit_color = ColorProperty((0.95, 0.35, 0.1, 1))
+    dark_color = ColorProperty((0.3, 0.3, 0.3, 1))
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._event = None
+        self._step = 0
+        with self.canvas:
+            self._color = Color(*self.dark_color)
+            self._disc = Ellipse()
+        self.bind(pos=self._redraw, size=self._redraw, lit=self._redraw)
+        self.bind(pattern=self._restart)
+
+    def _restart(self, *args) -> None:
+        if self._event is not None:
+            self._event.cancel()
+            self._event = None
+        pattern = PATTERNS.get(self.pattern, PATTERNS["off"])
+        self._step = 0
+        self.lit = bool(pattern.values[0])
+        if len(pattern.values) > 1:
+            self._event = Clock.schedule_interval(self._advance, pattern.step)
+
+    def _advance(self, dt) -> None:
+        values = PATTERNS.get(self.pattern, PATTERNS["off"]).values
+        self._step = (self._step + 1) % len(values)
+        self.lit = bool(values[self._step])
+
+    def _redraw(self, *args) -> None:
+        d = min(self.width, self.height) * 0.9
+        self._disc.pos = (self.center_x - d / 2, self.center_y - d / 2)
+        self._disc.size = (d, d)
+        self._color.rgba = self.lit_color if self.lit else self.dark_color
