@@ -34,7 +34,14 @@ class Screen(Protocol):
 
 
 class CatalogueCodebook:
-    """The flow's view of a kiosk.catalogue.Catalogue: audience, outage flag, whether to call staff."""
+    """The flow's view of a kiosk.catalogue.Catalogue: audience, outage mode, whether to call staff.
+
+    Only the system-failure codes (9xx, e.g. 950, 952) switch the kiosk into outage mode. Other codes whose
+    official row allows interim operation (001: this patient's card or the reader) are one patient's
+    problem: they get their guidance, and staff are called when it says so.
+    """
+
+    OUTAGE_MODE_PREFIX = "9"
 
     def __init__(self, catalogue: Any) -> None:
         self.catalogue = catalogue
@@ -43,14 +50,11 @@ class CatalogueCodebook:
         entry = self.catalogue.codes.get(code)
         if entry is None:
             return None
-        return F.CodeFacts(code, entry.audience, bool(entry.outage), self.catalogue.guidance(code, "ja").call_staff)
+        outage = bool(entry.outage) and code.startswith(self.OUTAGE_MODE_PREFIX)
+        return F.CodeFacts(code, entry.audience, outage, self.catalogue.guidance(code, "ja").call_staff)
 
     def nearest(self, code: str) -> list[str]:
-        try:
-            self.catalogue.get(code)
-        except Exception as exc:  # kiosk.catalogue.UnknownCode carries .nearest
-            return list(getattr(exc, "nearest", []))
-        return []
+        return list(self.catalogue.nearest(code))
 
 
 def timings_from(config: Config) -> F.FlowTimings:
@@ -91,7 +95,7 @@ class Runtime:
         languages: tuple[str, ...] = ("ja", "en"),
         screen: Screen | None = None,
         signals_factory: Callable[[Callable[[Any], None]], Any] | None = None,
-        link_factory: Callable[[str, Callable[[Any], None]], Any] | None = None,
+        link_factory: Callable[[str, Callable[[Any], None], Callable[[], None]], Any] | None = None,
         rules: Any = None,
         notifier: Any = None,
         clock: Callable[[], float] = time.monotonic,
@@ -116,7 +120,8 @@ class Runtime:
         self._catalogue_loader = catalogue_loader
         self.catalogue = catalogue_loader()
         self.notifier = notifier or Notifier(None)
-        self.watchdog = Watchdog(self.notifier, workers=("reader",), clock=clock)
+        self.watchdog = Watchdog(self.notifier, workers=("reader", "mqtt") if link_factory else ("reader",),
+                                 clock=clock)
         self._clock = clock
         self.settings_path = config.kiosk.state_dir / SETTINGS_FILE
         settings = load_settings(config.kiosk.state_dir)
@@ -129,7 +134,10 @@ class Runtime:
             verify_pin=(lambda pin: verify_secret(pin, pin_hash)) if pin_hash else None,
             clock=clock,
         )
-        self.link = link_factory(getattr(self.catalogue, "version", ""), self.post) if link_factory else None
+        self.link = None
+        if link_factory is not None:
+            self.link = link_factory(getattr(self.catalogue, "version", ""), self.post,
+                                     lambda: self.watchdog.beat("mqtt"))
         self.event_listeners: list[Callable[[str, dict[str, Any]], None]] = []  # the demo prints events
         self._stop = threading.Event()
         self._reader_stop = threading.Event()

@@ -19,27 +19,19 @@ from kiosk.passwords import hash_secret
 from kiosk.runtime import CatalogueCodebook, Runtime
 
 
-class UnknownCode(KeyError):
-    def __init__(self, code, nearest):
-        super().__init__(code)
-        self.nearest = nearest
-
-
 class FakeCatalogue:
     """Just what the runtime reads of a kiosk.catalogue.Catalogue."""
 
     def __init__(self, version="test-1"):
         self.version = version
         self.codes = {
-            "001": SimpleNamespace(audience="patient", outage=False),
+            "001": SimpleNamespace(audience="patient", outage=True),  # interim operation, not outage mode
             "013": SimpleNamespace(audience="staff", outage=False),
             "950": SimpleNamespace(audience="staff", outage=True),
         }
 
-    def get(self, code):
-        if code not in self.codes:
-            raise UnknownCode(code, ["001"])
-        return self.codes[code]
+    def nearest(self, code):
+        return ["001"]
 
     def guidance(self, code, lang):
         return SimpleNamespace(call_staff=code != "001")
@@ -77,7 +69,7 @@ class RecordingScreen:
 
 
 class RecordingLink:
-    def __init__(self, version, post):
+    def __init__(self, version, post, on_turn):
         self.version, self.post = version, post
         self.events = Recorder()
         self.calls: list = []
@@ -271,3 +263,13 @@ def test_catalogue_codebook_adapts_the_catalogue():
     assert book.facts("001") == F.CodeFacts("001", "patient", False, False)
     assert book.facts("999") is None
     assert book.nearest("999") == ["001"]
+
+
+def test_only_9xx_codes_of_the_real_catalogue_switch_to_outage_mode():
+    from kiosk.catalogue import load_catalogue
+
+    book = CatalogueCodebook(load_catalogue())
+    assert book.facts("950").outage and book.facts("952").outage and book.facts("901").outage
+    assert not book.facts("001").outage  # the patient's card or the reader: guidance, not outage mode
+    assert book.facts("013").audience == "staff" and book.facts("013").call_staff
+    assert book.facts("999") is None and book.nearest("999")

@@ -62,7 +62,7 @@ def _catalogue_loader():
 def _link_factory(config: Config):
     from kiosk.link import EventLink
 
-    return lambda catalogue_version, post: EventLink(config, catalogue_version, post)
+    return lambda catalogue_version, post, on_turn: EventLink(config, catalogue_version, post, on_turn=on_turn)
 
 
 def _signals_factory(config: Config, pin_factory=None):
