@@ -238,14 +238,14 @@ class EventLink:
 
     def _connect(self) -> None:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"kiosk-{self.site}-{self.kiosk}",
-                             protocol=mqtt.MQTTProtocolVersion.MQTTv5)
+                             protocol=mqtt.MQTTProtocolVersion.MQTTv5,
+                             reconnect_on_failure=False)  # reconnecting is ours, with a fresh client
         client.will_set(self.topics.status, self._status(False, {"reason": "lost"}), qos=1, retain=True)
         if self._tls:
             client.tls_set_context(self._tls)
         if self._section.username:
             client.username_pw_set(self._section.username, self._password)
         client.max_inflight_messages_set(WINDOW)
-        client.reconnect_delay_set(60, 120)  # reconnecting is ours (a fresh client), not paho's
         put = self._inbox.put
         client.on_connect = lambda c, _u, _f, reason, _p: put(("connack", c, reason))
         client.on_disconnect = lambda c, _u, _f, reason, _p: put(("disconnected", c, reason))
