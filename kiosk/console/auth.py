@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from kiosk.passwords import is_hash, verify_secret
 
 Role = Literal["staff", "display"]
+EXPIRED_REMEMBERED_SECONDS = 86_400.0  # an expired session says "expired" (not "log in") for this long
 Clock = Callable[[], float]
 
 
@@ -116,12 +117,15 @@ class SessionStore:
         return session
 
     def lookup(self, token: str | None) -> tuple[Session | None, bool]:
-        """(session, expired): a known but expired token is reported as expired and forgotten."""
+        """(session, expired): an expired token keeps being reported as expired for a day, then forgotten."""
         session = self._sessions.get(token or "")
         if session is None:
             return None, False
-        if self.clock() >= session.expires_at:
+        now = self.clock()
+        if now >= session.expires_at + EXPIRED_REMEMBERED_SECONDS:
             del self._sessions[session.token]
+            return None, False
+        if now >= session.expires_at:
             return None, True
         return session, False
 
@@ -130,7 +134,7 @@ class SessionStore:
 
     def _drop_expired(self) -> None:
         now = self.clock()
-        for token in [t for t, s in self._sessions.items() if now >= s.expires_at]:
+        for token in [t for t, s in self._sessions.items() if now >= s.expires_at + EXPIRED_REMEMBERED_SECONDS]:
             del self._sessions[token]
 
 

@@ -130,7 +130,12 @@ class Hub:
         """Send the catalogue text of a code the first time an update refers to it."""
         out = []
         for update in updates:
-            code = (update.get("call") or {}).get("code") or (update.get("kiosk") or {}).get("outage_code")
+            if update["type"] == "call":
+                code = update["call"]["code"]
+            elif update["type"] == "kiosk":
+                code = update["kiosk"]["outage_code"]
+            else:
+                code = None
             if code and code not in self._codes:
                 out.append({"type": "code", "code": code, "info": self._info(code)})
             out.append(update)

@@ -157,3 +157,83 @@ def chromium():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield browser
         browser.close()
+
+
+class LinkKiosk:
+    """The kiosk side over the real kiosk.link.EventLink, with a minimal main loop answering commands.
+
+    `answer` decides how commands are met: "yes" (acknowledge/resolve the matching open call), "no" (refuse),
+    "silent" (never reply). Used until/unless a full headless kiosk process is wanted.
+    """
+
+    def __init__(self, broker_url: str, state_dir: Path, kiosk: str = "k1", site: str = "site-1",
+                 answer: str = "yes"):
+        import queue
+
+        from kiosk.config import config_from_dict
+        from kiosk.link import EventLink
+
+        self.kiosk, self.site, self.answer = kiosk, site, answer
+        config = config_from_dict({"kiosk": {"id": kiosk, "site": site, "state_dir": str(state_dir)},
+                                   "mqtt": {"url": broker_url}})
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.link = EventLink(config, "test", self.inbox.put)
+        self.call: dict | None = None
+        self.lamp = "off"
+        self.commands: list[tuple[str, dict]] = []
+        self._thread = threading.Thread(target=self._loop, name=f"kiosk-{kiosk}", daemon=True)
+
+    def start(self) -> LinkKiosk:
+        self.link.start()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.inbox.put(None)
+        self._thread.join(5)
+        self.link.stop()
+
+    def raise_call(self, code: str | None = "011", reason: str = "staff_code", call_id: str = "call-1") -> dict:
+        self.inbox.put(("raise", {"call_id": call_id, "reason": reason, "code": code, "audience": "staff",
+                                  "since": _now_iso(), "acknowledged": False}))
+        return {"call_id": call_id, "code": code}
+
+    def _loop(self) -> None:
+        while (message := self.inbox.get()) is not None:
+            if isinstance(message, tuple) and message[0] == "raise":
+                self.call = message[1]
+                self.link.set_call(self.call)
+                self.link.emit("call", {k: self.call[k] for k in ("call_id", "reason", "code", "audience")})
+                self._lamp("call")
+            elif hasattr(message, "reply"):
+                self._command(message)
+
+    def _command(self, command) -> None:
+        self.commands.append((command.name, command.args))
+        if self.answer == "silent":
+            return
+        if self.answer == "no" or self.call is None or command.args.get("call_id") != self.call["call_id"]:
+            command.reply(False, "no such open call")
+            return
+        facts = {k: self.call[k] for k in ("call_id", "reason", "code", "audience")}
+        if command.name == "acknowledge":
+            self.call = {**self.call, "acknowledged": True}
+            self.link.set_call(self.call)
+            self.link.emit("call_acknowledged", facts)
+            self._lamp("acknowledged")
+        else:
+            self.call = None
+            self.link.set_call(None)
+            self.link.emit("call_resolved", {**facts, "by": "console"})
+            self._lamp("off")
+        command.reply(True, command.name)
+
+    def _lamp(self, pattern: str) -> None:
+        self.lamp = pattern
+        self.link.emit("lamp_status", {"pattern": pattern})
+
+
+def _now_iso() -> str:
+    from kiosk import events
+
+    return events.timestamp()
