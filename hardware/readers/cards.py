@@ -20,7 +20,7 @@ SW_OK = bytes.fromhex("9000")
 class CardProfile:
     """An item as seen through a PC/SC reader.
 
-    `atr` empty = present but mute. `pull_after` = the item leaves the field when this many APDUs have been
+    `pull_after` = the item leaves the field when this many APDUs have been
     answered (0: on the first APDU). `token` is the content of JPKI EF 0006 (None: no such file).
     """
 
@@ -41,6 +41,7 @@ class CardProfile:
         return SW_INS_NOT_SUPPORTED
 
 
+SILENT_ATR = bytes([0x00])  # a garbled answer to reset: the chip is in the field but cannot talk
 MYNUMBER_ATR = bytes.fromhex("3B888001000005E0B381A1007F")
 JUKI_ATR = bytes.fromhex("3B888001000014E0B38191005E")
 PHONE_ATR = contactless_atr(b"")  # ISO-DEP Type A, no historical bytes (phones use random UIDs anyway)
@@ -58,7 +59,7 @@ PROFILES: dict[str, CardProfile] = {
         CardProfile("credit_card", CREDIT_CARD_ATR),
         CardProfile("mifare", MIFARE_ATR),
         CardProfile("juki_card", JUKI_ATR),
-        CardProfile("silent", b""),
+        CardProfile("silent", SILENT_ATR),
         CardProfile("pulled_mid_exchange", MYNUMBER_ATR, SW_OK, b"JPKIAPICCTOKEN2", pull_after=0),
     )
 }

@@ -33,6 +33,8 @@ def observe(
         send = apdu.guarded(transmit)
         try:
             jpki_sw = apdu.status_word(send(apdu.SELECT_JPKI))
+            if jpki_sw is None:
+                raise CardTransportError("no status word")
             if jpki_sw == apdu.SW_OK and options.read_token:
                 token = _read_token(send)
         except CardGone:

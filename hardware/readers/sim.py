@@ -186,8 +186,9 @@ class SimReader(Reader):
         """Probe `profile` like a real back-end would. Each deliberate presentation is its own episode."""
         started = time.monotonic()
         self._present = True
-        if not profile.atr:
-            post(Presented(Observation(Family.UNKNOWN, failure=Failure.MUTE, presentations=presentations)))
+        family = family_of(profile.atr)
+        if family is Family.UNKNOWN:
+            post(Presented(Observation(family, failure=Failure.MUTE, presentations=presentations)))
             return
         answered = 0
 
@@ -199,7 +200,7 @@ class SimReader(Reader):
             answered += 1
             return profile.respond(command)
 
-        observation = observe(family_of(profile.atr), transmit, self.options, presentations, started)
+        observation = observe(family, transmit, self.options, presentations, started)
         post(Presented(observation))
         if observation.failure is Failure.REMOVED:
             self._take_away(post)
