@@ -112,6 +112,19 @@ def tls_context(section: MqttSection) -> ssl.SSLContext:
     return context
 
 
+def new_client(section: MqttSection, client_id: str, auto_reconnect: bool = True) -> tuple[mqtt.Client, BrokerAddress]:
+    """A paho MQTT v5 client with the credentials and TLS of `section` (raises ConfigError), not yet connected."""
+    address = parse_broker_url(section.url)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTProtocolVersion.MQTTv5, reconnect_on_failure=auto_reconnect)
+    if section.username:
+        client.username_pw_set(section.username,
+                               read_password(section.password_file) if section.password_file else None)
+    if address.tls:
+        client.tls_set_context(tls_context(section))
+    return client, address
+
+
 class EventLink:
     def __init__(self, config: Config, catalogue_version: str, post: Callable[[Any], None],
                  on_turn: Callable[[], None] | None = None):
@@ -122,8 +135,9 @@ class EventLink:
         self.kiosk, self.site = config.kiosk.id, config.kiosk.site
         self.topics = events.Topics(section.prefix, self.site, self.kiosk)
         self.address = parse_broker_url(section.url)
-        self._password = read_password(section.password_file) if section.password_file else None
-        self._tls = tls_context(section) if self.address.tls else None
+        new_client(section, "check")  # bad broker settings fail here, before the link thread starts
+        if self.kiosk == "reply":
+            raise ConfigError("[kiosk.id] 'reply' is reserved (command responses live below {prefix}/{site}/reply/)")
         try:
             self.outbox = Outbox(config.kiosk.state_dir / "outbox.sqlite3", section.outbox_cap)
         except OutboxError as exc:
@@ -237,14 +251,12 @@ class EventLink:
             self._on_message(*rest)
 
     def _connect(self) -> None:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"kiosk-{self.site}-{self.kiosk}",
-                             protocol=mqtt.MQTTProtocolVersion.MQTTv5,
-                             reconnect_on_failure=False)  # reconnecting is ours, with a fresh client
+        try:
+            client, _ = new_client(self._section, f"kiosk-{self.site}-{self.kiosk}", auto_reconnect=False)
+        except ConfigError as exc:  # e.g. the password file changed under us
+            self._give_up(str(exc))
+            return
         client.will_set(self.topics.status, self._status(False, {"reason": "lost"}), qos=1, retain=True)
-        if self._tls:
-            client.tls_set_context(self._tls)
-        if self._section.username:
-            client.username_pw_set(self._section.username, self._password)
         client.max_inflight_messages_set(WINDOW)
         put = self._inbox.put
         client.on_connect = lambda c, _u, _f, reason, _p: put(("connack", c, reason))
