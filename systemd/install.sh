@@ -95,6 +95,7 @@ install_program() {
     local build
     build=$(mktemp -d)
     tar -C "$SOURCE" --exclude=.git --exclude=.venv --exclude=build --exclude='*.egg-info' -cf - . | tar -C "$build" -xf -
+    "$VENV/bin/pip" install "${pip_args[@]}" --upgrade wheel  # nfcpy's pydes is an sdist
     "$VENV/bin/pip" install "${pip_args[@]}" --upgrade "${build}[pi]"
     rm -rf "$build"
     "$VENV/bin/kiosk" --help >/dev/null || die "the installed kiosk command does not run"
@@ -158,6 +159,10 @@ configure_broker() {
     fi
 }
 
+set_login_shell() {
+    [ "$(getent passwd "$SERVICE_USER" | cut -d: -f7)" = "$1" ] || usermod -s "$1" "$SERVICE_USER"
+}
+
 current_display() {
     [ -e "$DROP_IN" ] || return 0
     if grep -q 'SDL_VIDEODRIVER=wayland' "$DROP_IN"; then echo labwc; else echo kms; fi
@@ -182,10 +187,10 @@ configure_display() {
         install -d -m 0755 "$(dirname "$LIGHTDM_CONF")"
         sed "s|@SESSION@|$session|g" "$SOURCE/systemd/display/lightdm-autologin.conf" |
             write_atomic "$LIGHTDM_CONF" 0644 root:root
-        usermod -s /bin/sh "$SERVICE_USER"  # a graphical login needs a shell; the password stays locked
+        set_login_shell /bin/sh  # a graphical login needs a shell; the password stays locked
     else
         rm -f "$LIGHTDM_CONF" "$LABWC_AUTOSTART"
-        usermod -s /usr/sbin/nologin "$SERVICE_USER"
+        set_login_shell /usr/sbin/nologin
         keep_screen_on_kms
     fi
     KIOSK_AT_BOOT=$([ "$mode" = kms ] && echo yes || echo no)
