@@ -1,0 +1,131 @@
+"""`kiosk watch`: a terminal subscriber that pretty-prints live events, presence and open calls (rich)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+from dataclasses import dataclass, field
+from typing import Any
+
+from kiosk.cli import add_network_options, config_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    watch = subparsers.add_parser("watch", help="print live kiosk events and open calls from the broker")
+    add_network_options(watch)
+    watch.add_argument("--site", default="+", help="only this site (default: every site)")
+    watch.add_argument("--count", type=int, metavar="N", help="exit after N messages (for scripts)")
+    watch.set_defaults(handler=run_watch)
+
+
+@dataclass
+class WatchState:
+    """What the watcher knows: presence and open call per kiosk ("site/kiosk")."""
+
+    prefix: str
+    online: dict[str, bool] = field(default_factory=dict)
+    calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def describe(self, topic: str, payload: bytes):
+        """One rich Text line for a message (None for a topic that is not a kiosk's); updates the state."""
+        from rich.text import Text
+
+        from kiosk.events import parse_topic
+
+        parsed = parse_topic(self.prefix, topic)
+        if parsed is None:
+            return None
+        site, kiosk, rest = parsed
+        who = f"{site}/{kiosk}"
+        line = Text()
+        try:
+            body = json.loads(payload) if payload else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return line.append(f"{who:<20} ", "dim").append(f"unreadable payload on {rest}", "red")
+        if kiosk == "reply":
+            ok = isinstance(body, dict) and body.get("ok")
+            return (line.append(f"{site + ' reply':<20} ", "dim")
+                    .append("OK " if ok else f"ERROR {_get(body, 'error')} ", "green" if ok else "red")
+                    .append(str(_get(body, "detail"))))
+        if rest == "status":
+            online = _get(body, "state") == "online"
+            self.online[who] = online
+            reason = _get(body, "details", {}).get("reason") if isinstance(_get(body, "details"), dict) else None
+            return line.append(f"{who:<20} ", "bold").append("● online" if online else "○ offline",
+                                                             "green" if online else "red").append(
+                f" ({reason})" if reason else "")
+        if rest == "call":
+            if not body:
+                self.calls.pop(who, None)
+                return line.append(f"{who:<20} ", "bold").append("no open call", "green")
+            self.calls[who] = body
+            state = "acknowledged" if _get(body, "acknowledged") else "OPEN"
+            return (line.append(f"{who:<20} ", "bold").append(f"CALL {state} ", "bold yellow")
+                    .append(f"{_get(body, 'reason')} code {_get(body, 'code') or '—'} "
+                            f"for {_get(body, 'audience')} since {_get(body, 'since')}"))
+        if rest.startswith("event/") and isinstance(body, dict):
+            data = body.get("data") if isinstance(body.get("data"), dict) else {}
+            style = "yellow" if str(body.get("kind", "")).startswith("call") else "cyan"
+            return (line.append(f"{str(body.get('time', ''))[11:23]} ", "dim").append(f"{who:<20} ", "bold")
+                    .append(f"#{body.get('seq')} ", "dim").append(f"{body.get('kind')} ", style)
+                    .append(" ".join(f"{k}={_short(v)}" for k, v in data.items())))
+        return None
+
+    def calls_table(self):
+        from rich.table import Table
+
+        table = Table(title=f"open calls: {len(self.calls)}", title_justify="left")
+        for column in ("kiosk", "state", "reason", "code", "since"):
+            table.add_column(column)
+        for who, call in sorted(self.calls.items()):
+            table.add_row(who, "acknowledged" if _get(call, "acknowledged") else "OPEN", str(_get(call, "reason")),
+                          str(_get(call, "code") or "—"), str(_get(call, "since")))
+        return table
+
+
+def _get(body: Any, key: str, default: Any = None) -> Any:
+    return body.get(key, default) if isinstance(body, dict) else default
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_short(v)}" for k, v in value.items()) + "}"
+    return "—" if value is None else str(value)
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from kiosk import events
+    from kiosk.link import new_client
+
+    config = config_from_args(args)
+    console = Console(highlight=False)
+    state = WatchState(config.mqtt.prefix)
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    client, address = new_client(config.mqtt, f"watch-{events.new_id()[:8]}")
+    filters = [(events.subscription(config.mqtt.prefix, args.site), 1)]
+    client.on_connect = lambda c, _u, _f, reason, _p: (
+        inbox.put(("connected", str(reason))), None if reason.is_failure else c.subscribe(filters))
+    client.on_disconnect = lambda _c, _u, _f, reason, _p: inbox.put(("disconnected", str(reason)))
+    client.on_message = lambda _c, _u, message: inbox.put(("message", message.topic, message.payload))
+    client.connect_async(address.host, address.port, keepalive=30)
+    client.loop_start()
+    seen = 0
+    try:
+        while args.count is None or seen < args.count:
+            kind, *rest = inbox.get()
+            if kind != "message":
+                console.print(f"[dim]broker {address.host}:{address.port}: {kind} ({rest[0]})[/dim]")
+                continue
+            seen += 1
+            line = state.describe(*rest)
+            if line is not None:
+                console.print(line)
+                if rest[0].endswith("/call"):
+                    console.print(state.calls_table())
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return 0
