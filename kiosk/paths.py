@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 from pathlib import Path
 
 
 def catalogue_root() -> Path:
     """The catalogue data folder (`catalogue/` in the repo, `kiosk/catalogue_data` when installed)."""
-    try:
-        return Path(str(importlib.resources.files("kiosk.catalogue_data")))
-    except ModuleNotFoundError:  # source checkout or editable install: the folder beside the package
-        return Path(__file__).resolve().parent.parent / "catalogue"
+    # catalogue_data is a namespace package (data only, no __init__.py): take its folder, not a resource reader.
+    spec = importlib.util.find_spec("kiosk.catalogue_data")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parent.parent / "catalogue"  # source checkout: the folder beside the package
