@@ -1,0 +1,61 @@
+"""`kiosk watch` against a real broker: live events, presence, the open-call table, bad payloads survive."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kiosk import events
+from kiosk.cli.watch import WatchState
+from kiosk.config import config_from_dict
+from kiosk.flow import Call, LinkChanged
+from kiosk.link import EventLink
+from tests.test_link import Posted
+
+
+def test_describe_tracks_presence_and_calls():
+    state = WatchState("kiosk")
+    line = state.describe("kiosk/s1/k1/status", events.encode(events.status_payload(
+        False, kiosk="k1", site="s1", catalogue_version="c", details={"reason": "lost"})))
+    assert "offline" in line.plain and "lost" in line.plain and state.online == {"s1/k1": False}
+    call = Call(id="c1", reason="staff_code", code="101", audience="staff", since=events.timestamp())
+    line = state.describe("kiosk/s1/k1/call", events.encode(events.call_payload(call, kiosk="k1", site="s1")))
+    assert "CALL OPEN" in line.plain and "101" in line.plain and "s1/k1" in state.calls
+    assert state.describe("kiosk/s1/k1/call", b"").plain.endswith("no open call") and state.calls == {}
+    assert "unreadable" in state.describe("kiosk/s1/k1/event/precheck", b"\xff{").plain
+    assert state.describe("elsewhere/x", b"{}") is None
+    reply = events.response_payload("c1", False, "nope", kiosk="k1", error="replayed")
+    assert "ERROR replayed" in state.describe("kiosk/s1/reply/console", events.encode(reply)).plain
+
+
+@pytest.mark.mqtt
+def test_watch_prints_live_events_and_open_calls(mosquitto, tmp_path):
+    config_file = tmp_path / "config.toml"
+    config_file.write_text('[kiosk]\nid = "k1"\nsite = "s1"\n')
+    watch = subprocess.Popen([sys.executable, "-m", "kiosk", "--config", str(config_file), "watch",
+                              "--broker", mosquitto.url, "--state-dir", str(tmp_path), "--count", "5"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"})
+    posted = Posted()
+    link = EventLink(config_from_dict({"kiosk": {"id": "k1", "site": "s1", "state_dir": str(tmp_path / "s")},
+                                       "mqtt": {"url": mosquitto.url}}), "cat", posted)
+    time.sleep(1.0)  # let the watcher subscribe first
+    link.start()
+    try:
+        posted.next(LinkChanged)
+        link.emit("precheck", {"outcome": "smartphone_mismatch", "code": None, "hints": []})
+        link.set_call(Call(id="c7", reason="patient_request", code=None, audience="patient",
+                           since=events.timestamp()))
+        link.emit("call", {"call_id": "c7", "reason": "patient_request", "code": None, "audience": "patient"})
+        link.set_call(None)  # 5 messages: status, precheck, call (retained), call event, call cleared
+        out, err = watch.communicate(timeout=20)
+    finally:
+        link.stop()
+        if watch.poll() is None:
+            watch.kill()
+    assert watch.returncode == 0, err
+    assert "s1/k1" in out and "● online" in out
+    assert "precheck outcome=smartphone_mismatch" in out
+    assert "CALL OPEN patient_request" in out and "open calls: 1" in out
+    assert "no open call" in out and "open calls: 0" in out
