@@ -251,3 +251,26 @@ def test_link_keeps_storing_while_broker_is_down(tmp_path, link_factory, mosquit
     while link.stats().backlog and time.monotonic() < deadline:
         time.sleep(0.02)
     assert link.stats().backlog == 0
+
+
+def test_full_outbox_drops_low_value_first_and_reports_it(mosquitto_factory, mqtt_listener, link_factory):
+    broker = mosquitto_factory(start=False)
+    link, posted = link_factory(broker.url, outbox_cap=100)
+    for i in range(120):
+        link.emit("reader_status", {"available": i % 2 == 0, "detail": "flapping"})
+    for i in range(10):
+        link.emit("call", {"call_id": f"c{i}", "reason": "patient_request", "code": None, "audience": "patient"})
+    stats = link.stats()
+    assert (stats.backlog, stats.dropped) == (100, 30)
+    link.stop()  # the kiosk restarts once the broker is back; the report survives in the outbox
+    broker.start()
+    watcher = mqtt_listener(broker, "kiosk/s1/k1/event/#")
+    link, posted = link_factory(broker.url, outbox_cap=100)
+    posted.next(LinkChanged, timeout=15)
+    got = watcher.wait(lambda ms: any(m.topic.endswith("/outbox_dropped") for m in ms)
+                       and sum(m.topic.endswith("/event/call") for m in ms) == 10)
+    report = json.loads([m for m in got if m.topic.endswith("/outbox_dropped")][0].payload)
+    contract.validate_event(report)
+    assert report["data"] == {"count": 30, "by_kind": {"reader_status": 30}, "total": 30}
+    calls = [json.loads(m.payload) for m in got if m.topic.endswith("/event/call")]
+    assert [c["data"]["call_id"] for c in calls] == [f"c{i}" for i in range(10)]  # no call was dropped
