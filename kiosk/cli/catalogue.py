@@ -131,7 +131,7 @@ def _print_entry(catalogue, entry, guidance, facility) -> None:
     print()
     print(f"For staff — official text ({entry.code} {entry.title}; {' '.join(f'【{t}】' for t in entry.tags)}; "
           f"audience: {entry.audience}; {'system failure: interim operation' if entry.outage else 'no system failure'})")
-    print(f"  画面のメッセージ: {entry.message}")
+    print(f"  画面のメッセージ: {entry.format_message()}")
     for number, condition in enumerate(entry.conditions, start=1):
         flag = "○ 障害・暫定運用" if condition.outage else "-"
         print(f"  お調べください {number} [{flag}] (seed rows {', '.join(map(str, condition.source.rows))}):")
