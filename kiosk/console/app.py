@@ -51,6 +51,7 @@ def serve(config: Config) -> int:
     server = uvicorn.Server(uvicorn.Config(
         app, host=host.strip("[]"), port=int(port), log_config=None, access_log=False,
         proxy_headers=True, forwarded_allow_ips="127.0.0.1",
+        timeout_graceful_shutdown=2,  # live streams never end by themselves: don't wait for them on stop
         ssl_certfile=section.tls_cert_file and str(section.tls_cert_file),
         ssl_keyfile=section.tls_key_file and str(section.tls_key_file)))
     scheme = "https" if section.tls_cert_file else "http"

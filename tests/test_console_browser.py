@@ -1,0 +1,191 @@
+"""End to end in headless Chromium: `kiosk console` and `kiosk run --headless` (simulated reader) as real
+processes over a real mosquitto. A call appears in the browser within a second; acknowledge changes the
+kiosk's lamp and call state; resolve clears it everywhere; a console started later still shows an open
+call; a killed kiosk turns offline; the outage banner; the bad-login and display-only pages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.rigs.console import ACCOUNT_PASSWORDS, LinkKiosk
+
+pytestmark = [pytest.mark.browser, pytest.mark.mqtt, pytest.mark.slow]
+SITE = "site-1"
+
+# Runs before the page's own script: records when each call card appears, and every browser notification.
+RECORDER = """
+window.__seen = {};
+window.__notifications = [];
+window.Notification = class { constructor(title, options) { window.__notifications.push({title, body: options.body}); } };
+window.Notification.permission = "granted";
+window.Notification.requestPermission = async () => "granted";
+new MutationObserver(() => {
+  for (const card of document.querySelectorAll("article.call")) {
+    const id = card.dataset.callId;
+    if (id && !(id in window.__seen)) window.__seen[id] = Date.now() / 1000;
+  }
+}).observe(document, {subtree: true, childList: true, attributes: true, attributeFilter: ["data-call-id"]});
+"""
+
+UNREADABLE_ONCE = """
+description = "one unreadable card (a call, as failures_before_call = 1), then nothing"
+[[steps]]
+present = "silent"
+hold = 1.0
+wait = 600.0
+"""
+
+
+def write_config(path: Path, broker, accounts: Path, **extra: str) -> Path:
+    path.write_text(f"""
+[kiosk]
+id = "{extra.get('kiosk', 'k1')}"
+site = "{SITE}"
+state_dir = "{path.parent / ('state-' + path.stem)}"
+[facility]
+type = "pharmacy"
+e_prescription = true
+[reader]
+backend = "sim:{extra.get('scenario', '')}"
+[mqtt]
+url = "{broker.url}"
+[ui]
+failures_before_call = 1
+[console]
+accounts_file = "{accounts}"
+""")
+    return path
+
+
+@pytest.fixture
+def headless_kiosk(tmp_path):
+    procs = []
+
+    def start(config: Path) -> subprocess.Popen:
+        log = (tmp_path / "kiosk.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "kiosk", "--config", str(config), "run", "--headless"],
+                                stdout=log, stderr=log)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(10)
+
+
+def open_console(browser, url: str, account: str = "staff", lang: str = "ja"):
+    context = browser.new_context(locale="ja-JP" if lang == "ja" else "en-GB", viewport={"width": 1366, "height": 900})
+    context.add_init_script(RECORDER)
+    page = context.new_page()
+    page.goto(f"{url}/login?lang={lang}")
+    page.fill("input[name=name]", account)
+    page.fill("input[name=password]", ACCOUNT_PASSWORDS[account])
+    page.click("button[type=submit]")
+    page.wait_for_selector("#kiosks-title")
+    return page
+
+
+def test_call_acknowledge_resolve_late_console_and_killed_kiosk(
+        tmp_path, mosquitto, mqtt_listener, console_accounts, console_process, headless_kiosk, chromium):
+    scenario = tmp_path / "unreadable.toml"
+    scenario.write_text(UNREADABLE_ONCE)
+    console = console_process(write_config(tmp_path / "console.toml", mosquitto, console_accounts))
+    listener = mqtt_listener(mosquitto, f"kiosk/{SITE}/k1/#")
+    page = open_console(chromium, console.url)
+    page.click("#sound")  # the chime and notifications need one click by staff
+
+    kiosk = headless_kiosk(write_config(tmp_path / "kiosk.toml", mosquitto, console_accounts, scenario=scenario))
+    call_topic = f"kiosk/{SITE}/k1/call"
+    listener.wait(lambda ms: any(m.topic == call_topic and m.payload for m in ms))
+    arrived = time.time()
+    call = json.loads(next(m.payload for m in listener.on(call_topic) if m.payload))
+    card = page.wait_for_selector(f"article.call[data-call-id='{call['call_id']}']", timeout=5000)
+    seen = page.evaluate("window.__seen")[call["call_id"]]
+    assert seen - arrived < 1.0, f"the call took {seen - arrived:.3f} s from MQTT to the browser"
+
+    # What staff see: the code, its official title, what to check and this pharmacy's steps.
+    assert card.query_selector(".code").inner_text() == call["code"] == "001"
+    assert "マイナンバーカードの認識不可" in card.query_selector(".title").inner_text()
+    info = card.query_selector(".info").inner_text()
+    assert "お調べください" in info and "電子処方箋に基づく調剤を希望しているか" in info  # pharmacy e-prescription
+    assert "処方箋の発行方法を確認" not in info  # the clinic-only step is filtered out
+    assert "読み取りの失敗が続いています" in card.inner_text()
+    assert page.evaluate("window.__notifications")[0]["title"] == "スタッフ呼び出し（k1）"
+
+    # Acknowledge: the kiosk answers, its lamp goes steady and its retained call says acknowledged.
+    card.query_selector("button.ack").click()
+    expect(page.locator("article.call .answer")).to_have_text("端末の応答: 受け付けました")
+    listener.wait(lambda ms: any(m.topic.endswith("/event/lamp_status") and b'"acknowledged"' in m.payload for m in ms))
+    listener.wait(lambda ms: any(m.topic == call_topic and b'"acknowledged":true' in m.payload for m in ms))
+    page.wait_for_selector("article.call.acknowledged")
+    page.wait_for_selector("tr[data-kiosk='site-1/k1'][data-lamp='acknowledged']")
+
+    # A console started after the call still shows it (retained), in English this time.
+    late = console_process(write_config(tmp_path / "late.toml", mosquitto, console_accounts))
+    late_page = open_console(chromium, late.url, lang="en")
+    late_card = late_page.wait_for_selector(f"article.call[data-call-id='{call['call_id']}']")
+    assert "Being handled" in late_card.inner_text() and "Official text (Japanese)" in late_card.inner_text()
+    assert late_page.evaluate("window.__notifications") == []  # no chime for a call that was already open
+
+    # Resolve: the call clears on the kiosk, on the broker and in every console.
+    before = len(listener.messages)
+    card.query_selector("button.resolve").click()
+    page.wait_for_selector("article.call", state="detached")
+    late_page.wait_for_selector("article.call", state="detached")
+    listener.wait(lambda ms: any(m.topic == call_topic and m.payload == b"" for m in ms[before:]))
+    listener.wait(lambda ms: any(m.topic.endswith("/lamp_status") and b'"off"' in m.payload for m in ms[before:]))
+    assert page.inner_text("#no-calls") == "呼び出しはありません。"
+    counts = page.inner_text("#counts")
+    assert "001" in counts
+    history = page.inner_text("#history")
+    assert "呼び出し" in history and "完了" in history
+
+    # A killed kiosk (no goodbye) is shown offline once the broker gives up on it (Last Will).
+    os.kill(kiosk.pid, signal.SIGKILL)
+    kiosk.wait()
+    page.wait_for_selector("tr[data-kiosk='site-1/k1'][data-online='false']", timeout=70_000)
+    assert page.inner_text("#online-count") == "オンライン 0 / 1"
+    assert "オフライン" in page.inner_text("tr[data-kiosk='site-1/k1']")
+
+
+def test_outage_banner_display_account_and_bad_login(tmp_path, mosquitto, console_accounts, console_process,
+                                                      chromium):
+    console = console_process(write_config(tmp_path / "console.toml", mosquitto, console_accounts))
+    kiosk = LinkKiosk(mosquitto.url, tmp_path / "k2", kiosk="k2", site=SITE).start()
+    try:
+        kiosk.link.emit("outage_entered", {"code": "901", "source": "lookup"})
+        kiosk.raise_call(code="901", reason="outage")
+        wall = open_console(chromium, console.url, account="wall")
+        wall.wait_for_selector("#outage:not([hidden])")
+        banner = wall.inner_text("#outage")
+        assert "障害発生中" in banner and "被保険者資格申立書" in banner and "k2" in banner
+        assert "オンライン資格確認等システムの障害発生" in banner  # the outage code's own steps
+        card = wall.wait_for_selector("article.call")
+        assert not card.query_selector("button.ack").is_visible()
+        assert not card.query_selector("button.resolve").is_visible()
+        assert "表示専用" in wall.inner_text("header")
+
+        kiosk.link.emit("outage_left", {"source": "command"})
+        wall.wait_for_selector("#outage[hidden]", state="attached")
+    finally:
+        kiosk.stop()
+
+    page = chromium.new_page()
+    page.goto(console.url + "/login?lang=en")
+    page.fill("input[name=name]", "staff")
+    page.fill("input[name=password]", "wrong password")
+    page.click("button[type=submit]")
+    assert page.inner_text("#login-error") == "Wrong user name or password."
+    page.close()
