@@ -24,7 +24,8 @@ def _copy_with_existing_binary(unit: str, into: Path, drop_in: str | None = None
     copy.write_text(text.replace("ExecStart=/opt/kiosk/venv/bin/kiosk ", "ExecStart=/bin/true "))
     if drop_in:
         (into / f"{unit}.d").mkdir()
-        (into / f"{unit}.d" / "display.conf").write_text((SYSTEMD / "display" / drop_in).read_text())
+        text = (SYSTEMD / "display" / drop_in).read_text().replace("@KIOSK_UID@", "999")  # as install.sh does
+        (into / f"{unit}.d" / "display.conf").write_text(text)
     return copy
 
 
@@ -53,9 +54,11 @@ def test_unit_verifies_without_any_output(unit, tmp_path):
 
 @needs_analyze
 @pytest.mark.parametrize("drop_in", DROP_INS)
-def test_kiosk_unit_with_each_display_drop_in_verifies(drop_in, tmp_path):
-    result = _verify(_copy_with_existing_binary("kiosk.service", tmp_path, drop_in))
+def test_kiosk_unit_with_each_display_drop_in_verifies_and_stays_within_limit(drop_in, tmp_path):
+    unit = _copy_with_existing_binary("kiosk.service", tmp_path, drop_in)
+    result = _verify(unit)
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
+    assert _exposure(unit) <= UNITS["kiosk.service"]
 
 
 @needs_analyze
