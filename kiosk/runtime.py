@@ -143,6 +143,7 @@ class Runtime:
         self._reader_stop = threading.Event()
         self._reader_thread: threading.Thread | None = None
         self._kivy_timer: Any = None
+        self._shut_down = False
         self._last_housekeeping = clock()
 
     # --- any thread ----------------------------------------------------------------------------------------
@@ -151,6 +152,10 @@ class Runtime:
         """Hand a message to the main loop (thread-safe; the only thing workers may call)."""
         self._inbox.put(message)
         self._wake()
+
+    def guidance(self, code: str, lang: str) -> Any:
+        """Patient guidance from the current catalogue (the app's GuidanceSource; follows reloads)."""
+        return self.catalogue.guidance(code, lang)
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -169,6 +174,10 @@ class Runtime:
         self._inbox.put(None)
 
     def shutdown(self) -> None:
+        """Stop the reader thread, the link and the GPIO devices (idempotent)."""
+        if self._shut_down:
+            return
+        self._shut_down = True
         self.notifier.stopping()
         self._reader_stop.set()
         if self._reader_thread is not None:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 from kiosk.cli import add_network_options, config_from_args
 from kiosk.config import Config
 
+SCENARIO_GRACE_SECONDS = 3.0  # after a scenario's last step, before the headless demo ends
 DEMO_PIN = "0000"  # the demo's staff PIN, printed at start; a real kiosk's PIN hash comes from its config
 
 
@@ -101,6 +104,11 @@ def _startup_errors() -> tuple[type[Exception], ...]:
     return ReaderError, CatalogueError, LocaleError, RulesError, OSError
 
 
+def _stop_on_signals(runtime) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: runtime.stop())
+
+
 # --- kiosk run -------------------------------------------------------------------------------------------
 
 def run_kiosk(args: argparse.Namespace) -> int:
@@ -114,14 +122,19 @@ def run_kiosk(args: argparse.Namespace) -> int:
     except _startup_errors() as exc:
         return _fail(f"cannot start: {exc}")
     if args.headless:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: runtime.stop())
+        _stop_on_signals(runtime)
         runtime.run()
         return 0
+    _kiosk_app(runtime, fullscreen=config.ui.fullscreen).run()
+    return 0
+
+
+def _kiosk_app(runtime, *, fullscreen: bool, demo_reader=None):
+    """The Kivy app over the runtime (it becomes the runtime's screen and drives its loop from Kivy's Clock)."""
+    os.environ.setdefault("KIVY_NO_ARGS", "1")  # Kivy must not parse the kiosk's own arguments
     from kiosk.app import KioskApp
 
-    KioskApp(runtime, fullscreen=config.ui.fullscreen).run()
-    return 0
+    return KioskApp(runtime, fullscreen=fullscreen, demo_reader=demo_reader)
 
 
 # --- kiosk demo ------------------------------------------------------------------------------------------
@@ -157,26 +170,36 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from hardware.readers.sim import SimReader, load_scenario
 
+    if args.tour and args.scenario:
+        return _fail("--tour plays its own script; leave out --scenario")
     config = demo_config(args)
-    tour = args.tour or not has_display()
+    display = has_display() and not args.tour
     try:
         scenario = load_scenario(args.scenario) if args.scenario else None
         reader = SimReader(scenario=scenario)
-        if tour:
-            os.environ["SDL_VIDEODRIVER"] = "offscreen"  # read when Kivy creates its window
         runtime = _build_runtime(config, reader, pin_factory=MockFactory())
     except _startup_errors() as exc:
         return _fail(f"cannot start the demo: {exc}")
     runtime.event_listeners.append(lambda kind, data: print_event(kind, data, config))
+    if not args.verbose:  # the events are on stdout already
+        logging.getLogger("kiosk.runtime").setLevel(logging.WARNING)
     print(f"kiosk demo: state in {config.kiosk.state_dir}, events to {config.mqtt.url} "
           f"(kept in the outbox while no broker answers); staff PIN {DEMO_PIN}", file=sys.stderr, flush=True)
-    if tour:
-        from kiosk.app.tour import play
-
-        shots = play(runtime, reader, args.out, ("ja", "en"))
-        print(f"kiosk demo: {len(shots)} screenshots in {args.out}/", file=sys.stderr)
+    if display:
+        _kiosk_app(runtime, fullscreen=False, demo_reader=reader).run()
         return 0
-    from kiosk.app import KioskApp
+    if scenario is not None:  # no display: play the scenario headless and print its events
+        _stop_on_signals(runtime)
+        if not scenario.repeat:
+            seconds = sum(step.hold + step.wait + step.unplug for step in scenario.steps) + SCENARIO_GRACE_SECONDS
+            threading.Timer(seconds, runtime.stop).start()
+        runtime.run()
+        return 0
+    from kiosk.app.tour import play
 
-    KioskApp(runtime, fullscreen=False, demo_reader=reader).run()
+    try:
+        shots = play(runtime, reader, args.out, ("ja", "en"))
+    finally:
+        runtime.shutdown()
+    print(f"kiosk demo: {len(shots)} screenshots in {args.out}/", file=sys.stderr)
     return 0
