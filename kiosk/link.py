@@ -39,6 +39,7 @@ WINDOW = 100  # QoS 1 messages in flight per connection
 CALL_EVENT_TTL = 900.0  # seconds a `call` event may wait in a subscriber's queue (MQTT v5 message expiry)
 RECONNECT_MIN, RECONNECT_MAX = 0.2, 10.0
 STOP_FLUSH_SECONDS = 2.0
+COMMAND_TIMEOUT = 10.0  # seconds the main loop has to answer a command before the caller hears "timeout"
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ class EventLink:
         self._in_flight: dict[int, int] = {}  # mid -> seq
         self._last_handed = 0
         self._call = b""
+        self._awaiting: dict[str, tuple[float, str, bytes | None]] = {}  # command id -> deadline, reply to
         self._reconnect_at = 0.0
         self._backoff = RECONNECT_MIN
         self._next_heartbeat = time.monotonic() + section.heartbeat_seconds
@@ -219,10 +221,11 @@ class EventLink:
                     return
                 self._handle(message, acked)
             self.outbox.delete(acked)
+            self._expire_commands()
             self._fill_window()
 
     def _wait_seconds(self) -> float:
-        deadlines = [self._next_heartbeat, time.monotonic() + 1.0]
+        deadlines = [self._next_heartbeat, time.monotonic() + 1.0, *(d for d, *_ in self._awaiting.values())]
         if self._client is None:
             deadlines.append(self._reconnect_at)
         return max(0.0, min(deadlines) - time.monotonic())
@@ -234,7 +237,7 @@ class EventLink:
             self._publish_call()
             return
         if kind == "reply":
-            self._respond(*rest)
+            self._answer(*rest)
             return
         if kind == "wake":
             return
@@ -396,20 +399,29 @@ class EventLink:
                 err.command_id, False, err.detail, kiosk=self.kiosk, error=err.code))
             return
         log.info("command %s (%s) accepted", command.name, command.id)
+        self._awaiting[command.id] = (time.monotonic() + COMMAND_TIMEOUT, response_topic, correlation)
+        put = self._inbox.put
         self._post(Command(command.id, command.name, command.args,
-                           reply=self._replier(command.id, response_topic, correlation)))
+                           reply=lambda ok, detail: put(("reply", command.id, ok, detail))))
 
-    def _replier(self, command_id: str, topic: str, correlation: bytes | None) -> Callable[[bool, str], None]:
-        answered = threading.Event()
+    def _answer(self, command_id: str, ok: bool, detail: str) -> None:
+        """The main loop's reply (or a timeout): sent once; a later second answer is ignored."""
+        waiting = self._awaiting.pop(command_id, None)
+        if waiting is None:
+            log.info("late or repeated answer to command %s ignored", command_id)
+            return
+        _, topic, correlation = waiting
+        self._respond(topic, correlation, events.response_payload(
+            command_id, ok, detail, kiosk=self.kiosk, error=None if ok else events.REJECTED))
 
-        def reply(ok: bool, detail: str) -> None:
-            if answered.is_set():
-                return
-            answered.set()
-            payload = events.response_payload(command_id, ok, detail, kiosk=self.kiosk)
-            self._inbox.put(("reply", topic, correlation, payload))
-
-        return reply
+    def _expire_commands(self) -> None:
+        now = time.monotonic()
+        for command_id in [c for c, (deadline, *_) in self._awaiting.items() if deadline <= now]:
+            log.warning("command %s not answered by the kiosk within %.0f s", command_id, COMMAND_TIMEOUT)
+            deadline, topic, correlation = self._awaiting.pop(command_id)
+            self._respond(topic, correlation, events.response_payload(
+                command_id, False, f"the kiosk did not answer within {COMMAND_TIMEOUT:.0f} s",
+                kiosk=self.kiosk, error=events.TIMEOUT))
 
     def _respond(self, topic: str, correlation: bytes | None, payload: dict[str, Any]) -> None:
         if not self._connected:

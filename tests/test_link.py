@@ -274,3 +274,29 @@ def test_full_outbox_drops_low_value_first_and_reports_it(mosquitto_factory, mqt
     assert report["data"] == {"count": 30, "by_kind": {"reader_status": 30}, "total": 30}
     calls = [json.loads(m.payload) for m in got if m.topic.endswith("/event/call")]
     assert [c["data"]["call_id"] for c in calls] == [f"c{i}" for i in range(10)]  # no call was dropped
+
+
+def test_unanswered_command_times_out_and_a_late_reply_is_ignored(mosquitto, mqtt_listener, link_factory,
+                                                                  monkeypatch):
+    monkeypatch.setattr("kiosk.link.COMMAND_TIMEOUT", 0.5)
+    replies = mqtt_listener(mosquitto, "kiosk/s1/reply/#")
+    link, posted = link_factory(mosquitto.url)
+    posted.next(LinkChanged)
+    send_command(mosquitto, events.encode(events.command_payload("reload_catalogue", {}, kiosk=KIOSK)))
+    command = posted.next(Command)
+    answer = json.loads(replies.wait(lambda ms: len(ms) >= 1)[0].payload)
+    contract.validate("CommandResponse", answer)
+    assert (answer["id"], answer["ok"], answer["error"]) == (command.id, False, events.TIMEOUT)
+    command.reply(True, "too late")
+    time.sleep(0.3)
+    assert len(replies.messages) == 1
+
+
+def test_heartbeat_carries_outbox_stats(mosquitto, mqtt_listener, link_factory):
+    watcher = mqtt_listener(mosquitto, TOPICS.event("heartbeat"))
+    link, posted = link_factory(mosquitto.url, heartbeat_seconds=0.2)
+    beats = [json.loads(m.payload) for m in watcher.wait(lambda ms: len(ms) >= 2)]
+    for beat in beats:
+        contract.validate_event(beat)
+    assert set(beats[0]["data"]["outbox"]) == {"backlog", "dropped", "refused", "last_error"}
+    assert beats[1]["seq"] > beats[0]["seq"]
