@@ -224,3 +224,41 @@ def test_bridge_sample_forwards_to_central_and_commands_come_back(mosquitto_fact
         client.loop_stop()
     finally:
         link.stop()
+
+
+def test_installed_appliance_broker_config(mosquitto_factory, tmp_path):
+    """systemd/mosquitto/kiosk.conf + kiosk.acl as install.sh puts them, on a loopback port."""
+    shipped = SAMPLES.parent
+    conf = (shipped / "kiosk.conf").read_text().replace("/etc/mosquitto/", "{dir}/")
+    conf = conf.replace("listener 1883 127.0.0.1", "listener {port} 127.0.0.1") + "\nlog_dest stderr\n"
+    passwd = tmp_path / "passwd"
+    for user, password in (("kiosk", "k-pw"), ("homeassistant", "ha-pw")):
+        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if user == "kiosk" else []), str(passwd), user,
+                        password], check=True, capture_output=True)
+    broker = mosquitto_factory(conf, {"kiosk.acl": (shipped / "kiosk.acl").read_text(),
+                                      "kiosk.passwd": passwd.read_bytes()})
+
+    def publish_as(user, password, topic):
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTProtocolVersion.MQTTv5)
+        if user:
+            client.username_pw_set(user, password)
+        acks, connected = {}, []
+        client.on_connect = lambda _c, _u, _f, reason, _p: connected.append(reason)
+        client.on_publish = lambda _c, _u, mid, reason, _p: acks.__setitem__(mid, reason)
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        deadline = time.monotonic() + 5
+        while not connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        try:
+            if connected[0].is_failure:
+                return connected[0]
+            return publish_and_ack(client, acks, topic, b"{}")
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+    assert publish_as(None, None, "kiosk/s1/k1/event/x").is_failure  # anonymous: refused at CONNECT
+    assert not publish_as("kiosk", "k-pw", "kiosk/site-1/kiosk-1/event/precheck").is_failure
+    assert publish_as("homeassistant", "ha-pw", "kiosk/site-1/kiosk-1/cmd").value == 0x87  # read only
+    assert not publish_as("homeassistant", "ha-pw", "homeassistant/status").is_failure
