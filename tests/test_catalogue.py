@@ -3,6 +3,8 @@
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kiosk.catalogue import (SECTION_ORDER, CatalogueError, UnknownCode, audit_against_source, load_catalogue,
                              placeholders, skeleton)
@@ -257,3 +259,15 @@ def test_missing_fallback_language_is_a_clear_error(tmp_path):
     (root / "locales" / "ja" / "guidance.json").unlink()
     with pytest.raises(CatalogueError, match=r"locales/ja/guidance.json.*fallback"):
         load_catalogue(root)
+
+
+@given(st.text(max_size=8))
+@settings(max_examples=300, deadline=None)
+def test_any_typed_code_is_found_or_named_near(catalogue, typed):
+    try:
+        entry = catalogue.get(typed)
+    except UnknownCode as exc:
+        assert all(code in catalogue.codes for code in exc.nearest)
+        assert exc.nearest or not re.search(r"\d", typed)
+    else:
+        assert entry.code == typed

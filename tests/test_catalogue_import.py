@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kiosk.catalogue_import import SEED_NAME, VERBATIM_NAME, SeedFormatError, import_seed, main, render
 from kiosk.paths import catalogue_root
@@ -97,3 +99,14 @@ def test_unreadable_seed_is_exit_2(tmp_path, capsys):
     assert main(["--seed", str(bad), "--out", str(tmp_path / "o.json")]) == 2
     assert "catalogue import:" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
+
+
+@given(st.lists(st.lists(st.text(alphabet="01a○-\t <p>", max_size=6), min_size=1, max_size=8), max_size=8))
+@settings(max_examples=200, deadline=None)
+def test_any_odd_seed_either_imports_or_raises_seed_format_error(rows):
+    text = "\n".join([HEADER, *("\t".join(cells) for cells in rows)])
+    try:
+        verbatim = import_seed(text)
+    except SeedFormatError:
+        return
+    assert json.loads(render(verbatim)) == verbatim

@@ -139,7 +139,7 @@ def _print_entry(catalogue, entry, guidance, facility) -> None:
         for section, steps in _sections(catalogue, condition, facility).items():
             print(f"    {catalogue.section_header(section)}")
             for step in steps:
-                bullet = "" if step.text.startswith("※") else "・"
+                bullet = "" if step.text.startswith(("※", "①", "②")) else "・"
                 indent = "  " * step.depth
                 print(f"      {indent}{bullet}{step.text}")
         if condition.documents:
