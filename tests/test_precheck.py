@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import queue
-import threading
-
 import pytest
 
 from hardware.readers import apdu
@@ -20,67 +17,21 @@ from hardware.readers.base import (
 )
 from hardware.readers.sim import SimReader, load_scenario, scenario_dir
 from kiosk.precheck import CODES, Outcome, RulesError, classify, default_rules_path, load_rules
-
-# preset → expected outcome with no phone choice, with "iphone" chosen, with "android" chosen
-EXPECTED = {
-    "mynumber_card": ("mynumber_card", "smartphone_mismatch", "smartphone_mismatch"),
-    "android": ("smartphone_android", "smartphone_mismatch", "smartphone_android"),
-    "iphone": ("smartphone_iphone", "smartphone_iphone", "smartphone_mismatch"),
-    "transit_card": ("not_mynumber", "smartphone_mismatch", "smartphone_mismatch"),
-    "credit_card": ("not_mynumber", "smartphone_mismatch", "smartphone_mismatch"),
-    "mifare": ("not_mynumber", "smartphone_mismatch", "smartphone_mismatch"),
-    "juki_card": ("not_mynumber", "smartphone_mismatch", "smartphone_mismatch"),
-    "silent": ("unreadable_card", "smartphone_unreadable", "smartphone_unreadable"),
-    "pulled_mid_exchange": ("unreadable_card", "smartphone_unreadable", "smartphone_unreadable"),
-    "flapping": ("unreadable_card", "smartphone_unreadable", "smartphone_unreadable"),
-    "two_cards": ("unreadable_card", "smartphone_unreadable", "smartphone_unreadable"),
-}
-
-
-class RunningSim:
-    """A SimReader running in its own thread, its events collected in a queue."""
-
-    def __init__(self, reader: SimReader) -> None:
-        self.reader = reader
-        self.events: queue.Queue = queue.Queue()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=reader.run, args=(self.events.put, self.stop), daemon=True)
-        self.thread.start()
-
-    def next_event(self, timeout: float = 5.0):
-        return self.events.get(timeout=timeout)
-
-    def last_presented(self, timeout: float = 5.0) -> Observation:
-        """The final observation of a presentation (a flapping burst posts several)."""
-        observation = None
-        while True:
-            try:
-                event = self.events.get(timeout=timeout if observation is None else 0.3)
-            except queue.Empty:
-                assert observation is not None, "nothing was presented"
-                return observation
-            if isinstance(event, Presented):
-                observation = event.observation
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-        assert not self.thread.is_alive()
+from tests.rigs.pcsc import EXPECTED_OUTCOMES
 
 
 @pytest.fixture
-def sim():
-    running = RunningSim(SimReader())
+def sim(running_reader):
+    running = running_reader(SimReader())
     assert running.next_event() == ReaderStatus(True, "simulated reader")
-    yield running
-    running.close()
+    return running
 
 
-@pytest.mark.parametrize("preset", sorted(EXPECTED))
+@pytest.mark.parametrize("preset", sorted(EXPECTED_OUTCOMES))
 def test_every_preset_maps_to_its_outcome_and_code(sim, preset):
     sim.reader.present(preset)
-    observation = sim.last_presented()
-    for expect, wanted in zip((None, "iphone", "android"), EXPECTED[preset]):
+    observation = sim.settled_observation()
+    for expect, wanted in zip((None, "iphone", "android"), EXPECTED_OUTCOMES[preset]):
         verdict = classify(observation, expect)
         assert verdict.outcome == wanted, (preset, expect)
         assert verdict.code == CODES[Outcome(wanted)]
@@ -98,20 +49,17 @@ def test_codes_follow_the_official_table():
 def test_felica_and_mifare_never_receive_an_apdu(sim):
     for preset in ("transit_card", "mifare", "juki_card", "silent"):
         sim.reader.present(preset)
-        sim.last_presented()
+        sim.settled_observation()
     assert sim.reader.wire == []
 
 
-def test_token_read_can_be_switched_off():
-    running = RunningSim(SimReader(options=ProbeOptions(read_token=False)))
-    try:
-        running.reader.present("iphone")
-        observation = running.last_presented()
-        assert observation.jpki_sw == 0x9000 and observation.token is None
-        assert running.reader.wire == [apdu.SELECT_JPKI]
-        assert classify(observation).outcome is Outcome.MYNUMBER_CARD  # "untyped" counts as a card by default
-    finally:
-        running.close()
+def test_token_read_can_be_switched_off(running_reader):
+    running = running_reader(SimReader(options=ProbeOptions(read_token=False)))
+    running.reader.present("iphone")
+    observation = running.next_observation()
+    assert observation.jpki_sw == 0x9000 and observation.token is None
+    assert running.reader.wire == [apdu.SELECT_JPKI]
+    assert classify(observation).outcome is Outcome.MYNUMBER_CARD  # "untyped" counts as a card by default
 
 
 def test_nothing_and_remove_post_removed_once(sim):
@@ -198,7 +146,7 @@ def test_unreadable_rule_files(tmp_path):
 
 def test_shipped_scenarios_load_and_name_only_known_presets():
     names = sorted(p.stem for p in scenario_dir().glob("*.toml"))
-    assert "demo" in names and set(EXPECTED) <= set(names)
+    assert "demo" in names and set(EXPECTED_OUTCOMES) <= set(names)
     for name in names:
         assert load_scenario(name).steps
 
@@ -214,17 +162,14 @@ def test_bad_scenarios_are_refused_clearly(tmp_path):
         SimReader().present("passport")
 
 
-def test_scenario_plays_in_order(tmp_path):
+def test_scenario_plays_in_order(tmp_path, running_reader):
     script = tmp_path / "script.toml"
     script.write_text(
         '[[steps]]\npresent = "iphone"\nhold = 0.05\n[[steps]]\nunplug = 0.05\n[[steps]]\npresent = "transit_card"\nhold = 0.05\n',
         encoding="utf-8",
     )
-    running = RunningSim(SimReader(scenario=load_scenario(str(script))))
-    try:
-        kinds = [running.next_event() for _ in range(7)]
-    finally:
-        running.close()
+    running = running_reader(SimReader(scenario=load_scenario(str(script))))
+    kinds = [running.next_event() for _ in range(7)]
     assert kinds[0] == ReaderStatus(True, "simulated reader")
     assert classify(kinds[1].observation).outcome is Outcome.SMARTPHONE_IPHONE
     assert kinds[2:5] == [Removed(), ReaderStatus(False, "simulated unplug"), ReaderStatus(True, "simulated reader")]

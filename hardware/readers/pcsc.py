@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 PNP_READER = "\\\\?PnP?\\Notification"
 WAIT_MS = 5_000  # a safety net only: `stop` cancels the wait at once
+CANCEL_RETRY_SECONDS = 0.05
 RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)  # back-off while pcscd or the reader is missing
 GONE_ON_TRANSMIT = {
     scard.SCARD_W_REMOVED_CARD,
@@ -67,26 +68,33 @@ class PcscReader(Reader):
         self._flaps = FlapCounter(self.options.flap_window_seconds)
 
     def run(self, post: Post, stop: threading.Event) -> None:
-        canceller = threading.Thread(target=self._cancel_when, args=(stop,), daemon=True, name="pcsc-cancel")
+        finished = threading.Event()
+        canceller = threading.Thread(target=self._cancel_when, args=(stop, finished), daemon=True, name="pcsc-cancel")
         canceller.start()
         failures = 0
-        while not stop.is_set():
-            try:
-                self._session(post, stop)
-                failures = 0
-            except _Lost as lost:
-                self._report(post, ReaderStatus(False, str(lost)))
-            except Exception:  # the supervisor must outlive anything pyscard or a reader throws
-                log.exception("PC/SC loop failed; restarting it")
-                self._report(post, ReaderStatus(False, "PC/SC error; retrying"))
-            stop.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
-            failures += 1
+        try:
+            while not stop.is_set():
+                try:
+                    self._session(post, stop)
+                    failures = 0
+                except _Lost as lost:
+                    self._report(post, ReaderStatus(False, str(lost)))
+                except Exception:  # the supervisor must outlive anything pyscard or a reader throws
+                    log.exception("PC/SC loop failed; restarting it")
+                    self._report(post, ReaderStatus(False, "PC/SC error; retrying"))
+                stop.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+                failures += 1
+        finally:
+            finished.set()
 
-    def _cancel_when(self, stop: threading.Event) -> None:
+    def _cancel_when(self, stop: threading.Event, finished: threading.Event) -> None:
+        """Once `stop` is set, cancel the blocking wait (again and again: a cancel between two waits is lost)."""
         stop.wait()
-        with self._context_lock:
-            if self._context is not None:
-                scard.SCardCancel(self._context)
+        while not finished.is_set():
+            with self._context_lock:
+                if self._context is not None:
+                    scard.SCardCancel(self._context)
+            finished.wait(CANCEL_RETRY_SECONDS)
 
     def _report(self, post: Post, status: ReaderStatus) -> None:
         if status != self._status:
@@ -142,39 +150,42 @@ class PcscReader(Reader):
         raise _Lost(f"PC/SC error 0x{result:08X}")
 
     def _watch(self, post: Post, stop: threading.Event, context: int, reader: str) -> None:
-        """Post Presented / Removed for `reader` until it disappears (return) or `stop` (cancelled: return)."""
+        """Post Presented / Removed for `reader` until `stop` (return) or until it or pcscd is lost (_Lost).
+
+        The event counter in the state's high word catches a swap between two pcscd polls. Whatever ends
+        the watch, an item still shown as present is reported removed.
+        """
         states = [(reader, scard.SCARD_STATE_UNAWARE), (PNP_READER, scard.SCARD_STATE_UNAWARE)]
-        present = False
-        count = -1
-        while not stop.is_set():
-            result, changed = scard.SCardGetStatusChange(context, WAIT_MS, states)
-            result = _code(result)
-            if result == scard.SCARD_E_CANCELLED:
-                break
-            if result in (scard.SCARD_E_UNKNOWN_READER, scard.SCARD_E_READER_UNAVAILABLE):
-                break
-            self._check(result)
-            if result == scard.SCARD_E_TIMEOUT:
-                continue
-            (_, state, atr), (_, pnp_state, _) = changed
-            if state & READER_LOST_STATES:
-                break
-            if pnp_state & scard.SCARD_STATE_CHANGED and reader not in self._listed(context):
-                break
-            here = bool(state & scard.SCARD_STATE_PRESENT)
-            new_count = state >> 16
-            if here and (not present or new_count != count):
-                if present:
+        present, count = False, -1
+        try:
+            while not stop.is_set():
+                result, changed = scard.SCardGetStatusChange(context, WAIT_MS, states)
+                result = _code(result)
+                if result == scard.SCARD_E_CANCELLED:
+                    return
+                if result in (scard.SCARD_E_UNKNOWN_READER, scard.SCARD_E_READER_UNAVAILABLE):
+                    raise _Lost(f"card reader {reader!r} was unplugged")
+                self._check(result)
+                if result == scard.SCARD_E_TIMEOUT:
+                    continue
+                (_, state, atr), (_, pnp_state, _) = changed
+                if state & READER_LOST_STATES or (
+                    pnp_state & scard.SCARD_STATE_CHANGED and reader not in self._listed(context)
+                ):
+                    raise _Lost(f"card reader {reader!r} was unplugged")
+                here, new_count = bool(state & scard.SCARD_STATE_PRESENT), state >> 16
+                if here and (not present or new_count != count):
+                    if present:
+                        post(Removed())
+                    present = False
+                    post(Presented(self._observe(context, reader, state, bytes(atr))))
+                elif present and not here:
                     post(Removed())
-                post(Presented(self._observe(context, reader, state, bytes(atr))))
-            elif present and not here:
+                present, count = here, new_count
+                states = [(reader, state & ~scard.SCARD_STATE_CHANGED), (PNP_READER, pnp_state & ~scard.SCARD_STATE_CHANGED)]
+        finally:
+            if present:
                 post(Removed())
-            present, count = here, new_count
-            states = [(reader, state & ~scard.SCARD_STATE_CHANGED), (PNP_READER, pnp_state & ~scard.SCARD_STATE_CHANGED)]
-        if present:
-            post(Removed())
-        if not stop.is_set():
-            raise _Lost(f"card reader {reader!r} was unplugged")
 
     def _listed(self, context: int) -> list[str]:
         result, names = scard.SCardListReaders(context, [])

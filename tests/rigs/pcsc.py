@@ -6,6 +6,8 @@ Fixtures (pytest plugin "tests.rigs.pcsc"):
   `pcscd.start()` for recovery tests.
 - `virtual_card` (function): a factory `virtual_card(profile_or_preset, slot=0, insert=True) -> VirtualCard`;
   every card is removed at teardown.
+- `running_reader` (function): a factory `running_reader(reader) -> RunningReader` running any
+  `hardware.readers` Reader in its thread and collecting its events; stopped at teardown.
 
 vpcd wire protocol: every message is a 2-byte big-endian length + payload; a 1-byte payload is a control
 byte (00 off, 01 on, 02 reset, 04 "send the ATR"), anything longer a command APDU. The card is the TCP
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import queue
 import shutil
 import socket
 import struct
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from hardware.readers.base import Observation, Presented, Reader, ReaderStatus
 from hardware.readers.cards import PROFILES, CardProfile
 
 LOCK_PATH = Path("/tmp/kiosk-pcscd.lock")
@@ -33,6 +37,21 @@ VPCD_CONF = Path("/etc/reader.conf.d/vpcd")
 VPCD_PORT = 35963  # slot n listens on VPCD_PORT + n
 VPCD_READER = "Virtual PCD 00 0"  # + slot number
 CTRL_ATR = 0x04
+
+# Every preset → the expected outcome with no phone choice, with "iphone" chosen, with "android" chosen
+EXPECTED_OUTCOMES = {
+    "mynumber_card": ("mynumber_card", "smartphone_mismatch", "smartphone_mismatch"),
+    "android": ("smartphone_android", "smartphone_mismatch", "smartphone_android"),
+    "iphone": ("smartphone_iphone", "smartphone_iphone", "smartphone_mismatch"),
+    "transit_card": ("not_mynumber", "smartphone_mismatch", "smartphone_mismatch"),
+    "credit_card": ("not_mynumber", "smartphone_mismatch", "smartphone_mismatch"),
+    "mifare": ("not_mynumber", "smartphone_mismatch", "smartphone_mismatch"),
+    "juki_card": ("not_mynumber", "smartphone_mismatch", "smartphone_mismatch"),
+    "silent": ("unreadable_card", "smartphone_unreadable", "smartphone_unreadable"),
+    "pulled_mid_exchange": ("unreadable_card", "smartphone_unreadable", "smartphone_unreadable"),
+    "flapping": ("unreadable_card", "smartphone_unreadable", "smartphone_unreadable"),
+    "two_cards": ("unreadable_card", "smartphone_unreadable", "smartphone_unreadable"),
+}
 
 
 def reader_name(slot: int = 0) -> str:
@@ -229,3 +248,86 @@ def virtual_card(pcscd):
     yield make
     for card in cards:
         card.remove()
+    for slot in {card.slot for card in cards}:
+        wait_until_empty(slot)  # so the next test does not meet this card's ghost (pcscd polls every 400 ms)
+
+
+def wait_until_empty(slot: int, timeout: float = 3.0) -> None:
+    """Block until pcscd reports no card in vpcd slot `slot` (no-op when pcscd is down)."""
+    from smartcard import scard
+
+    result, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if result != scard.SCARD_S_SUCCESS:
+        return
+    try:
+        state = scard.SCARD_STATE_UNAWARE
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result, states = scard.SCardGetStatusChange(context, 500, [(reader_name(slot), state)])
+            if result not in (scard.SCARD_S_SUCCESS, scard.SCARD_E_TIMEOUT):
+                return
+            state = states[0][1] & ~scard.SCARD_STATE_CHANGED
+            if state & scard.SCARD_STATE_EMPTY:
+                return
+        raise AssertionError(f"vpcd slot {slot} still shows a card {timeout} s after removal")
+    finally:
+        scard.SCardReleaseContext(context)
+
+
+class RunningReader:
+    """A Reader running in its own thread; its events are collected in `events`."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+        self.events: queue.Queue = queue.Queue()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=reader.run, args=(self.events.put, self.stop), daemon=True)
+        self.thread.start()
+
+    def next_event(self, timeout: float = 5.0):
+        return self.events.get(timeout=timeout)
+
+    def wait_for(self, predicate, timeout: float = 10.0):
+        """The first event satisfying `predicate` (earlier ones are dropped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
+            if predicate(event):
+                return event
+
+    def wait_status(self, available: bool, timeout: float = 10.0) -> ReaderStatus:
+        return self.wait_for(lambda e: isinstance(e, ReaderStatus) and e.available == available, timeout)
+
+    def next_observation(self, timeout: float = 10.0) -> Observation:
+        return self.wait_for(lambda e: isinstance(e, Presented), timeout).observation
+
+    def settled_observation(self, timeout: float = 10.0, settle: float = 0.3) -> Observation:
+        """The last observation of a burst (flapping posts several): the first, then any within `settle` s."""
+        observation = self.next_observation(timeout)
+        while True:
+            try:
+                event = self.events.get(timeout=settle)
+            except queue.Empty:
+                return observation
+            if isinstance(event, Presented):
+                observation = event.observation
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.stop.set()
+        self.thread.join(timeout=timeout)
+        assert not self.thread.is_alive(), "the reader thread did not stop"
+
+
+@pytest.fixture
+def running_reader():
+    """Factory: `running_reader(reader)` starts a Reader thread; all are stopped (and must stop) at teardown."""
+    started: list[RunningReader] = []
+
+    def start(reader: Reader) -> RunningReader:
+        running = RunningReader(reader)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.close()
