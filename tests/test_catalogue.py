@@ -225,7 +225,7 @@ def test_steps_keep_their_structure(catalogue):
     for entry in catalogue.codes.values():
         for condition in entry.conditions:
             for steps in condition.steps.values():
-                assert not steps[0].text.startswith(("○", "・", "●"))
+                assert steps and not any(step.text.startswith(("○", "・", "●")) for step in steps)
 
 
 def test_documents_are_split_and_collected_per_code(catalogue):
