@@ -1,14 +1,20 @@
 """KioskApp: the Kivy touchscreen app. It renders what the flow shows and posts what the patient taps.
 
-Contract (docs/design.md "UI"): the runtime calls `show(ShowScreen)` and `show_lamp(pattern)` on the Kivy
-main thread; taps come back through `post(message)` as kiosk.flow messages (`Tap`, `LookupEntered`,
+Contract (docs/design.md "Runtime"): the runtime calls `show(ShowScreen)` and `show_lamp(pattern)` on the
+Kivy main thread; taps come back through `post(message)` as kiosk.flow messages (`Tap`, `LookupEntered`,
 `PinEntered`). No reader, network or flow work happens here.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import os
+
+# Read when Kivy is imported: the kiosk CLI owns sys.argv, and Kivy logs through Python logging (stderr →
+# journald) instead of taking over sys.stderr.
+os.environ.setdefault("KIVY_NO_ARGS", "1")
+os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
+from collections.abc import Sequence
 from pathlib import Path
 
 from kivy.app import App
@@ -22,7 +28,7 @@ from kivy.uix.modalview import ModalView
 from kivy.utils import escape_markup
 
 from kiosk.app.texts import UiTexts
-from kiosk.app.views import LANGUAGE_MENU, GuidanceSource, View, build_view
+from kiosk.app.views import LANGUAGE_MENU, View, build_view
 from kiosk.app.widgets import FitButton, Illustration, Keypad  # noqa: F401  (Keypad, LampView: kv rules)
 from kiosk.flow import LookupEntered, PinEntered, ShowScreen, Tap
 
@@ -42,6 +48,15 @@ BUTTON_COLOURS = {
     "primary": (0.17, 0.42, 0.69, 1),
     "call": (0.61, 0.26, 0.13, 1),
 }
+DEMO_PRESETS = {  # demo button → hardware.readers.sim preset
+    "present_card": "mynumber_card",
+    "present_iphone": "iphone",
+    "present_android": "android",
+    "present_transit_card": "transit_card",
+    "present_unreadable": "silent",
+}
+DEMO_ACTIONS = (*DEMO_PRESETS, "remove", "call_button", "reset_button", "acknowledge", "resolve", "outage_enter",
+                "outage_leave")
 ASIDE_SHARE = {"pictures": 0.42, "keypad": 0.46, "choices": 0.52}
 
 
@@ -122,9 +137,14 @@ class KioskRoot(BoxLayout):
     def layout_aside(self, *args) -> None:
         share = ASIDE_SHARE.get(getattr(self, "_aside_kind", ""), 0)
         landscape = self.ids.body.orientation == "horizontal"
-        self.ids.aside.size_hint = (share, 1) if landscape else (1, share)
-        self.ids.main.size_hint = (1 - share, 1) if landscape else (1, 1 - share)
-        self.ids.aside.opacity = 1 if share else 0
+        aside, main = self.ids.aside, self.ids.main
+        if share:
+            aside.size_hint = (share, 1) if landscape else (1, share)
+        else:  # Kivy treats a 0 size hint like None (keep the current size): collapse it explicitly
+            aside.size_hint = (None, 1) if landscape else (1, None)
+            aside.size = (0, 0)
+        main.size_hint = (1 - share, 1) if landscape else (1, 1 - share)
+        aside.opacity = 1 if share else 0
 
     def on_kv_post(self, base_widget) -> None:
         self.ids.body.bind(orientation=self.layout_aside)
@@ -135,22 +155,26 @@ class DemoPanel(BoxLayout):
 
 
 class KioskApp(App):
-    """The touchscreen app. `post` receives kiosk.flow messages; everything shown comes from `show()`."""
+    """The touchscreen app over a kiosk.runtime.Runtime: renders its screens, posts the patient's taps.
+
+    `KioskApp(runtime, fullscreen, demo_reader)` makes itself `runtime.screen`, starts the runtime from
+    `on_start` (runtime.attach_kivy) and shuts it down in `on_stop`. With `demo_reader` (a SimReader) a demo
+    panel drives the simulated reader, the buttons and staff commands, and draws the lamp.
+    """
 
     title = "kiosk"
     font = StringProperty("Roboto")  # the current language's font (kv binds every label to it)
     u = NumericProperty(1.0)  # size unit: short side of the window / 480 px
 
-    def __init__(self, post: Callable[[object], None], *, texts: UiTexts | None = None,
-                 guidance: GuidanceSource | None = None, languages: Sequence[str] | None = None,
-                 demo_actions: Sequence[str] = (), on_demo: Callable[[str], None] | None = None, **kwargs) -> None:
+    def __init__(self, runtime, fullscreen: bool = False, demo_reader=None, *, texts: UiTexts | None = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
-        self.post = post
+        self.runtime = runtime
+        runtime.screen = self
+        self.fullscreen = fullscreen
+        self.demo_reader = demo_reader
         self.texts = texts or UiTexts()
-        self.guidance = guidance
-        self.languages = tuple(languages or self.texts.languages)
-        self.demo_actions = tuple(demo_actions)
-        self.on_demo = on_demo
+        self.languages = tuple(runtime.flow.languages)
         self.fonts: dict[str, str] = {}
         self.lang = "ja"
         self.view: View | None = None
@@ -158,17 +182,26 @@ class KioskApp(App):
         self.demo: DemoPanel | None = None
         self.menu: ModalView | None = None
 
+    def on_start(self) -> None:
+        self.runtime.attach_kivy()
+
+    def on_stop(self) -> None:
+        self.runtime.shutdown()
+
     # --- building ------------------------------------------------------------------------------------------
 
     def build(self):
         self.fonts = register_fonts(self.texts)
         self.font = self.fonts.get(self.lang, "Roboto")
+        if self.fullscreen:
+            Window.fullscreen = "auto"
+            Window.show_cursor = False
         Window.bind(size=self._resized)
         self._resized(Window, Window.size)
         if not Builder.files or str(KV_FILE) not in Builder.files:
             Builder.load_file(str(KV_FILE))
         self.kiosk = KioskRoot()
-        if not self.demo_actions:
+        if self.demo_reader is None:
             return self.kiosk
         root = BoxLayout(orientation="horizontal")
         root.add_widget(self.kiosk)
@@ -197,11 +230,28 @@ class KioskApp(App):
         self.demo.ids.heading.text = self.texts.text(self.lang, "demo.title")
         buttons = self.demo.ids.buttons
         buttons.clear_widgets()
-        for name in self.demo_actions:
+        for name in DEMO_ACTIONS:
             button = FitButton(text=self.texts.text(self.lang, f"demo.{name}"), target=name,
                                max_font_size=self.u * 16)
-            button.bind(on_release=lambda b: self.on_demo(b.target) if self.on_demo else None)
+            button.bind(on_release=lambda b: self.demo_action(b.target))
             buttons.add_widget(button)
+
+    def demo_action(self, name: str) -> None:
+        """A demo panel button: the simulated reader, the call/reset buttons, or a staff console command."""
+        from kiosk.flow import CallButton, ResetButton
+        from kiosk.link import Command
+
+        if name in DEMO_PRESETS:
+            self.demo_reader.present(DEMO_PRESETS[name])
+        elif name == "remove":
+            self.demo_reader.remove()
+        elif name == "call_button":
+            self.post(CallButton())
+        elif name == "reset_button":
+            self.post(ResetButton())
+        else:  # a staff command, as the console would send it
+            self.post(Command(id=f"demo-{name}", name=name, args={},
+                              reply=lambda ok, detail: log.info("demo %s: %s", name, detail)))
 
     # --- the runtime's side --------------------------------------------------------------------------------
 
@@ -209,7 +259,8 @@ class KioskApp(App):
         """Render a flow ShowScreen effect (Kivy main thread only)."""
         self.lang = screen.lang
         self.font = self.fonts.get(screen.lang, self.fonts.get("ja", "Roboto"))
-        self.view = build_view(screen.name, screen.lang, screen.context, self.texts, self.guidance, self.languages)
+        self.view = build_view(screen.name, screen.lang, screen.context, self.texts, self.runtime.catalogue,
+                               self.languages)
         self.close_language_menu()
         if self.kiosk is not None:
             self.kiosk.show(self.view, self)
@@ -222,6 +273,9 @@ class KioskApp(App):
             self.demo.ids.lamp.pattern = pattern
 
     # --- the patient's side --------------------------------------------------------------------------------
+
+    def post(self, message) -> None:
+        self.runtime.post(message)
 
     def tap(self, target: str) -> None:
         if target == LANGUAGE_MENU:

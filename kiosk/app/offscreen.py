@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from kiosk.flow import ShowScreen
@@ -44,6 +46,7 @@ LAYOUTS: dict[str, tuple[int, int]] = {"800x480": (800, 480), "1280x720": (1280,
 def prepare_environment(kivy_home: Path | None = None) -> None:
     """Environment Kivy reads at import: offscreen video, no argv parsing, no log files, a private KIVY_HOME."""
     os.environ.setdefault("KIVY_NO_ARGS", "1")
+    os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
     os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
     os.environ.setdefault("KIVY_NO_FILELOG", "1")
     os.environ.setdefault("KIVY_USE_DEFAULTCONFIG", "1")
@@ -73,6 +76,15 @@ class OffscreenKiosk:
         for _ in range(frames):
             self.loop.idle()
 
+    def wait_for(self, condition: Callable[[], bool], seconds: float) -> bool:
+        """Run frames until `condition()` holds (True) or `seconds` pass (False)."""
+        deadline = time.monotonic() + seconds
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            self.loop.idle()
+        return True
+
     def shoot(self, path: Path) -> Path:
         """Save the current frame as a PNG at `path` (Kivy's own call appends a counter; we rename)."""
         self.settle()
@@ -82,6 +94,7 @@ class OffscreenKiosk:
         return path
 
     def close(self) -> None:
+        """Take the app off the window. The runtime keeps running: its owner shuts it down."""
         if self.app.root is not None:
             self.window.remove_widget(self.app.root)
         self.app.root = None

@@ -1,0 +1,81 @@
+"""The scripted demo tour: `kiosk demo` with no display plays the patient's and staff's paths through the real
+runtime (simulated reader, mock GPIO), offscreen, and saves a screenshot of every screen in each language.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kiosk.app.offscreen import OffscreenKiosk, prepare_environment
+
+log = logging.getLogger(__name__)
+
+WAIT_SECONDS = 10.0  # longest wait for a screen (checking → result takes ~1 s)
+
+
+def _script(reader, pin: str) -> list[tuple[str, Callable[[], Any] | None, str, bool]]:
+    """(label, action, screen to wait for, screenshot?) in order; actions post what a patient or staff would."""
+    from kiosk.flow import LookupEntered, PinEntered, Tap
+    from kiosk.link import Command
+
+    def command(name: str) -> Command:
+        return Command(id=f"tour-{name}", name=name, args={}, reply=lambda ok, detail: None)
+
+    steps: list[tuple[str, Callable[[], Any] | None, str, bool]] = [("idle", None, "idle", True)]
+    for preset in ("mynumber_card", "iphone", "android", "transit_card", "silent"):
+        steps += [
+            (f"present {preset}", lambda p=preset: reader.present(p), "checking", preset == "mynumber_card"),
+            (f"result {preset}", None, "result", True),
+            ("remove", reader.remove, "result", False),
+            ("done", lambda: Tap("done"), "idle", False),
+        ]
+    steps += [
+        ("lookup", lambda: Tap("lookup"), "lookup", True),
+        ("unknown code", lambda: LookupEntered("999"), "lookup", True),
+        ("code 021", lambda: LookupEntered("021"), "lookup_result", True),
+        ("done", lambda: Tap("done"), "idle", False),
+        ("call", lambda: Tap("call"), "calling", True),
+        ("acknowledge", lambda: command("acknowledge"), "staff_coming", True),
+        ("resolve", lambda: command("resolve"), "idle", False),
+        ("outage", lambda: command("outage_enter"), "outage", True),
+        ("outage over", lambda: command("outage_leave"), "idle", False),
+        ("staff gesture", lambda: Tap("staff_gesture"), "staff_pin", True),
+        ("staff pin", lambda: PinEntered(pin), "staff", True),
+        ("close staff", lambda: Tap("done"), "idle", False),
+    ]
+    return steps
+
+
+def play(runtime, reader, out_dir: Path, languages: tuple[str, ...] = ("ja", "en"),
+         size: tuple[int, int] = (800, 480)) -> list[Path]:
+    """Play the tour in each language; returns the screenshots (`<nn>-<lang>-<screen>.png` in `out_dir`)."""
+    prepare_environment()
+    from kiosk.app.kioskapp import KioskApp
+    from kiosk.cli.run import DEMO_PIN
+    from kiosk.flow import Tap
+
+    app = KioskApp(runtime)
+    kiosk = OffscreenKiosk(app, size)  # on_start attaches and starts the runtime
+    shots: list[Path] = []
+    try:
+        for lang in languages:
+            for label, action, screen, shoot in _script(reader, DEMO_PIN):
+                if runtime.flow.lang != lang and runtime.flow.screen not in ("staff", "staff_pin"):
+                    runtime.post(Tap(f"lang:{lang}"))
+                message = action() if action is not None else None
+                if message is not None:
+                    runtime.post(message)
+                # a shot must be in its language (staff screens have none); going home resets the language
+                in_lang = not shoot or screen in ("staff", "staff_pin")
+                if not kiosk.wait_for(lambda: app.view is not None and app.view.screen == screen
+                                      and (in_lang or app.lang == lang), WAIT_SECONDS):
+                    log.warning("tour: %s did not reach %s in %s s", label, screen, WAIT_SECONDS)
+                    continue
+                if shoot:
+                    shots.append(kiosk.shoot(out_dir / f"{len(shots) + 1:02d}-{lang}-{screen}.png"))
+    finally:
+        kiosk.close()
+    return shots
