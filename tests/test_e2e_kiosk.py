@@ -1,0 +1,219 @@
+"""End to end: a virtual card on real pcscd + vpcd → the kiosk → real mosquitto → a subscriber; staff commands
+back over MQTT; the lamp on gpiozero's MockFactory; `kiosk run --headless` and `kiosk demo` as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from gpiozero.pins.mock import MockFactory
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from hardware.readers.base import open_reader
+from hardware.signals import Signals
+from kiosk import events
+from kiosk import flow as F
+from kiosk.catalogue import load_catalogue
+from kiosk.config import Config
+from kiosk.link import EventLink
+from kiosk.runtime import Runtime
+from tests.rigs import contract
+from tests.rigs.pcsc import reader_name
+from tests.test_runtime import RecordingScreen
+
+ROOT = Path(__file__).resolve().parent.parent
+KIOSK, SITE = "k1", "s1"
+TOPICS = events.Topics("kiosk", SITE, KIOSK)
+
+
+def payloads(listener, topic):
+    return [json.loads(m.payload) for m in listener.on(topic) if m.payload]
+
+
+def send_command(broker, name, args, correlation=b"e2e"):
+    """Publish a command as the staff console does: v5 response topic + correlation data."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTProtocolVersion.MQTTv5)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.ResponseTopic = events.reply_topic("kiosk", SITE, "console")
+    properties.CorrelationData = correlation
+    payload = events.encode(events.command_payload(name, args, kiosk=KIOSK))
+    client.publish(TOPICS.cmd, payload, qos=1, properties=properties).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def kiosk_config(tmp_path, broker, **gpio) -> Config:
+    return Config.model_validate({
+        "kiosk": {"id": KIOSK, "site": SITE, "state_dir": str(tmp_path / "state")},
+        "reader": {"backend": "pcsc", "name": reader_name(0)},
+        "mqtt": {"url": broker.url},
+        "ui": {"checking_seconds": 0.1},
+        "gpio": gpio or {"lamp": None, "buzzer": None, "call_button": None, "reset_button": None},
+    })
+
+
+@pytest.fixture
+def headless_kiosk(tmp_path, mosquitto):
+    """The runtime in this process (headless loop in a thread): real pcsc reader, real link, mock GPIO."""
+    factory = MockFactory()
+    config = kiosk_config(tmp_path, mosquitto, lamp=17, buzzer=None, call_button=27, reset_button=22)
+    screen = RecordingScreen()
+    runtime = Runtime(
+        config, reader=open_reader("pcsc", config.reader.name), catalogue_loader=load_catalogue, screen=screen,
+        signals_factory=lambda post: Signals(config.gpio, lambda: post(F.CallButton()),
+                                             lambda: post(F.ResetButton()), pin_factory=factory),
+        link_factory=lambda version, post, on_turn: EventLink(config, version, post, on_turn=on_turn))
+    thread = threading.Thread(target=runtime.run, name="kiosk-main")
+    thread.start()
+    yield runtime, screen, factory.pin(17)
+    runtime.stop()
+    thread.join(timeout=15)
+    factory.close()
+    assert not thread.is_alive()
+
+
+@pytest.mark.pcsc
+@pytest.mark.mqtt
+def test_virtual_card_to_a_subscriber_then_a_staff_code_call_acknowledged_over_mqtt(
+        headless_kiosk, virtual_card, mosquitto, mqtt_listener):
+    runtime, screen, lamp = headless_kiosk
+    watcher = mqtt_listener(mosquitto, events.subscription("kiosk", SITE, KIOSK), "kiosk/s1/reply/#")
+    watcher.wait(lambda ms: any(p["state"] == "online" for p in payloads(watcher, TOPICS.status)))
+    screen.shown.wait_for(lambda s: s.name == F.IDLE)
+
+    # 1. A My Number card on the companion's reader → the precheck event reaches the subscriber.
+    card = virtual_card("transit_card")
+    watcher.wait(lambda ms: payloads(watcher, TOPICS.event("precheck")), timeout=15)
+    precheck = payloads(watcher, TOPICS.event("precheck"))[0]
+    contract.validate_event(precheck)
+    assert precheck["data"]["outcome"] == "not_mynumber" and precheck["data"]["code"] == "002"
+    assert screen.shown.wait_for(lambda s: s.name == F.RESULT).context["code"] == "002"
+    card.remove()
+
+    # 2. The patient keys in a code addressed to staff → a call event, the retained call, the lamp blinking.
+    runtime.post(F.Tap("lookup"))
+    runtime.post(F.LookupEntered("013"))
+    watcher.wait(lambda ms: payloads(watcher, TOPICS.event("call")))
+    call = payloads(watcher, TOPICS.event("call"))[0]
+    assert call["data"]["reason"] == "staff_code" and call["data"]["code"] == "013"
+    watcher.wait(lambda ms: payloads(watcher, TOPICS.call))
+    screen.lamps.wait_for(lambda p: p == "call")
+    lamp.clear_states()
+    threading.Event().wait(1.3)
+    states = [s.state for s in lamp.states]
+    assert len(states) >= 3 and all(a != b for a, b in zip(states, states[1:]))  # on/off/on...: blinking
+
+    # 3. Staff acknowledge over MQTT → answered, the lamp steady, "staff is on the way" on screen.
+    send_command(mosquitto, "acknowledge", {"call_id": call["data"]["call_id"]})
+    answers = watcher.wait(lambda ms: any(m.topic.startswith("kiosk/s1/reply/") for m in ms))
+    answer = json.loads(next(m for m in answers if m.topic.startswith("kiosk/s1/reply/")).payload)
+    assert answer["ok"] is True
+    watcher.wait(lambda ms: payloads(watcher, TOPICS.event("call_acknowledged")))
+    screen.lamps.wait_for(lambda p: p == "acknowledged")
+    lamp.clear_states()
+    threading.Event().wait(1.1)
+    assert lamp.state is True and len(lamp.states) == 1  # steady: no edge in a second
+    runtime.post(F.Tap("home"))
+    screen.shown.wait_for(lambda s: s.name == F.STAFF_COMING)
+    retained = payloads(watcher, TOPICS.call)[-1]
+    assert retained["acknowledged"] is True
+
+
+def run_kiosk(args, tmp_path, **kwargs):
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "PYTHONUNBUFFERED": "1"}
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    return subprocess.Popen([sys.executable, "-m", "kiosk", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.mark.pcsc
+@pytest.mark.mqtt
+def test_kiosk_run_headless_process(tmp_path, virtual_card, mosquitto, mqtt_listener):
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[kiosk]
+id = "{KIOSK}"
+site = "{SITE}"
+state_dir = "{tmp_path / 'state'}"
+[reader]
+backend = "pcsc"
+name = "{reader_name(0)}"
+[mqtt]
+url = "{mosquitto.url}"
+""")
+    watcher = mqtt_listener(mosquitto, events.subscription("kiosk", SITE, KIOSK))
+    process = run_kiosk(["--config", str(config), "run", "--headless"], tmp_path)
+    try:
+        watcher.wait(lambda ms: any(p["state"] == "online" for p in payloads(watcher, TOPICS.status)), timeout=30)
+        card = virtual_card("mynumber_card")
+        watcher.wait(lambda ms: payloads(watcher, TOPICS.event("precheck")), timeout=15)
+        assert payloads(watcher, TOPICS.event("precheck"))[0]["data"]["outcome"] == "mynumber_card"
+        card.remove()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err[-3000:]
+    watcher.wait(lambda ms: payloads(watcher, TOPICS.status)[-1]["state"] == "offline")
+
+
+def test_kiosk_run_with_a_bad_config_says_what_is_wrong(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('[ui]\nfailures_before_call = 0\n')
+    process = run_kiosk(["--config", str(config), "run", "--headless"], tmp_path)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert "failures_before_call" in err and "config.toml" in err
+
+
+def test_kiosk_run_with_an_unknown_reader_backend_fails_clearly(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(f'[kiosk]\nstate_dir = "{tmp_path}"\n[reader]\nbackend = "usb-magic"\n')
+    process = run_kiosk(["--config", str(config), "run", "--headless"], tmp_path)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert "usb-magic" in err and "Traceback" not in err
+
+
+@pytest.mark.mqtt
+def test_kiosk_demo_scenario_without_display_prints_events_and_publishes_them(tmp_path, mosquitto, mqtt_listener):
+    scenario = tmp_path / "short.toml"
+    scenario.write_text('[[steps]]\npresent = "iphone"\nhold = 1.5\n')
+    watcher = mqtt_listener(mosquitto, "kiosk/#")
+    process = run_kiosk(["demo", "--scenario", str(scenario), "--broker", mosquitto.url,
+                         "--state-dir", str(tmp_path / "state")], tmp_path)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err[-3000:]
+    printed = [line.split("  ", 1) for line in out.splitlines() if "/event/" in line]
+    kinds = [topic.rsplit("/", 1)[1] for topic, _ in printed]
+    assert "precheck" in kinds
+    precheck = json.loads(dict((k, d) for k, d in zip(kinds, (d for _, d in printed)))["precheck"])
+    assert precheck["outcome"] == "smartphone_iphone"
+    watcher.wait(lambda ms: any(m.topic.endswith("/event/precheck") for m in ms))
+
+
+@pytest.mark.slow
+@pytest.mark.ui
+def test_kiosk_demo_without_display_saves_every_screen_in_ja_and_en(tmp_path):
+    """The README's first command: no broker, no display, a fresh state dir → screenshots, events, exit 0."""
+    out_dir = tmp_path / "shots"
+    process = run_kiosk(["demo", "--out", str(out_dir)], tmp_path)
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:]
+    shots = sorted(p.name for p in out_dir.glob("*.png"))
+    for screen in ("idle", "checking", "result", "lookup", "lookup_result", "calling", "staff_coming", "outage",
+                   "staff_pin", "staff"):
+        for lang in ("ja", "en"):
+            assert any(screen in name and lang in name for name in shots), (screen, lang, shots)
+    kinds = {line.split("  ", 1)[0].rsplit("/", 1)[1] for line in out.splitlines() if "/event/" in line}
+    assert {"precheck", "lookup", "call", "call_acknowledged", "call_resolved", "outage_entered"} <= kinds
