@@ -171,8 +171,9 @@ class Correction(_Model):
     field: Annotated[str, Field(pattern=r"^(heading|message|conditions\[\d+\]\.(check|cause|documents))$")]
     original: Text
     corrected: str
-    kind: Literal["typo", "wrong_term", "format", "spacing", "page_break", "extraction", "parameter", "unsure"]
+    kind: Literal["typo", "wrong_term", "format", "spacing", "page_break", "extraction", "parameter"]
     reason: Text
+    unsure: bool = False  # the most likely reading, but the seed alone cannot prove it
 
 
 # --- file models -------------------------------------------------------------------------------------------

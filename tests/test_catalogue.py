@@ -127,6 +127,11 @@ def test_every_listed_correction_is_applied(catalogue):
         assert correction.reason
 
 
+def test_uncertain_corrections_are_marked(catalogue):
+    unsure = {(c.code, c.original) for c in catalogue.corrections if c.unsure}
+    assert unsure == {("001", "ベンダに接続して"), ("903", "電子証明書を正しい認証処理で")}
+
+
 def test_cleaned_text_equals_seed_plus_corrections(catalogue):
     assert audit_against_source(catalogue) == []
 
