@@ -122,3 +122,20 @@ def test_parser_never_crashes_and_agrees_with_schema(raw):
 
 def test_ok_response_valid():
     contract.validate("CommandResponse", events.response_payload("c1", True, "done", kiosk="k1"))
+
+
+def test_asyncapi_document_is_valid_asyncapi_3():
+    """Against the official AsyncAPI 3.0.0 JSON Schema (from npm @asyncapi/specs 6.11.1, Apache-2.0, vendored)."""
+    import gzip
+    from pathlib import Path
+
+    import yaml
+
+    official = json.loads(gzip.decompress((Path(contract.__file__).parent / "asyncapi-3.0.0.schema.json.gz")
+                                          .read_bytes()))
+    document = yaml.safe_load(contract.ASYNCAPI.read_text(encoding="utf-8"))
+    problems = [f"{list(e.absolute_path)}: {e.message[:200]}"
+                for e in jsonschema.Draft7Validator(official).iter_errors(document)]
+    assert problems == []
+    assert set(document["channels"]["event"]["parameters"]["kind"]["enum"]) == set(events.EVENT_KINDS)
+    assert set(document["channels"]["event"]["messages"]) == set(events.EVENT_KINDS)
