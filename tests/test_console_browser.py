@@ -136,7 +136,7 @@ def test_call_acknowledge_resolve_late_console_and_killed_kiosk(
     late = console_process(write_config(tmp_path / "late.toml", mosquitto, console_accounts))
     late_page = open_console(chromium, late.url, lang="en")
     late_card = late_page.wait_for_selector(f"article.call[data-call-id='{call['call_id']}']")
-    assert "Being handled" in late_card.inner_text() and "Official text (Japanese)" in late_card.inner_text()
+    assert "Being handled" in late_card.inner_text() and "the official text below is in Japanese" in late_card.inner_text()
     assert late_page.evaluate("window.__notifications") == []  # no chime for a call that was already open
 
     # Resolve: the call clears on the kiosk, on the broker and in every console.

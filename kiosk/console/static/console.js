@@ -60,16 +60,29 @@ function putKiosk(k) {
     row = document.createElement("tr");
     row.dataset.kiosk = key;
     kioskRows.set(key, row);
-    const body = $("kiosks");
-    const after = [...body.children].find((r) => r.dataset.kiosk.localeCompare(key, "en", { numeric: true }) > 0);
-    body.insertBefore(row, after || null);
   }
   row.replaceChildren(...kioskCells(k));
+  placeKiosk(row, k);
   row.className = k.online ? "online" : "offline";
   row.dataset.online = String(k.online);
   row.dataset.lamp = k.lamp || "";
   const card = callCards.get(key);
   if (card) card.classList.toggle("kiosk-offline", !k.online);
+}
+
+// Kiosks that need attention (offline, reader fault, outage) come first, then by name.
+function needsAttention(k) {
+  return !k.online || k.reader_ok === false || k.outage;
+}
+
+function kioskOrder(a, b) {
+  return needsAttention(b) - needsAttention(a) || keyOf(a).localeCompare(keyOf(b), "en", { numeric: true });
+}
+
+function placeKiosk(row, k) {
+  const body = $("kiosks");
+  const after = [...body.children].find((r) => r !== row && kioskOrder(kiosks.get(r.dataset.kiosk), k) > 0);
+  if (row.nextSibling !== (after || null) || row.parentNode !== body) body.insertBefore(row, after || null);
 }
 
 function removeKiosk(key) {
@@ -90,9 +103,11 @@ function drawKioskSummary() {
   for (const code of new Set(outage.map((k) => k.outage_code).filter(Boolean))) {
     const info = codes[code];
     if (!info) continue;
-    const h = document.createElement("h3");
-    h.textContent = t("outage.code_steps", { code, title: info.title });
-    box.append(h, ...info.conditions.map((condition) => stepList(condition.steps)));
+    const details = document.createElement("details");
+    const summary = document.createElement("summary");
+    summary.textContent = t("outage.code_steps", { code, title: info.title });
+    details.append(summary, ...info.conditions.map((condition) => stepList(condition.steps)));
+    box.append(details);
   }
 }
 
@@ -138,7 +153,7 @@ function drawCallInfo(card, call) {
   card.querySelector(".title").textContent = info ? info.title : "";
   const gloss = info && LANG !== "ja" ? info.titles?.[LANG] || "" : "";
   const glossEl = card.querySelector(".gloss");
-  glossEl.textContent = gloss ? `${gloss} — ${t("call.official_text")}` : call.code && info && !info.known ? t("call.unknown_code") : "";
+  glossEl.textContent = gloss ? `${gloss} (${t("call.official_text")})` : call.code && info && !info.known ? t("call.unknown_code") : "";
   glossEl.hidden = !glossEl.textContent;
   card.querySelector(".info").replaceChildren(...(info ? conditionBlocks(info) : []));
 }
@@ -281,7 +296,8 @@ function drawCounts(counts) {
   $("counts").replaceChildren(...counts.map((c) => {
     const row = document.createElement("tr");
     row.dataset.code = c.code;
-    row.append(cell(c.code), cell(String(c.lookups)), cell(String(c.calls)));
+    const label = /^\d{3}$/.test(c.code) ? c.code : t(`call.reason.${c.code}` in S ? `call.reason.${c.code}` : "call.reason.unknown");
+    row.append(cell(label), cell(String(c.lookups)), cell(String(c.calls)));
     return row;
   }));
 }
