@@ -40,6 +40,10 @@ class ReaderSection(Section):
     nfc_path: str = "usb"  # nfcpy device path
     rules: Path | None = None  # precheck rule table override
 
+    def spec(self) -> str:
+        """The `open_reader` spec: `pcsc`, `nfc:PATH` or `sim[:SCENARIO]`."""
+        return f"nfc:{self.nfc_path}" if self.backend == "nfc" else self.backend
+
 
 class MqttSection(Section):
     url: str = "mqtt://127.0.0.1:1883"
