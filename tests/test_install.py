@@ -179,7 +179,8 @@ def test_install_upgrade_switch_display_and_uninstall(chroot):
     kept = {p: p.read_bytes() for p in (config_path, broker_password, chroot.path("/etc/mosquitto/kiosk.passwd"))}
     package = chroot.path("/usr/src/kiosk/kiosk/__init__.py")
     package.write_text(package.read_text() + "\nUPGRADE_MARKER = 1\n")
-    output = chroot.install()
+    chroot.path("/root/wheelhouse").mkdir()  # an (empty) offline wheelhouse: pip still uses the index
+    output = chroot.install("--find-links", "/root/wheelhouse")
     assert "staff PIN" not in output and "password (also in" not in output
     assert "keeping /etc/kiosk/config.toml" in output
     assert all(path.read_bytes() == content for path, content in kept.items())
