@@ -39,6 +39,7 @@ WINDOW = 100  # QoS 1 messages in flight per connection
 CALL_EVENT_TTL = 900.0  # seconds a `call` event may wait in a subscriber's queue (MQTT v5 message expiry)
 RECONNECT_MIN, RECONNECT_MAX = 0.2, 10.0
 STOP_FLUSH_SECONDS = 2.0
+CONNACK_TIMEOUT = 10.0  # a broker (or anything else on that port) that takes the TCP connection but never answers
 COMMAND_TIMEOUT = 10.0  # seconds the main loop has to answer a command before the caller hears "timeout"
 
 
@@ -154,6 +155,7 @@ class EventLink:
         self._call = b""
         self._awaiting: dict[str, tuple[float, str, bytes | None]] = {}  # command id -> deadline, reply to
         self._reconnect_at = 0.0
+        self._connack_deadline = 0.0
         self._backoff = RECONNECT_MIN
         self._next_heartbeat = time.monotonic() + section.heartbeat_seconds
 
@@ -201,6 +203,9 @@ class EventLink:
             now = time.monotonic()
             if self._client is None and now >= self._reconnect_at:
                 self._connect()
+            elif self._client is not None and not self._connected and now >= self._connack_deadline:
+                self._drop_client()
+                self._give_up(f"no answer to CONNECT within {CONNACK_TIMEOUT:.0f} s")
             if now >= self._next_heartbeat:
                 self._next_heartbeat = now + self._section.heartbeat_seconds
                 self._heartbeat()
@@ -272,6 +277,7 @@ class EventLink:
             self._give_up(f"cannot connect to {self.address.host}:{self.address.port}: {exc}")
             return
         self._client = client
+        self._connack_deadline = time.monotonic() + CONNACK_TIMEOUT
         client.loop_start()
 
     def _on_connack(self, reason) -> None:

@@ -300,3 +300,20 @@ def test_heartbeat_carries_outbox_stats(mosquitto, mqtt_listener, link_factory):
         contract.validate_event(beat)
     assert set(beats[0]["data"]["outbox"]) == {"backlog", "dropped", "refused", "last_error"}
     assert beats[1]["seq"] > beats[0]["seq"]
+
+
+def test_a_silent_server_is_given_up_and_retried(tmp_path, link_factory, monkeypatch):
+    import socket
+
+    monkeypatch.setattr("kiosk.link.CONNACK_TIMEOUT", 0.3)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts TCP (the kernel does), never speaks MQTT
+    try:
+        link, posted = link_factory(f"mqtt://127.0.0.1:{silent.getsockname()[1]}")
+        deadline = time.monotonic() + 5
+        while "no answer to CONNECT" not in (link.stats().last_error or "") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "no answer to CONNECT" in link.stats().last_error and not link.stats().connected
+    finally:
+        silent.close()
