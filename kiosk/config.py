@@ -54,7 +54,7 @@ class MqttSection(Section):
     cert_file: Path | None = None
     key_file: Path | None = None
     ha_discovery: bool = False
-    ha_prefix: str = "homeassistant"
+    ha_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     outbox_cap: int = Field(default=100_000, ge=100)
     heartbeat_seconds: float = Field(default=60.0, gt=0)
 
