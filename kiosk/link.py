@@ -167,9 +167,11 @@ class EventLink:
     def emit(self, kind: str, data: dict[str, Any]) -> str:
         """Store an event in the outbox (then it is published); returns its id."""
         event_id = events.new_id()
-        payload = lambda seq: events.encode(events.envelope(  # noqa: E731
-            kind, data, kiosk=self.kiosk, site=self.site, seq=seq, catalogue_version=self.catalogue_version,
-            event_id=event_id))
+
+        def payload(seq: int) -> bytes:
+            return events.encode(events.envelope(kind, data, kiosk=self.kiosk, site=self.site, seq=seq,
+                                                 catalogue_version=self.catalogue_version, event_id=event_id))
+
         try:
             self.outbox.put(kind, self.topics.event(kind), payload, CALL_EVENT_TTL if kind == events.CALL else None)
         except Exception as exc:  # a full disk must not take the kiosk down
@@ -197,6 +199,13 @@ class EventLink:
     # --- the link thread ---------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception:  # the watchdog (on_turn stops) restarts the service; say why first
+            log.exception("the MQTT link thread failed")
+            raise
+
+    def _loop(self) -> None:
         while True:
             if self._on_turn:
                 self._on_turn()
