@@ -22,14 +22,14 @@ def build_app(config: Config):
     from kiosk.link import parse_broker_url, read_password
 
     section = config.console
-    if section.accounts_file is None:
-        raise ConsoleSetupError("[console] accounts_file is not set: nobody could log in "
-                                "(see systemd/console-accounts.example.toml and docs/console.md)")
     if (section.tls_cert_file is None) != (section.tls_key_file is None):
         raise ConsoleSetupError("[console] tls_cert_file and tls_key_file go together: set both or neither")
     for path in (section.tls_cert_file, section.tls_key_file):
         if path is not None and not path.is_file():
             raise ConsoleSetupError(f"[console] TLS file not found: {path}")
+    if section.accounts_file is None:
+        raise ConsoleSetupError("[console] accounts_file is not set: nobody could log in "
+                                "(see systemd/console-accounts.example.toml and docs/console.md)")
     parse_broker_url(config.mqtt.url)  # broker settings fail here, before serving, as ConfigError
     if config.mqtt.password_file:
         read_password(config.mqtt.password_file)

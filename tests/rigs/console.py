@@ -112,7 +112,7 @@ class ConsoleProcess:
 def console_process(tmp_path) -> Iterator[Callable[[Path], ConsoleProcess]]:
     procs: list[subprocess.Popen] = []
 
-    def start(config_path: Path) -> ConsoleProcess:
+    def start(config_path: Path, scheme: str = "http", verify=True) -> ConsoleProcess:
         import httpx
 
         port = free_port()
@@ -121,13 +121,13 @@ def console_process(tmp_path) -> Iterator[Callable[[Path], ConsoleProcess]]:
             proc = subprocess.Popen([sys.executable, "-m", "kiosk", "--config", str(config_path), "console",
                                      "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=log)
         procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
+        url = f"{scheme}://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"kiosk console exited {proc.returncode}:\n{log_path.read_text()}")
             try:
-                httpx.get(url + "/login", timeout=1)
+                httpx.get(url + "/login", timeout=1, verify=verify)
                 return ConsoleProcess(url, proc, log_path)
             except httpx.HTTPError:
                 if time.monotonic() > deadline:
