@@ -65,7 +65,8 @@ def facility(mosquitto_factory, pki, tmp_path):
     conf = conf.replace("/etc/mosquitto/certs/", "{dir}/").replace("/etc/mosquitto/", "{dir}/")
     conf = conf.replace("listener 1883 127.0.0.1", "listener {port2} 127.0.0.1")
     conf = re.sub(r"^listener 8883$", "listener {port} 127.0.0.1", conf, flags=re.M)
-    conf = conf.replace("require_certificate false", "require_certificate true") + "\nlog_dest stderr\n"
+    conf = conf.replace("require_certificate false", "require_certificate true")
+    conf += "\nlog_dest stderr\npersistence_location {dir}/\n"
     acl = (SAMPLES / "facility.acl").read_text().replace("user reception-1", "user k1")
     passwd = tmp_path / "passwd"
     for user, password in PASSWORDS.items():

@@ -69,7 +69,8 @@ class Broker:
 
     def start(self) -> Broker:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.config_path)], stdout=log, stderr=log)
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.config_path)], stdout=log, stderr=log,
+                                     cwd=self.dir)  # relative files (e.g. mosquitto.db) land here
         log.close()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
