@@ -109,7 +109,11 @@ def build_view(name: str, lang: str, context: Mapping[str, Any], texts: UiTexts,
         log.warning("no layout for screen %r; showing the idle screen", name)
         builder = _idle
     t = _Texts(texts, lang)
-    view = builder(t, dict(context or {}), guidance)
+    try:
+        view = builder(t, dict(context) if isinstance(context, Mapping) else {}, guidance)
+    except Exception:  # a malformed context must never blank the kiosk: show where the patient can start over
+        log.exception("screen %r could not be built from its context; showing the idle screen", name)
+        view = _idle(t, {}, guidance)
     if name in ("staff", "staff_pin"):  # the flow ignores language taps there
         return view
     others = tuple(Action(f"lang:{code}", texts.text(code, "lang.self_name"), "plain", code)
@@ -139,6 +143,15 @@ def _dedupe(items: Sequence[str | None], limit: int) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i for i in items if i))[:limit]
 
 
+def _items(value: Any) -> list:
+    """A list/tuple context value as a list; anything else (None, a string, a number) as empty."""
+    return list(value) if isinstance(value, (list, tuple)) else []
+
+
+def _mapping(value: Any) -> Mapping:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _call_button(t: _Texts) -> Action:
     return Action("call", t("button.call"), "call")
 
@@ -160,7 +173,7 @@ def _checking(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
 def _result(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
     outcome = str(ctx.get("outcome") or "")
     key = outcome if t.texts.has(f"result.{outcome}.title") else "other"
-    hints = [str(h) for h in ctx.get("hints") or ()]
+    hints = [str(h) for h in _items(ctx.get("hints"))]
     steps = _dedupe([t.optional(f"hint.{h}") for h in hints]
                     + [t.optional(f"result.{key}.{n}") for n in range(1, MAX_STEPS + 1)], MAX_STEPS)
     pictures = _dedupe([HINT_ILLUSTRATIONS.get(h) for h in hints] + list(OUTCOME_ILLUSTRATIONS.get(outcome, ())),
@@ -178,7 +191,7 @@ def _result(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
 def _lookup(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
     error = ctx.get("error")
     banner = t(f"lookup.error.{error}", entered=ctx.get("entered", "")) if error in ("format", "unknown") else ""
-    nearest = tuple(Action(f"code:{c}", str(c), "plain") for c in (ctx.get("nearest") or ())[:4])
+    nearest = tuple(Action(f"code:{c}", str(c), "plain") for c in _items(ctx.get("nearest"))[:4])
     return View("lookup", t.lang, t("lookup.title"), tone="info", banner=banner,
                 lines=(t("lookup.prompt"),) + ((t("lookup.nearest"),) if nearest else ()),
                 keypad=Keypad("lookup", 3, False, t("keypad.lookup"), t("keypad.delete")), choices=nearest,
@@ -230,7 +243,7 @@ def _staff_coming(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View
 
 def _outage(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
     code = ctx.get("code")
-    options = [t.optional(f"outage.option.{o}") for o in ctx.get("options") or ()]
+    options = [t.optional(f"outage.option.{o}") for o in _items(ctx.get("options"))]
     return View("outage", t.lang, t("outage.title"), tone="alert",
                 banner=t("outage.code", code=code) if code else "", lines=(t("outage.body"),),
                 steps=tuple(o for o in options if o), actions=(_lookup_button(t), _call_button(t)))
@@ -238,16 +251,18 @@ def _outage(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
 
 def _staff_pin(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
     error = ctx.get("error")
-    banner = t(f"staff_pin.error.{error}", attempts_left=ctx.get("attempts_left", 0)) if error else ""
+    banner = ""
+    if error in ("wrong", "locked"):
+        banner = t(f"staff_pin.error.{error}", attempts_left=ctx.get("attempts_left", 0))
     return View("staff_pin", t.lang, t("staff_pin.title"), banner=banner, lines=(t("staff_pin.prompt"),),
                 keypad=Keypad("pin", 8, True, t("keypad.enter"), t("keypad.delete")),
                 actions=(Action("home", t("button.cancel"), "plain"),))
 
 
 def _staff(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
-    reader = ctx.get("reader") or {}
-    broker = ctx.get("broker") or {}
-    call = ctx.get("open_call")
+    reader = _mapping(ctx.get("reader"))
+    broker = _mapping(ctx.get("broker"))
+    call = _mapping(ctx.get("open_call"))
     lines = [
         t("staff.reader.ok") if reader.get("available") else t("staff.reader.down", detail=reader.get("detail", "")),
         t("staff.broker.ok" if broker.get("connected") else "staff.broker.down", pending=broker.get("pending", 0)),
@@ -257,10 +272,10 @@ def _staff(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
         if call else t("staff.call.none"),
         t("staff.outage.on" if ctx.get("outage") else "staff.outage.off"),
     ]
-    events = ctx.get("last_events") or []
+    events = [e for e in _items(ctx.get("last_events")) if isinstance(e, Mapping)]
     if events:
         lines.append(t("staff.events"))
-        lines += [t("staff.event_row", **{"time": "", "kind": "", **e, "code": e.get("code") or ""})
+        lines += [t("staff.event_row", time=e.get("time", ""), kind=e.get("kind", ""), code=e.get("code") or "")
                   for e in events[-5:]]
     tools = [Action(name, t(f"staff.{name}"), "plain") for name in STAFF_ACTIONS
              if not (name == "clear_call" and not call)
@@ -269,7 +284,7 @@ def _staff(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
     default = ctx.get("default_language")
     tools += [Action(f"default_lang:{code}", f"{t('staff.default_language')}: {t.texts.text(code, 'lang.self_name')}",
                      "primary" if code == default else "plain", code)
-              for code in ctx.get("languages") or ()]
+              for code in _items(ctx.get("languages"))]
     return View("staff", t.lang, t("staff.title"), lines=tuple(lines), choices=tuple(tools),
                 actions=(Action("done", t("button.close"), "primary"),))
 

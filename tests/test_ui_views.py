@@ -1,0 +1,202 @@
+"""What each screen says and shows, without Kivy: kiosk.app.views + kiosk.app.texts + the shipped data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kiosk import flow as F
+from kiosk.app.offscreen import SAMPLE_SCREENS
+from kiosk.app.texts import UiTexts
+from kiosk.app.views import HINT_ILLUSTRATIONS, ILLUSTRATIONS, LANGUAGE_MENU, MAX_STEPS, SCREENS, build_view
+from kiosk.catalogue import load_catalogue
+from kiosk.locales import LocaleError
+from kiosk.paths import catalogue_root
+from kiosk.precheck import DEFAULT_RULES, Outcome
+
+ILLUSTRATION_DIR = Path(__file__).resolve().parent.parent / "kiosk" / "app" / "illustrations"
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.fixture(scope="module")
+def texts() -> UiTexts:
+    return UiTexts()
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    return load_catalogue()
+
+
+def every_context():
+    """A context for every screen, every outcome with every hint, every call reason and the outage options."""
+    hints = tuple(dict.fromkeys(h for hs in DEFAULT_RULES.hints.values() for h in hs))
+    for outcome in Outcome:
+        yield "result", {"outcome": str(outcome), "code": "021", "hints": hints, "called": True, "failures": 2}
+    for reason in (F.CALL_PATIENT, F.CALL_STAFF_CODE, F.CALL_OUTAGE, F.CALL_REPEATED_FAILURES):
+        yield "calling", {"reason": reason, "code": "950"}
+        yield "staff_coming", {"reason": reason, "code": None}
+    for error in (None, "format", "unknown"):
+        yield "lookup", {"error": error, "entered": "12", "nearest": ["120", "012"]}
+    for error in (None, "wrong", "locked"):
+        yield "staff_pin", {"error": error, "attempts_left": 2}
+    yield "outage", {"code": "950", "options": F.OUTAGE_OPTIONS}
+    for screen in SAMPLE_SCREENS:
+        yield screen.name, screen.context
+
+
+def test_the_sample_tour_covers_every_screen_the_flow_can_show():
+    assert set(F.SCREENS) == set(SCREENS) == {s.name for s in SAMPLE_SCREENS}
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_every_text_a_screen_needs_exists_and_fills_its_placeholders(lang, catalogue):
+    texts = UiTexts()  # fresh: its report of missing ids starts empty
+    for name, context in every_context():
+        view = build_view(name, lang, context, texts, catalogue)
+        assert all(isinstance(t, str) for t in view.texts())
+    assert texts._reported == set(), f"missing or unfillable UI texts in {lang}: {sorted(texts._reported)}"
+
+
+def test_japanese_and_english_have_the_same_ids(texts):
+    assert set(texts.by_lang["ja"]) == set(texts.by_lang["en"])
+
+
+def test_every_precheck_hint_has_a_text_in_japanese_and_english(texts):
+    hints = {h for hs in DEFAULT_RULES.hints.values() for h in hs}
+    for lang in ("ja", "en"):
+        assert {h for h in hints if f"hint.{h}" not in texts.by_lang[lang]} == set()
+
+
+def test_result_shows_hints_first_at_most_three_steps_and_existing_pictures(texts):
+    view = build_view("result", "en", {"outcome": "smartphone_unreadable", "code": "021",
+                                       "hints": ("out_of_case", "hold_slightly_away", "android_screen_sleep",
+                                                 "restart_phone"), "called": False}, texts)
+    assert view.steps == (texts.text("en", "hint.out_of_case"), texts.text("en", "hint.hold_slightly_away"),
+                          texts.text("en", "hint.android_screen_sleep"))
+    assert view.illustrations == ("card_out_of_case", "phone_nfc_spot")
+    assert "021" in view.lines[0] and view.tone == "warn" and view.banner == ""
+    good = build_view("result", "ja", {"outcome": "mynumber_card", "code": None, "hints": ()}, texts)
+    assert good.tone == "ok" and good.lines == () and len(good.steps) == MAX_STEPS
+    assert [a.target for a in good.actions] == ["done", "call"]
+
+
+def test_a_result_after_repeated_failures_says_staff_were_called(texts):
+    view = build_view("result", "ja", {"outcome": "unreadable_card", "code": "001", "hints": (), "called": True},
+                      texts)
+    assert view.banner == texts.text("ja", "call.called")
+
+
+def test_lookup_result_uses_catalogue_guidance_and_offers_call_only_when_not_called(texts, catalogue):
+    view = build_view("lookup_result", "en", {"code": "021", "audience": "patient", "outage": False,
+                                              "call_staff": False, "called": False}, texts, catalogue)
+    guidance = catalogue.guidance("021", "en")
+    assert guidance.title in view.title and "021" in view.title
+    assert view.steps == tuple(guidance.steps)[:MAX_STEPS]
+    assert set(view.illustrations) <= set(guidance.illustrations)
+    assert "call" in [a.target for a in view.actions]
+    called = build_view("lookup_result", "en", {"code": "950", "audience": "staff", "outage": True,
+                                                "call_staff": True, "called": True}, texts, catalogue)
+    assert called.banner == texts.text("en", "call.called") and called.tone == "alert"
+    assert "call" not in [a.target for a in called.actions]
+    assert texts.text("en", "lookup_result.staff") in called.lines
+
+
+def test_lookup_result_without_guidance_still_says_what_to_do(texts):
+    class Broken:
+        def guidance(self, code, lang):
+            raise KeyError(code)
+
+    view = build_view("lookup_result", "ja", {"code": "555"}, texts, Broken())
+    assert view.lines == (texts.text("ja", "lookup_result.no_guidance"),)
+
+
+def test_outage_lists_the_interim_options_in_plain_words(texts):
+    view = build_view("outage", "ja", {"code": "950", "options": F.OUTAGE_OPTIONS}, texts)
+    assert len(view.steps) == 3 and any("資格確認書" in s for s in view.steps)
+    assert any("マイナポータル" in s for s in view.steps) and any("被保険者資格申立書" in s for s in view.steps)
+    assert view.tone == "alert" and "950" in view.banner
+
+
+def test_language_switch_offers_the_other_languages_but_not_on_staff_screens(texts):
+    idle = build_view("idle", "ja", {}, texts, languages=("ja", "en"))
+    assert [(a.target, a.text, a.lang) for a in idle.languages] == [("lang:en", "English", "en")]
+    assert build_view("idle", "en", {}, texts, languages=("ja", "en")).languages[0].text == "日本語"
+    assert build_view("staff_pin", "ja", {}, texts).languages == ()
+    many = build_view("idle", "en", {}, texts, languages=("ja", "en", "vi", "th", "ko"))
+    assert [a.target for a in many.languages] == ["lang:ja", LANGUAGE_MENU]
+    assert [a.target for a in many.language_menu] == ["lang:ja", "lang:vi", "lang:th", "lang:ko"]
+
+
+def test_staff_screen_shows_codes_and_status_but_no_language_switch(texts):
+    staff = next(s for s in SAMPLE_SCREENS if s.name == "staff")
+    view = build_view("staff", "en", staff.context, texts)
+    assert any("021" in line for line in view.lines)
+    targets = [a.target for a in view.choices]
+    assert targets == ["lamp_test", "clear_call", "outage_enter", "reload_catalogue", "default_lang:ja",
+                       "default_lang:en"]
+    assert view.languages == ()
+
+
+def test_unknown_screen_falls_back_to_idle(texts):
+    assert build_view("no_such_screen", "ja", {}, texts).screen == "idle"
+
+
+contexts = st.dictionaries(
+    st.sampled_from(["outcome", "code", "hints", "called", "error", "entered", "nearest", "reason", "options",
+                     "audience", "outage", "attempts_left", "reader", "broker", "lamp", "last_events",
+                     "open_call", "languages", "default_language"]),
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=12),
+              st.lists(st.text(max_size=5), max_size=3), st.dictionaries(st.text(max_size=5), st.text(max_size=5))),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(SCREENS), lang=st.sampled_from(["ja", "en", "xx"]), context=contexts)
+def test_odd_contexts_never_crash_a_screen(texts, name, lang, context):
+    view = build_view(name, lang, context, texts)
+    assert view.title
+
+
+def test_every_illustration_is_a_clean_svg_without_text():
+    assert {p.stem for p in ILLUSTRATION_DIR.glob("*.svg")} == set(ILLUSTRATIONS)
+    for path in ILLUSTRATION_DIR.glob("*.svg"):
+        root = ET.parse(path).getroot()
+        assert root.tag == f"{SVG}svg" and root.get("viewBox"), path
+        assert not list(root.iter(f"{SVG}text")), f"{path.name}: words belong in the locale data, not in pictures"
+
+
+def test_every_illustration_the_data_names_is_shipped(catalogue):
+    named = set(HINT_ILLUSTRATIONS.values())
+    for code in catalogue.codes:
+        named |= set(catalogue.guidance(code, "ja").illustrations)
+    assert named <= set(ILLUSTRATIONS)
+
+
+def test_a_broken_ui_file_is_named_in_the_error(tmp_path):
+    root = tmp_path / "catalogue"
+    shutil.copytree(catalogue_root() / "locales", root / "locales")
+    (root / "locales" / "en" / "ui.json").write_text('{"button.call": 3}', encoding="utf-8")
+    with pytest.raises(LocaleError, match=r"en/ui.json: \[button.call\] must be a string"):
+        UiTexts(root)
+    (root / "locales" / "en" / "ui.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(LocaleError, match="en/ui.json: not valid JSON"):
+        UiTexts(root)
+
+
+def test_a_missing_text_falls_back_along_the_locale_chain_then_shows_its_id(tmp_path):
+    root = tmp_path / "catalogue"
+    shutil.copytree(catalogue_root() / "locales", root / "locales")
+    en = json.loads((root / "locales" / "en" / "ui.json").read_text(encoding="utf-8"))
+    del en["button.call"]
+    (root / "locales" / "en" / "ui.json").write_text(json.dumps(en), encoding="utf-8")
+    texts = UiTexts(root)
+    assert texts.text("en", "button.call") == texts.text("ja", "button.call") == "スタッフを呼ぶ"
+    assert texts.text("en", "no.such.id") == "no.such.id"
+    assert texts.text("en", "outage.code") == texts.by_lang["en"]["outage.code"]  # placeholder missing: shown raw
