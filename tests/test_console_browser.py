@@ -29,6 +29,13 @@ window.__notifications = [];
 window.Notification = class { constructor(title, options) { window.__notifications.push({title, body: options.body}); } };
 window.Notification.permission = "granted";
 window.Notification.requestPermission = async () => "granted";
+window.__chimes = 0;
+window.AudioContext = class {
+  constructor() { this.currentTime = 0; this.destination = {}; }
+  resume() {}
+  createGain() { return {gain: {setValueAtTime() {}, exponentialRampToValueAtTime() {}}, connect: (x) => x}; }
+  createOscillator() { return {frequency: {}, connect: (x) => x, start() { window.__chimes += 1; }, stop() {}}; }
+};
 new MutationObserver(() => {
   for (const card of document.querySelectorAll("article.call")) {
     const id = card.dataset.callId;
@@ -123,6 +130,7 @@ def test_call_acknowledge_resolve_late_console_and_killed_kiosk(
     assert "処方箋の発行方法を確認" not in info  # the clinic-only step is filtered out
     assert "読み取りの失敗が続いています" in card.inner_text()
     assert page.evaluate("window.__notifications")[0]["title"] == "スタッフ呼び出し（k1）"
+    assert page.evaluate("window.__chimes") > 0  # the two-tone chime played
 
     # Acknowledge: the kiosk answers, its lamp goes steady and its retained call says acknowledged.
     card.query_selector("button.ack").click()
@@ -137,7 +145,9 @@ def test_call_acknowledge_resolve_late_console_and_killed_kiosk(
     late_page = open_console(chromium, late.url, lang="en")
     late_card = late_page.wait_for_selector(f"article.call[data-call-id='{call['call_id']}']")
     assert "Being handled" in late_card.inner_text() and "the official text below is in Japanese" in late_card.inner_text()
-    assert late_page.evaluate("window.__notifications") == []  # no chime for a call that was already open
+    late_page.click("#sound")
+    assert late_page.evaluate("window.__notifications") == []  # nothing for a call that was already open
+    assert late_page.evaluate("window.__chimes") == 0
 
     # Resolve: the call clears on the kiosk, on the broker and in every console.
     before = len(listener.messages)

@@ -218,3 +218,31 @@ def test_locales_have_the_same_keys_and_placeholders():
 
     for key, text in strings["ja"].items():
         assert set(re.findall(r"\{(\w+)\}", text)) == set(re.findall(r"\{(\w+)\}", strings["en"][key])), key
+
+
+# --- hub --------------------------------------------------------------------------------------------------
+
+def test_a_browser_too_far_behind_is_cut_off_and_others_keep_their_updates():
+    import asyncio
+
+    from kiosk.console.hub import SUBSCRIBER_QUEUE, Hub
+    from kiosk.console.messages import StatusMessage
+
+    async def scenario():
+        hub = Hub(sites=[SITE], code_info=lambda code: {}, command_timeout=1, publish_command=lambda *a: True)
+        slow, fast = hub.subscribe(), hub.subscribe()
+        for i in range(SUBSCRIBER_QUEUE + 5):
+            hub.handle(StatusMessage(SITE, f"k{i}", {"online": True, "backlog": None}))
+            while not fast.empty():
+                fast.get_nowait()
+        items = []
+        while not slow.empty():
+            items.append(slow.get_nowait())
+        hub.handle(StatusMessage(SITE, "late", {"online": True, "backlog": None}))
+        hub.handle(StatusMessage("other-site", "x", {"online": True, "backlog": None}))  # not this console's
+        return items, fast.get_nowait(), fast.empty(), len(hub.state.kiosks)
+
+    items, latest, drained, kiosk_count = asyncio.run(scenario())
+    assert items[-1] is None and len(items) == SUBSCRIBER_QUEUE  # told to reconnect (and redraw)
+    assert latest["kiosk"]["kiosk"] == "late" and drained
+    assert kiosk_count == SUBSCRIBER_QUEUE + 6

@@ -91,6 +91,14 @@ function removeKiosk(key) {
   kioskRows.delete(key);
 }
 
+// Many kiosk updates can arrive together: redraw the counts and the outage banner once per burst.
+let summaryPending = false;
+function scheduleKioskSummary() {
+  if (summaryPending) return;
+  summaryPending = true;
+  setTimeout(() => { summaryPending = false; drawKioskSummary(); }, 50);
+}
+
 function drawKioskSummary() {
   const all = [...kiosks.values()];
   $("online-count").textContent = t("kiosks.online_count", { online: all.filter((k) => k.online).length, total: all.length });
@@ -326,8 +334,8 @@ function showLink(connected) {
 function apply(update) {
   switch (update.type) {
     case "snapshot": applySnapshot(update); break;
-    case "kiosk": putKiosk(update.kiosk); drawKioskSummary(); break;
-    case "kiosk_removed": removeKiosk(`${update.site}/${update.kiosk}`); drawKioskSummary(); break;
+    case "kiosk": putKiosk(update.kiosk); scheduleKioskSummary(); break;
+    case "kiosk_removed": removeKiosk(`${update.site}/${update.kiosk}`); scheduleKioskSummary(); break;
     case "call": putCall(update.call, true); break;
     case "call_cleared": removeCall(`${update.site}/${update.kiosk}`, update.call_id); break;
     case "code":
