@@ -21,6 +21,7 @@ VENV=$PREFIX/venv
 CONF_DIR=/etc/kiosk
 CONFIG=$CONF_DIR/config.toml
 MQTT_PASSWORD_FILE=$CONF_DIR/mqtt-password
+CONSOLE_ACCOUNTS=$CONF_DIR/console-accounts.toml
 STATE_DIR=/var/lib/kiosk
 UNIT_DIR=/etc/systemd/system
 DROP_IN=$UNIT_DIR/kiosk.service.d/display.conf
@@ -109,12 +110,21 @@ install_files() {
     install -m 0600 -o "$SERVICE_USER" -g "$SERVICE_USER" "$SOURCE/systemd/display/kivy-config.ini" "$STATE_DIR/kivy/config.ini"
 }
 
+random_secret() { "$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(24))'; }
+hash_secret() { "$VENV/bin/python" -c 'import sys; from kiosk.passwords import hash_secret; print(hash_secret(sys.argv[1]))' "$1"; }
+
 # Secrets and config are written once; re-running keeps them (and only checks the config still validates).
 write_config() {
     if [ ! -e "$MQTT_PASSWORD_FILE" ]; then
-        "$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(24))' |
-            write_atomic "$MQTT_PASSWORD_FILE" 0600 "$SERVICE_USER:$SERVICE_USER"
+        random_secret | write_atomic "$MQTT_PASSWORD_FILE" 0600 "$SERVICE_USER:$SERVICE_USER"
         NEW_BROKER_PASSWORD=1
+    fi
+    if [ ! -e "$CONSOLE_ACCOUNTS" ]; then
+        local console_password
+        console_password=$(random_secret)
+        printf '# Staff console accounts (format: systemd/console-accounts.example.toml); only hashes.\n[[account]]\nname = "reception"\npassword_hash = "%s"\nrole = "staff"\n' \
+            "$(hash_secret "$console_password")" | write_atomic "$CONSOLE_ACCOUNTS" 0600 "$SERVICE_USER:$SERVICE_USER"
+        say "staff console account 'reception', password: $console_password (shown only this once)"
     fi
     if [ -e "$CONFIG" ]; then
         say "keeping $CONFIG"
@@ -125,7 +135,7 @@ load_config(Path(sys.argv[1]))' "$CONFIG" ||
     fi
     local pin pin_hash
     pin=$("$VENV/bin/python" -c 'import secrets; print(f"{secrets.randbelow(10**6):06d}")')
-    pin_hash=$("$VENV/bin/python" -c 'import sys; from kiosk.passwords import hash_secret; print(hash_secret(sys.argv[1]))' "$pin")
+    pin_hash=$(hash_secret "$pin")
     sed "s|^pin_hash = \"\"|pin_hash = \"$pin_hash\"|" "$SOURCE/systemd/config.example.toml" |
         write_atomic "$CONFIG" 0600 "$SERVICE_USER:$SERVICE_USER"
     say "staff PIN for the kiosk's staff mode: $pin"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from kiosk.config import load_config
+from kiosk.console.auth import load_accounts
 from kiosk.passwords import verify_secret
 
 REPO = Path(__file__).resolve().parent.parent
@@ -137,6 +138,7 @@ def test_install_upgrade_switch_display_and_uninstall(chroot):
     pins = re.findall(r"staff PIN for the kiosk's staff mode: (\d{6})\b", output)
     assert len(pins) == 1, output
     assert "broker account 'kiosk', password" in output
+    console_password = re.search(r"staff console account 'reception', password: (\S+)", output).group(1)
 
     user = chroot.passwd("kiosk")
     assert user is not None and user[5] == "/var/lib/kiosk" and user[6] == "/usr/sbin/nologin"
@@ -150,6 +152,9 @@ def test_install_upgrade_switch_display_and_uninstall(chroot):
     assert _mode(chroot.path("/etc/kiosk")) == 0o750
     config = load_config(config_path)
     assert verify_secret(pins[0], config.staff.pin_hash)
+    accounts_path = chroot.path(str(config.console.accounts_file))
+    assert _mode(accounts_path) == 0o600 and accounts_path.stat().st_uid == kiosk_uid
+    assert verify_secret(console_password, load_accounts(accounts_path)["reception"].password_hash)
     assert len(broker_password.read_text().strip()) >= 24
     assert chroot.path("/etc/mosquitto/kiosk.passwd").read_text().startswith("kiosk:")
     assert chroot.path("/etc/mosquitto/conf.d/kiosk.conf").is_file()
@@ -176,12 +181,13 @@ def test_install_upgrade_switch_display_and_uninstall(chroot):
     outbox = chroot.path("/var/lib/kiosk/outbox.sqlite")
     _queue_events(outbox, 25)
     os.chown(outbox, kiosk_uid, kiosk_uid)
-    kept = {p: p.read_bytes() for p in (config_path, broker_password, chroot.path("/etc/mosquitto/kiosk.passwd"))}
+    secrets = (config_path, broker_password, accounts_path, chroot.path("/etc/mosquitto/kiosk.passwd"))
+    kept = {path: path.read_bytes() for path in secrets}
     package = chroot.path("/usr/src/kiosk/kiosk/__init__.py")
     package.write_text(package.read_text() + "\nUPGRADE_MARKER = 1\n")
     chroot.path("/root/wheelhouse").mkdir()  # an (empty) offline wheelhouse: pip still uses the index
     output = chroot.install("--find-links", "/root/wheelhouse")
-    assert "staff PIN" not in output and "password (also in" not in output
+    assert "staff PIN" not in output and "password" not in output
     assert "keeping /etc/kiosk/config.toml" in output
     assert all(path.read_bytes() == content for path, content in kept.items())
     assert _count_events(outbox) == 25

@@ -11,6 +11,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "systemd" / "config.example.t
 def test_example_config_validates_and_matches_the_installed_layout():
     config = load_config(EXAMPLE)
     assert config.mqtt.password_file == Path("/etc/kiosk/mqtt-password")
+    assert config.console.accounts_file == Path("/etc/kiosk/console-accounts.toml")
     assert config.kiosk.state_dir == Path("/var/lib/kiosk")  # the unit's StateDirectory=kiosk
     assert (config.gpio.lamp, config.gpio.call_button, config.gpio.reset_button) == (17, 27, 22)
     assert config.staff.pin_hash == ""  # filled in by install.sh
