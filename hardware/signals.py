@@ -34,8 +34,7 @@ PATTERNS: dict[str, Pattern] = {
     "outage": Pattern(0.1, (1, 0, 1) + (0,) * 9),  # fast double flash every 1.2 s
     "reader_fault": Pattern(0.2, (1, 0, 0, 0, 0, 0, 0, 0, 0, 0)),  # short flash every 2 s
 }
-LAMP_TEST = ("call", "outage", "acknowledged")  # each shown for LAMP_TEST_SECONDS
-LAMP_TEST_SECONDS = 1.2
+LAMP_TEST = ("call", "outage", "acknowledged")  # shown in turn by Lamp.test(seconds)
 
 
 def _expand(pattern: Pattern, base_step: float, seconds: float | None) -> Iterator[int]:
@@ -63,15 +62,16 @@ class Lamp:
         for listener in self.listeners:
             listener(pattern)
 
-    def test(self) -> None:
-        self._play(LAMP_TEST, self.pattern)
+    def test(self, seconds: float = 5.0) -> None:
+        """Every pattern in turn for `seconds` in all, then the current pattern again."""
+        self._play(LAMP_TEST, self.pattern, seconds / len(LAMP_TEST))
 
-    def _play(self, first: Iterable[str], then: str) -> None:
+    def _play(self, first: Iterable[str], then: str, seconds_each: float = 0.0) -> None:
         if self._device is None:
             return
         final = PATTERNS[then]
         step = min([final.step] + [PATTERNS[p].step for p in first])
-        intro = itertools.chain.from_iterable(_expand(PATTERNS[p], step, LAMP_TEST_SECONDS) for p in first)
+        intro = itertools.chain.from_iterable(_expand(PATTERNS[p], step, seconds_each) for p in first)
         self._device.source = None
         if len(final.values) == 1:
             if not first:

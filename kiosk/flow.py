@@ -124,7 +124,8 @@ class SetLamp:
 
 @dataclass(frozen=True)
 class LampTest:
-    """Run the lamp through its patterns once, then back to the current one."""
+    """Run the lamp through its patterns for `seconds`, then back to the current one."""
+    seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -599,7 +600,10 @@ class Flow:
                 return self._acknowledge() + [Reply(command, True, "acknowledged")]
             return self._resolve("command") + [Reply(command, True, "resolved")]
         if name == "lamp_test":
-            return [LampTest(), Reply(command, True, "lamp test started")]
+            seconds = args.get("seconds", LampTest.seconds)
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 1 <= seconds <= 30:
+                return [Reply(command, False, "seconds must be a number from 1 to 30")]
+            return [LampTest(float(seconds)), Reply(command, True, "lamp test started")]
         if name == "reload_catalogue":
             return [ReloadCatalogue(command)]
         if name == "outage_enter":

@@ -25,6 +25,10 @@ HOUSEKEEPING_SECONDS = 1.0  # watchdog tick and reader liveness
 SETTINGS_FILE = "kiosk-ui.json"  # in the state dir: what staff chose on the staff screen
 
 
+class _LinkStatsDue:
+    """Housekeeping's own message: refresh the broker/outbox figures on the staff screen."""
+
+
 class Screen(Protocol):
     """What the runtime needs from a display (kiosk.app's KioskApp; nothing at all headless)."""
 
@@ -254,6 +258,8 @@ class Runtime:
             if self._reader_thread is not None and self._reader_thread.is_alive():
                 self.watchdog.beat("reader")
             self.watchdog.tick()
+            if self.flow.screen == F.STAFF and self.link is not None:  # keep the staff screen's backlog current
+                self._dispatch(_LinkStatsDue())
 
     def _run_reader(self) -> None:
         try:
@@ -270,6 +276,9 @@ class Runtime:
             log.exception("could not handle %s", type(message).__name__)
 
     def _translate(self, message: Any) -> Any:
+        if isinstance(message, _LinkStatsDue):
+            stats = self.link.stats()
+            return F.LinkChanged(stats.connected, stats.backlog)
         presented, removed, status = self._reader_events
         if isinstance(message, presented):
             return F.CardPresented(self._classify(message.observation, rules=self._rules))
@@ -298,8 +307,8 @@ class Runtime:
                 self.lamp.show(pattern)
                 if self.screen is not None:
                     self.screen.show_lamp(pattern)
-            case F.LampTest():
-                self.lamp.test()
+            case F.LampTest(seconds):
+                self.lamp.test(seconds)
             case F.Chirp():
                 if self.buzzer is not None:
                     self.buzzer.chirp()

@@ -346,9 +346,13 @@ def test_outage_commands():
 
 def test_lamp_test_and_reload_commands():
     h = Harness()
-    cmd = Cmd("lamp_test")
-    h.send(cmd)
-    assert F.LampTest() in h.effects and h.replies() == [(True, "lamp test started")]
+    h.send(Cmd("lamp_test", {"seconds": 9}))
+    assert F.LampTest(9.0) in h.effects and h.replies() == [(True, "lamp test started")]
+    h.send(Cmd("lamp_test"))
+    assert F.LampTest(5.0) in h.effects
+    for bad in (0, 31, "5", True):
+        h.send(Cmd("lamp_test", {"seconds": bad}))
+        assert h.replies() == [(False, "seconds must be a number from 1 to 30")] and len(h.effects) == 1
     cmd = Cmd("reload_catalogue")
     assert h.send(cmd) == [F.ReloadCatalogue(cmd)]
 

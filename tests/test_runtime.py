@@ -88,6 +88,9 @@ class RecordingLink:
     def set_call(self, call):
         self.calls.append(call)
 
+    def stats(self):
+        return SimpleNamespace(connected=True, backlog=len(self.events.items))
+
 
 @dataclass
 class Command:
@@ -229,6 +232,8 @@ def test_default_language_chosen_by_staff_survives_a_restart(kiosk):
     k.runtime.post(F.Tap("staff_gesture"))
     k.runtime.post(F.PinEntered("2468"))
     k.screen.shown.wait_for(lambda s: s.name == F.STAFF)
+    # while the staff screen is up, housekeeping keeps its broker/outbox figures current
+    k.screen.shown.wait_for(lambda s: s.name == F.STAFF and s.context["broker"]["connected"])
     k.runtime.post(F.Tap("default_lang:en"))
     k.runtime.post(F.Tap("home"))
     k.screen.shown.wait_for(lambda s: s.name == F.IDLE and s.lang == "en")

@@ -75,7 +75,7 @@ def test_switching_pattern_stops_the_blink(signals, factory):
 
 def test_lamp_test_plays_every_pattern_then_restores(signals, factory):
     signals.lamp.show("acknowledged")
-    pin = lamp_timeline(factory, signals.lamp.test, 4.2)
+    pin = lamp_timeline(factory, lambda: signals.lamp.test(3.6), 4.2)
     assert pin.state is True  # back to steady
     assert len(pin.states) >= 6  # blinked and double-flashed in between
     assert signals.lamp.pattern == "acknowledged"
