@@ -57,7 +57,8 @@ def service(tmp_path, mosquitto):
     log = tmp_path / "kiosk.log"
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            [str(KIOSK), "--config", str(config), "run", "--headless"], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+            [str(KIOSK), "--config", str(config), "run", "--headless"],
+            env=env, stdout=subprocess.DEVNULL, stderr=stderr,
         )
     process.log = log
     yield process, notify, mosquitto
