@@ -152,6 +152,7 @@ class EventLink:
         self._connected = False
         self._in_flight: dict[int, int] = {}  # mid -> seq
         self._last_handed = 0
+        self._synced = 0  # outbox rows up to this seq are known to be on disk
         self._call = b""
         self._awaiting: dict[str, tuple[float, str, bytes | None]] = {}  # command id -> deadline, reply to
         self._reconnect_at = 0.0
@@ -338,6 +339,9 @@ class EventLink:
             rows = self.outbox.pending(self._last_handed, WINDOW - len(self._in_flight))
             if not rows:
                 return
+            if rows[-1].seq > self._synced:
+                self.outbox.sync()  # never publish what a power cut could take back
+                self._synced = rows[-1].seq
             for row in rows:
                 properties = None
                 expiry = row.expiry_left(now)

@@ -317,3 +317,27 @@ def test_a_silent_server_is_given_up_and_retried(tmp_path, link_factory, monkeyp
         assert "no answer to CONNECT" in link.stats().last_error and not link.stats().connected
     finally:
         silent.close()
+
+
+def test_events_are_fsynced_before_they_are_published(mosquitto, mqtt_listener, link_factory, monkeypatch):
+    import os
+
+    synced_at = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        real_fsync(fd)
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("outbox.sqlite3-wal"):
+            synced_at.append(time.perf_counter())
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    received_at = []
+    watcher = mqtt_listener(mosquitto, TOPICS.event("precheck"))
+    watcher.client.on_message = lambda *_: received_at.append(time.perf_counter())
+    link, posted = link_factory(mosquitto.url)
+    posted.next(LinkChanged)
+    link.emit("precheck", {"outcome": "nothing", "code": None, "hints": []})
+    deadline = time.monotonic() + 5
+    while not received_at and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert synced_at and received_at and synced_at[0] < received_at[0]

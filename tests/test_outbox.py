@@ -122,3 +122,13 @@ def test_kill_9_loses_no_committed_event(tmp_path):
     assert [s.seq for s in stored] == list(range(1, len(stored) + 1))  # no hole, no torn row
     assert all(s.payload == str(s.seq).encode() for s in stored)
     assert put(box, "call") == [len(stored) + 1]
+
+
+def test_sync_fsyncs_the_write_ahead_log(tmp_path, monkeypatch):
+    box = Outbox(tmp_path / "o.db", cap=100)
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    put(box, "call")
+    box.sync()
+    assert synced == [str(tmp_path / "o.db-wal")]
