@@ -238,3 +238,22 @@ def test_stream_survives_garbage_on_the_kiosk_topics(mosquitto, console_server, 
     kiosks().raise_call()
     stream.wait(lambda u: u["type"] == "call")  # still alive and serving
     assert not any(u["type"] == "kiosk" and u["kiosk"]["online"] is False for u in stream.updates)
+
+
+def test_broker_restart_is_shown_and_the_console_resubscribes(mosquitto, console_server, kiosks):
+    console = console_server(console_config(mosquitto))
+    kiosk = kiosks()
+    client, _ = login(console.url)
+    stream = Stream(client)
+    stream.wait(lambda u: any(k["online"] for k in u.get("kiosks", [u.get("kiosk") or {"online": False}])))
+    mosquitto.stop()
+    stream.wait(lambda u: u == {"type": "link", "connected": False})
+    csrf = csrf_of(client)
+    kiosk.raise_call(call_id="during-outage")  # kept in the kiosk's outbox until the broker is back
+    time.sleep(0.2)
+    down = command(client, csrf, call_id="during-outage")
+    assert down.status_code in (409, 503) and down.json()["message"]  # no such call seen yet, or broker down
+    mosquitto.start()
+    stream.wait(lambda u: u == {"type": "link", "connected": True}, timeout=20)
+    stream.wait(lambda u: u["type"] == "call" and u["call"]["call_id"] == "during-outage", timeout=20)
+    assert command(client, csrf, call_id="during-outage").json()["ok"] is True

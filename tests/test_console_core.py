@@ -246,3 +246,15 @@ def test_a_browser_too_far_behind_is_cut_off_and_others_keep_their_updates():
     assert items[-1] is None and len(items) == SUBSCRIBER_QUEUE  # told to reconnect (and redraw)
     assert latest["kiosk"]["kiosk"] == "late" and drained
     assert kiosk_count == SUBSCRIBER_QUEUE + 6
+
+
+def test_a_cleared_retained_status_takes_the_kiosk_and_its_call_off_the_page():
+    assert dec(T.status, b"") == StatusMessage(SITE, KIOSK, None)
+    state = ConsoleState()
+    key = (SITE, KIOSK)
+    state.on_status(key, {"online": True, "backlog": None}, NOON)
+    state.on_call(key, call_dict(), NOON)
+    updates = state.on_status(key, None, NOON)
+    assert [u["type"] for u in updates] == ["call_cleared", "kiosk_removed"]
+    assert state.kiosks == {} and state.calls == {}
+    assert state.on_status(key, None, NOON) == []

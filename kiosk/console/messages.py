@@ -63,7 +63,7 @@ class _Event(_Lenient):
 class StatusMessage:
     site: str
     kiosk: str
-    status: dict  # {"online": bool, "backlog": int | None}
+    status: dict | None  # {"online": bool, "backlog": int | None}; None = retained status cleared
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,8 @@ def decode(prefix: str, topic: str, payload: bytes, correlation: bytes | None, r
         call = _model(_Call, payload)
         return CallMessage(site, kiosk, call.model_dump()) if call else None
     if rest == "status":
+        if payload == b"":  # someone cleared the retained status: the kiosk was taken out of service
+            return StatusMessage(site, kiosk, None)
         status = _model(_Status, payload)
         if status is None:
             return None

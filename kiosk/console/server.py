@@ -167,7 +167,7 @@ def create_app(config: Config, accounts: dict[str, Account], *, code_info: Calla
         log.info("console login: %s (%s)", account.name, account.role)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(SESSION_COOKIE, session.token, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https")
+                            secure=request.url.scheme == "https", max_age=round(session.expires_at - clock()))
         response.delete_cookie(LOGIN_CSRF_COOKIE)
         return response
 

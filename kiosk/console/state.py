@@ -67,8 +67,11 @@ class ConsoleState:
     day: str = ""
     _seen: OrderedDict = field(default_factory=OrderedDict)
 
-    def on_status(self, key: Key, status: dict, now: datetime) -> list[Update]:
-        """A retained `status` payload, decoded by `kiosk.console.messages`: {online, backlog}."""
+    def on_status(self, key: Key, status: dict | None, now: datetime) -> list[Update]:
+        """A retained `status` payload, decoded by `kiosk.console.messages`: {online, backlog}, or None when
+        the retained status was cleared (a kiosk taken out of service): it leaves the page."""
+        if status is None:
+            return self._forget(key, now)
         view = self._kiosk(key)
         view.online = status["online"]
         if status["backlog"] is not None:
@@ -109,12 +112,11 @@ class ConsoleState:
             updates.extend(self._record(key, kind, data, event["time"]))
         return updates
 
-    def forget(self, key: Key) -> list[Update]:
-        """Nothing retained is left for this kiosk (decommissioned): drop it from the view."""
-        self.calls.pop(key, None)
-        if self.kiosks.pop(key, None) is None:
-            return []
-        return [{"type": "kiosk_removed", "site": key[0], "kiosk": key[1]}]
+    def _forget(self, key: Key, now: datetime) -> list[Update]:
+        updates = self.on_call(key, None, now) if key in self.calls else []
+        if self.kiosks.pop(key, None) is not None:
+            updates.append({"type": "kiosk_removed", "site": key[0], "kiosk": key[1]})
+        return updates
 
     @property
     def outage_kiosks(self) -> list[Key]:
