@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DEFAULT_CONFIG_PATH = Path("/etc/kiosk/config.toml")
 
@@ -59,15 +59,29 @@ class MqttSection(Section):
     heartbeat_seconds: float = Field(default=60.0, gt=0)
 
 
-class GpioSection(Section):
-    """BCM pin numbers; None disables that part."""
+BcmPin = Annotated[int, Field(ge=0, le=27)]  # the 40-pin header's GPIO 0-27
 
-    lamp: int | None = 17
-    buzzer: int | None = None
-    call_button: int | None = 27
-    reset_button: int | None = 22
+
+class GpioSection(Section):
+    """BCM pin numbers; None disables that part. Each part needs a pin of its own."""
+
+    lamp: BcmPin | None = 17
+    buzzer: BcmPin | None = None
+    call_button: BcmPin | None = 27
+    reset_button: BcmPin | None = 22
     lamp_active_high: bool = True
-    bounce_seconds: float = Field(default=0.05, ge=0)
+    bounce_seconds: float = Field(default=0.05, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _pins_distinct(self) -> GpioSection:
+        used: dict[int, str] = {}
+        for part in ("lamp", "buzzer", "call_button", "reset_button"):
+            pin = getattr(self, part)
+            if pin is not None and pin in used:
+                raise ValueError(f"GPIO {pin} is given to both {used[pin]} and {part}")
+            if pin is not None:
+                used[pin] = part
+        return self
 
 
 class UiSection(Section):

@@ -8,7 +8,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from hardware.signals import PATTERNS, Debouncer, Lamp, Signals, open_signals
-from kiosk.config import GpioSection
+from kiosk.config import ConfigError, GpioSection, config_from_dict
 
 
 @pytest.fixture
@@ -163,3 +163,15 @@ def test_no_gpio_degrades_to_none(caplog):
 
     assert open_signals(GpioSection(), lambda: None, lambda: None, pin_factory=Broken()) is None
     assert "running without lamp" in caplog.text
+
+
+@pytest.mark.parametrize("gpio, problem", [
+    ({"lamp": 17, "call_button": 17}, "GPIO 17 is given to both lamp and call_button"),
+    ({"buzzer": 40}, "[gpio.buzzer]"),
+    ({"reset_button": -1}, "[gpio.reset_button]"),
+    ({"bounce_seconds": 5}, "[gpio.bounce_seconds]"),
+])
+def test_bad_gpio_config_is_named(gpio, problem):
+    with pytest.raises(ConfigError) as error:
+        config_from_dict({"gpio": gpio}, source="kiosk.toml")
+    assert problem in str(error.value) and "kiosk.toml" in str(error.value)

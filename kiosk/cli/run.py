@@ -39,11 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # --- the parts -------------------------------------------------------------------------------------------
 
-def _reader_spec(config: Config) -> str:
-    backend = config.reader.backend
-    return f"nfc:{config.reader.nfc_path}" if backend == "nfc" else backend
-
-
 def _rules(config: Config) -> Any:
     from kiosk.precheck import load_rules
 
@@ -117,7 +112,7 @@ def run_kiosk(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     try:
-        reader = open_reader(_reader_spec(config), config.reader.name)
+        reader = open_reader(config.reader.spec(), config.reader.name)
         runtime = _build_runtime(config, reader, notifier=Notifier.from_environ())
     except _startup_errors() as exc:
         return _fail(f"cannot start: {exc}")
