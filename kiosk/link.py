@@ -141,7 +141,7 @@ class EventLink:
         if self.kiosk == "reply":
             raise ConfigError("[kiosk.id] 'reply' is reserved (command responses live below {prefix}/{site}/reply/)")
         try:
-            self.outbox = Outbox(config.kiosk.state_dir / "outbox.sqlite3", section.outbox_cap)
+            self.outbox = Outbox.open(config.kiosk.state_dir / "outbox.sqlite3", section.outbox_cap)
         except OutboxError as exc:
             raise ConfigError(str(exc)) from None
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()

@@ -14,6 +14,7 @@ Thread-safe: the main loop appends, the link thread reads and deletes; one lock 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -41,6 +42,8 @@ CREATE TABLE IF NOT EXISTS drops_unreported (kind TEXT PRIMARY KEY, n INTEGER NO
 CREATE TABLE IF NOT EXISTS seen_commands (id TEXT PRIMARY KEY, at REAL NOT NULL);
 """
 SEEN_COMMANDS_KEPT = 10_000
+
+log = logging.getLogger("kiosk.outbox")
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,10 @@ class OutboxError(Exception):
     """The outbox database cannot be opened or used; the message names the file."""
 
 
+class OutboxUnreadable(OutboxError):
+    """The file is there but is not a usable outbox database (see Outbox.open)."""
+
+
 class Outbox:
     def __init__(self, path: Path, cap: int, clock: Callable[[], float] = time.time):
         self.path, self.cap, self._clock = Path(path), cap, clock
@@ -83,13 +90,38 @@ class Outbox:
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch(mode=0o600)  # SQLite gives -wal and -shm the same mode
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise OutboxError(f"{self.path}: cannot open the event outbox: {exc}") from None
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # durable against crashes; sync() for power loss
             self._db.executescript(SCHEMA)
             self._backlog = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-        except (OSError, sqlite3.Error) as exc:
-            raise OutboxError(f"{self.path}: cannot open the event outbox: {exc}") from None
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise OutboxUnreadable(f"{self.path}: not a usable event outbox: {exc}") from None
+
+    @classmethod
+    def open(cls, path: Path, cap: int) -> Outbox:
+        """Open the outbox; an unreadable file is set aside (kept for inspection) and a new one started.
+
+        The new outbox's sequence numbers continue from the current time in milliseconds, so they stay above
+        anything the old one published.
+        """
+        try:
+            return cls(path, cap)
+        except OutboxUnreadable as exc:
+            aside = Path(f"{path}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+            log.error("%s; moved it to %s and started a new outbox", exc, aside)
+            for suffix in ("", "-wal", "-shm"):
+                if Path(f"{path}{suffix}").exists():
+                    Path(f"{path}{suffix}").rename(f"{aside}{suffix}")
+        box = cls(path, cap)
+        with box._lock, box._transaction():
+            box._set_meta("seq", int(time.time() * 1000))
+        return box
 
     # --- the main loop's side --------------------------------------------------------------------------
 

@@ -94,6 +94,17 @@ def test_unusable_path_is_a_clear_error(tmp_path):
         Outbox(tmp_path / "junk.db", cap=100)
 
 
+def test_unreadable_outbox_is_set_aside_and_seq_stays_above_the_old_one(tmp_path, caplog):
+    junk = tmp_path / "o.db"
+    junk.write_bytes(b"not a database" * 100)
+    box = Outbox.open(junk, cap=100)
+    kept = list(tmp_path.glob("o.db.unreadable-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == b"not a database" * 100  # nothing thrown away
+    assert put(box, "call")[0] > 1_700_000_000_000
+    assert "moved it to" in caplog.text
+    assert oct(junk.stat().st_mode & 0o777) == "0o600"
+
+
 WRITER = """
 import sys
 from kiosk.outbox import Outbox
