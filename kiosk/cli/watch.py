@@ -51,7 +51,7 @@ class WatchState:
         if rest == "status":
             online = _get(body, "state") == "online"
             self.online[who] = online
-            reason = _get(body, "details", {}).get("reason") if isinstance(_get(body, "details"), dict) else None
+            reason = _get(_get(body, "details"), "reason")
             return line.append(f"{who:<20} ", "bold").append("● online" if online else "○ offline",
                                                              "green" if online else "red").append(
                 f" ({reason})" if reason else "")
@@ -106,8 +106,13 @@ def run_watch(args: argparse.Namespace) -> int:
     inbox: queue.SimpleQueue = queue.SimpleQueue()
     client, address = new_client(config.mqtt, f"watch-{events.new_id()[:8]}")
     filters = [(events.subscription(config.mqtt.prefix, args.site), 1)]
-    client.on_connect = lambda c, _u, _f, reason, _p: (
-        inbox.put(("connected", str(reason))), None if reason.is_failure else c.subscribe(filters))
+
+    def on_connect(c, _userdata, _flags, reason, _properties) -> None:
+        inbox.put(("connected", str(reason)))
+        if not reason.is_failure:
+            c.subscribe(filters)
+
+    client.on_connect = on_connect
     client.on_disconnect = lambda _c, _u, _f, reason, _p: inbox.put(("disconnected", str(reason)))
     client.on_message = lambda _c, _u, message: inbox.put(("message", message.topic, message.payload))
     client.connect_async(address.host, address.port, keepalive=30)
