@@ -26,7 +26,9 @@ SITE = "site-1"
 RECORDER = """
 window.__seen = {};
 window.__notifications = [];
-window.Notification = class { constructor(title, options) { window.__notifications.push({title, body: options.body}); } };
+window.Notification = class {
+  constructor(title, options) { window.__notifications.push({title, body: options.body}); }
+};
 window.Notification.permission = "granted";
 window.Notification.requestPermission = async () => "granted";
 window.__chimes = 0;
@@ -144,7 +146,8 @@ def test_call_acknowledge_resolve_late_console_and_killed_kiosk(
     late = console_process(write_config(tmp_path / "late.toml", mosquitto, console_accounts))
     late_page = open_console(chromium, late.url, lang="en")
     late_card = late_page.wait_for_selector(f"article.call[data-call-id='{call['call_id']}']")
-    assert "Being handled" in late_card.inner_text() and "the official text below is in Japanese" in late_card.inner_text()
+    assert "Being handled" in late_card.inner_text()
+    assert "the official text below is in Japanese" in late_card.inner_text()
     late_page.click("#sound")
     assert late_page.evaluate("window.__notifications") == []  # nothing for a call that was already open
     assert late_page.evaluate("window.__chimes") == 0
@@ -166,7 +169,7 @@ def test_call_acknowledge_resolve_late_console_and_killed_kiosk(
     os.kill(kiosk.pid, signal.SIGKILL)
     kiosk.wait()
     page.wait_for_selector("tr[data-kiosk='site-1/k1'][data-online='false']", timeout=70_000)
-    assert page.inner_text("#online-count") == "オンライン 0 / 1"
+    expect(page.locator("#online-count")).to_have_text("オンライン 0 / 1")
     assert "オフライン" in page.inner_text("tr[data-kiosk='site-1/k1']")
 
 

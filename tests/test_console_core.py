@@ -78,7 +78,8 @@ def test_malformed_or_foreign_messages_are_ignored(topic, payload):
 @given(st.sampled_from([T.status, T.call, T.event("call"), T.event("lamp_status"), REPLY]),
        st.one_of(st.binary(max_size=200),
                  st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                              lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=6),
+                              lambda inner: st.lists(inner, max_size=4)
+                              | st.dictionaries(st.text(max_size=8), inner, max_size=6),
                               max_leaves=20).map(lambda v: json.dumps(v).encode())))
 def test_any_payload_decodes_or_is_ignored_never_raises(topic, payload):
     decoded = dec(topic, payload, b"corr")
@@ -162,7 +163,7 @@ def test_accounts_file_is_validated_with_clear_messages(tmp_path):
         '[[account]]\nname = "a"\npassword_hash = "hunter2"\n': "not a password hash",
         f'[[account]]\nname = "a"\npassword_hash = "{good}"\nrole = "admin"\n': "role",
         f'[[account]]\nname = "a b"\npassword_hash = "{good}"\n': "name",
-        f'[[account]]\nname = "a"\npassword_hash = "{good}"\n[[account]]\nname = "a"\npassword_hash = "{good}"\n': "twice",
+        f'[[account]]\nname = "a"\npassword_hash = "{good}"\n' * 2: "twice",
         "": "no .*account.* entries",
         "[[account]\n": "not valid TOML",
     }

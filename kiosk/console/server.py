@@ -74,8 +74,12 @@ def create_app(config: Config, accounts: dict[str, Account], *, code_info: Calla
     sessions = SessionStore(section.session_minutes * 60.0, section.display_session_minutes * 60.0, clock)
     throttle = LoginThrottle(section.max_failed_logins, section.lockout_minutes * 60.0, clock)
     link: ConsoleLink | None = None
+
+    def publish_command(site: str, kiosk: str, payload: dict) -> bool:
+        return link is not None and link.publish_command(site, kiosk, payload)
+
     hub = Hub(sites=sites, code_info=code_info, command_timeout=section.command_timeout_seconds,
-              publish_command=lambda site, kiosk, payload: link is not None and link.publish_command(site, kiosk, payload))
+              publish_command=publish_command)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,7 +93,7 @@ def create_app(config: Config, accounts: dict[str, Account], *, code_info: Calla
             link.stop()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.hub, app.state.sessions = hub, sessions
+    app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
 
@@ -118,14 +122,6 @@ def create_app(config: Config, accounts: dict[str, Account], *, code_info: Calla
         if session is not None:
             return session, None
         return None, "session_expired" if expired else "login_required"
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        if not request.url.path.startswith("/static/"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
 
     @app.get("/login", response_class=HTMLResponse)
     async def login_form(request: Request) -> HTMLResponse:
@@ -252,6 +248,28 @@ def create_app(config: Config, accounts: dict[str, Account], *, code_info: Calla
         return JSONResponse({"ok": answer.ok, "error": answer.error, "detail": answer.detail})
 
     return app
+
+
+class SecurityHeaders:
+    """Adds the security headers (and no-store outside /static) to every response; pure ASGI, so the
+    live stream passes straight through."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        extra = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+        if not scope["path"].startswith("/static/"):
+            extra.append((b"cache-control", b"no-store"))
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _sse(update: dict) -> str:
