@@ -384,9 +384,11 @@ class EventLink:
                                               "total": self.outbox.stats().dropped})
 
     def _heartbeat(self) -> None:
+        """The heartbeat event, and a fresh backlog figure for the staff screen."""
         self._report_drops()
         self.emit(events.HEARTBEAT, {"uptime_seconds": round(time.monotonic() - self._started, 1),
                                      "outbox": self.outbox.stats().as_dict()})
+        self._post(LinkChanged(self._connected, self.outbox.stats().backlog))
 
     def _status(self, online: bool, details: dict[str, Any]) -> bytes:
         return events.encode(events.status_payload(online, kiosk=self.kiosk, site=self.site,

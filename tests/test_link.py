@@ -341,3 +341,12 @@ def test_events_are_fsynced_before_they_are_published(mosquitto, mqtt_listener, 
     while not received_at and time.monotonic() < deadline:
         time.sleep(0.01)
     assert synced_at and received_at and synced_at[0] < received_at[0]
+
+
+def test_backlog_reaches_the_main_loop_while_offline(mosquitto_factory, link_factory):
+    broker = mosquitto_factory(start=False)
+    link, posted = link_factory(broker.url, heartbeat_seconds=0.2)
+    for _ in range(3):
+        link.emit("lamp_status", {"pattern": "call"})
+    change = posted.next(LinkChanged)
+    assert change.connected is False and change.pending >= 4  # three events + the heartbeat itself
