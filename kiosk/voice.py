@@ -2,9 +2,10 @@
 
 Speech comes from Debian's engines (`open_jtalk` with the shipped Mei voice for Japanese, `espeak-ng` for most
 other languages; `catalogue/locales/languages.json` says which) into a clip cache keyed by engine, voice and
-text. `kiosk voice build` fills the cache at install time from the same texts, so a press plays at once and the
-Pi's CPU is not busy synthesising while a patient waits; a text changed later (catalogue reload) has a new key
-and is synthesised on first use, so stale audio never plays. Nothing is downloaded, ever.
+text. `kiosk voice build` fills the cache at install time from the same texts for the slow engine (Open JTalk), so
+a press plays at once and the Pi's CPU is not busy synthesising while a patient waits; espeak-ng takes
+milliseconds, so its clips are made on first use (and kept). A text changed later (catalogue reload) has a new
+key and is synthesised on first use, so stale audio never plays. Nothing is downloaded, ever.
 
 Playback runs in one worker thread that pipes volume-scaled PCM into `aplay`; a newer request interrupts the
 current one. Missing pieces (no aplay, no engine, no voice for a language) make `Voice` a quiet no-op.
@@ -25,13 +26,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
-from kiosk.config import VoiceSection
-from kiosk.locales import Locale, TtsEntry, locales_dir
+from kiosk.config import Config, VoiceSection
+from kiosk.locales import Locale, TtsEntry, load_locales, locales_dir
 
 log = logging.getLogger(__name__)
 
 SYNTH_TIMEOUT_SECONDS = 30.0
 CHUNK_BYTES = 4096  # how much PCM goes to aplay between checks for an interruption
+
+
+SENTENCE_ENDS = ("。", ".", "!", "?", "！", "？", "।", "။", ":", "：")
+
+
+def speech_text(title: str, steps: list[str] | tuple[str, ...]) -> str:
+    """What the speaker button says for a screen: the title, then each step, each its own sentence."""
+    parts = [part.strip() for part in (title, *steps) if part.strip()]
+    ended = [part if part.endswith(SENTENCE_ENDS) else f"{part}。" if _is_japanese(part) else f"{part}." for part in parts]
+    return "\n\n".join(ended)
+
+
+def _is_japanese(text: str) -> bool:
+    return any("\u3040" <= ch <= "\u30ff" for ch in text)  # kana: Japanese ends sentences with 。
+
+
+def cache_dir_for(config: Config) -> Path:
+    """Where clips live: [voice] cache_dir, else <kiosk.state_dir>/voice."""
+    return config.voice.cache_dir or config.kiosk.state_dir / "voice"
 
 
 class SynthesisError(Exception):
@@ -40,6 +60,7 @@ class SynthesisError(Exception):
 
 class Synthesizer(Protocol):
     key: str  # names engine and voice; part of the clip-cache key
+    prebuild: bool  # slow enough that `kiosk voice build` makes its clips at install time
 
     def synthesize(self, text: str, out: Path) -> None: ...
 
@@ -61,6 +82,7 @@ class OpenJTalk:
     binary: str
     dictionary: Path
     voice_file: Path
+    prebuild = True  # ~0.1 s a sentence on x86, several times that on a Pi
 
     @property
     def key(self) -> str:
@@ -74,6 +96,7 @@ class OpenJTalk:
 class ESpeakNg:
     binary: str
     voice: str
+    prebuild = False  # a few ms a sentence: synthesised on first use
 
     @property
     def key(self) -> str:
@@ -228,6 +251,11 @@ class Voice:
         self._wake = threading.Condition()
         self._closed = False
         self._worker: threading.Thread | None = None
+
+    @classmethod
+    def from_config(cls, config: Config, on_finished: Callable[[bool], None] | None = None) -> Voice:
+        """The kiosk's voice: every locale of languages.json, clips under `cache_dir_for(config)`."""
+        return cls(config.voice, load_locales(), cache_dir_for(config), on_finished=on_finished)
 
     def available(self, lang: str) -> bool:
         """Whether a speaker button for `lang` would do anything (shown even when muted: staff can unmute)."""
