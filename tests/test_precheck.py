@@ -176,3 +176,14 @@ def test_scenario_plays_in_order(tmp_path, running_reader):
     assert classify(kinds[5].observation).outcome is Outcome.NOT_MYNUMBER
     assert kinds[6] == Removed()
 
+
+
+def test_every_hint_in_the_rule_table_has_a_japanese_text():
+    import json
+
+    from kiosk.paths import catalogue_root
+    from kiosk.precheck import DEFAULT_RULES
+
+    texts = json.loads((catalogue_root() / "locales" / "ja" / "ui.json").read_text(encoding="utf-8"))
+    hint_ids = {hint for hints in DEFAULT_RULES.hints.values() for hint in hints}
+    assert hint_ids and not {h for h in hint_ids if f"hint.{h}" not in texts}
