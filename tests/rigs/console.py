@@ -163,7 +163,8 @@ class LinkKiosk:
     """The kiosk side over the real kiosk.link.EventLink, with a minimal main loop answering commands.
 
     `answer` decides how commands are met: "yes" (acknowledge/resolve the matching open call), "no" (refuse),
-    "silent" (never reply). Used until/unless a full headless kiosk process is wanted.
+    "silent" (never reply). For tests that need many kiosks or kiosks that misbehave; the end-to-end test
+    runs the real `kiosk run --headless`.
     """
 
     def __init__(self, broker_url: str, state_dir: Path, kiosk: str = "k1", site: str = "site-1",
