@@ -38,6 +38,7 @@ class TtsEntry(_Entry):
 class LanguageEntry(_Entry):
     name: str = Field(min_length=1)  # in its own script, as the language picker shows it
     english_name: str = Field(min_length=1)
+    script: str = Field(default="Zyyy", pattern=r"^[A-Z][a-z]{3}$")  # ISO 15924, for text shaping (Deva, Mymr …)
     fonts: tuple[str, ...] = Field(min_length=1)  # candidates, first existing file wins
     face_index: int = Field(default=0, ge=0)  # face inside a .ttc collection (Noto CJK: 0 JP, 1 KR, 2 SC, 3 TC)
     fallback: tuple[str, ...] = ()  # where a missing text is taken from, in order
@@ -51,6 +52,8 @@ class Locale:
     code: str
     name: str
     english_name: str
+    script: str  # ISO 15924: give it to the text renderer (Kivy Label.font_script_name) or Devanagari and
+    # Myanmar are drawn unshaped (visible virama, vowel signs in the wrong place)
     fonts: tuple[Path, ...]
     face_index: int
     fallback: tuple[str, ...]
@@ -101,6 +104,7 @@ def load_locales(root: Path | None = None) -> dict[str, Locale]:
             code=code,
             name=entry.name,
             english_name=entry.english_name,
+            script=entry.script,
             fonts=tuple(folder / font for font in entry.fonts),  # an absolute path stays as it is
             face_index=entry.face_index,
             fallback=entry.fallback,
