@@ -138,10 +138,13 @@ def test_staff_screen_shows_codes_and_status_but_no_language_switch(texts):
     staff = next(s for s in SAMPLE_SCREENS if s.name == "staff")
     view = build_view("staff", "en", staff.context, texts)
     assert any("021" in line for line in view.lines)
-    targets = [a.target for a in view.choices]
-    assert targets == ["lamp_test", "clear_call", "outage_enter", "reload_catalogue", "default_lang:ja",
-                       "default_lang:en"]
+    assert [a.target for a in view.choices] == ["lamp_test", "clear_call", "outage_enter", "reload_catalogue",
+                                                "default_lang:en"]
+    assert (view.choices[-1].text, view.choices[-1].lang) == ("日本語", "ja")  # the current default, its own font
     assert view.languages == ()
+    many = build_view("staff", "ja", {**staff.context, "languages": ("ja", "en", "th"), "default_language": "th"},
+                      texts)
+    assert [a.target for a in many.choices if a.target.startswith("default_lang:")] == ["default_lang:ja"]
 
 
 def test_unknown_screen_falls_back_to_idle(texts):

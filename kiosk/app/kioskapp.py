@@ -57,7 +57,8 @@ DEMO_PRESETS = {  # demo button → hardware.readers.sim preset
 }
 DEMO_ACTIONS = (*DEMO_PRESETS, "remove", "call_button", "reset_button", "acknowledge", "resolve", "outage_enter",
                 "outage_leave")
-ASIDE_SHARE = {"pictures": 0.42, "keypad": 0.46, "choices": 0.52}
+# Share of the body the aside takes, (landscape, portrait): a portrait keypad needs height for 9 mm keys.
+ASIDE_SHARE = {"pictures": (0.42, 0.42), "keypad": (0.46, 0.58), "choices": (0.52, 0.52)}
 
 
 def register_fonts(texts: UiTexts) -> dict[str, str]:
@@ -97,11 +98,13 @@ class KioskRoot(BoxLayout):
         ids.title.text = view.title
         ids.banner.text = view.banner
         ids.text.text = compose_text(view.lines, view.steps)
-        ids.corner.on_gesture = lambda: app.tap("staff_gesture")
+        ids.corner.send = lambda: app.tap("staff_gesture")
 
         ids.languages.clear_widgets()
+        ids.languages_row.clear_widgets()
+        switch = ids.languages if self.width >= self.height else ids.languages_row
         for action in view.languages:
-            ids.languages.add_widget(app.button(action, size_hint_x=None, width=app.u * 132, max_font_size=app.u * 22))
+            switch.add_widget(app.button(action, size_hint_x=None, width=app.u * 132, max_font_size=app.u * 22))
 
         ids.aside.clear_widgets()
         ids.choices.clear_widgets()
@@ -109,7 +112,7 @@ class KioskRoot(BoxLayout):
             spec = view.keypad
             ids.aside.add_widget(Keypad(max_digits=spec.max_digits, masked=spec.masked, submit_text=spec.submit_text,
                                         delete_text=spec.delete_text,
-                                        on_submit=lambda digits: app.submit(spec.submit, digits)))
+                                        send=lambda digits: app.submit(spec.submit, digits)))
             aside = "keypad"
         elif view.illustrations:
             for name in view.illustrations:
@@ -121,7 +124,7 @@ class KioskRoot(BoxLayout):
             aside = ""
         choices_box = ids.choices
         if aside == "choices":
-            choices_box = GridLayout(cols=2, spacing=app.u * 6, row_default_height=app.u * 60,
+            choices_box = GridLayout(cols=2, spacing=app.u * 6, row_default_height=app.u * 72,
                                      row_force_default=True, size_hint_y=None)
             choices_box.bind(minimum_height=choices_box.setter("height"))
             ids.aside.add_widget(choices_box)
@@ -135,8 +138,8 @@ class KioskRoot(BoxLayout):
             ids.actions.add_widget(app.button(action))
 
     def layout_aside(self, *args) -> None:
-        share = ASIDE_SHARE.get(getattr(self, "_aside_kind", ""), 0)
         landscape = self.ids.body.orientation == "horizontal"
+        share = ASIDE_SHARE.get(getattr(self, "_aside_kind", ""), (0, 0))[0 if landscape else 1]
         aside, main = self.ids.aside, self.ids.main
         if share:
             aside.size_hint = (share, 1) if landscape else (1, share)
@@ -147,7 +150,13 @@ class KioskRoot(BoxLayout):
         aside.opacity = 1 if share else 0
 
     def on_kv_post(self, base_widget) -> None:
-        self.ids.body.bind(orientation=self.layout_aside)
+        self.ids.body.bind(orientation=self._turned)
+
+    def _turned(self, *args) -> None:
+        """Landscape ⇄ portrait: the language switch changes place and the aside its share."""
+        app = App.get_running_app()
+        if app is not None and app.view is not None:
+            self.show(app.view, app)
 
 
 class DemoPanel(BoxLayout):

@@ -94,7 +94,9 @@ class OffscreenKiosk:
         return path
 
     def close(self) -> None:
-        """Take the app off the window. The runtime keeps running: its owner shuts it down."""
+        """End the app as App.run() does at exit, but keep the window for the next one: on_stop (KioskApp
+        shuts its runtime down; kv's `app` forgets this app) and the root taken off the window."""
+        self.app.dispatch("on_stop")
         if self.app.root is not None:
             self.window.remove_widget(self.app.root)
         self.app.root = None

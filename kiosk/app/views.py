@@ -281,10 +281,13 @@ def _staff(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
              if not (name == "clear_call" and not call)
              and not (name == "outage_enter" and ctx.get("outage"))
              and not (name == "outage_leave" and not ctx.get("outage"))]
+    languages = [str(code) for code in _items(ctx.get("languages"))]
     default = ctx.get("default_language")
-    tools += [Action(f"default_lang:{code}", f"{t('staff.default_language')}: {t.texts.text(code, 'lang.self_name')}",
-                     "primary" if code == default else "plain", code)
-              for code in _items(ctx.get("languages"))]
+    if languages:  # one button, however many languages: it names the current default and steps to the next
+        current = default if default in languages else languages[0]
+        following = languages[(languages.index(current) + 1) % len(languages)]
+        lines.insert(0, t("staff.default_language"))
+        tools.append(Action(f"default_lang:{following}", t.texts.text(current, "lang.self_name"), "primary", current))
     return View("staff", t.lang, t("staff.title"), lines=tuple(lines), choices=tuple(tools),
                 actions=(Action("done", t("button.close"), "primary"),))
 

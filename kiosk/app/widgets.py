@@ -101,15 +101,15 @@ class Keypad(BoxLayout):
     masked = BooleanProperty(False)
     submit_text = StringProperty("")
     delete_text = StringProperty("")
-    on_submit = ObjectProperty(None, allownone=True)  # called with the entered digits
+    send = ObjectProperty(None, allownone=True)  # called with the entered digits on submit
 
     def press(self, key: str) -> None:
         if key == "delete":
             self.entered = self.entered[:-1]
         elif key == "submit":
             entered, self.entered = self.entered, ""
-            if self.on_submit is not None:
-                self.on_submit(entered)
+            if self.send is not None:
+                self.send(entered)
         elif len(self.entered) < self.max_digits:
             self.entered += key
 
@@ -123,15 +123,15 @@ class StaffCorner(ButtonBehavior, Widget):
     TAPS_NEEDED = 5
     WINDOW_SECONDS = 4.0
     taps = ListProperty([])
-    on_gesture = ObjectProperty(None, allownone=True)
+    send = ObjectProperty(None, allownone=True)  # called when the gesture is complete
 
     def on_release(self) -> None:
         now = Clock.get_boottime()
         self.taps = [t for t in self.taps if now - t <= self.WINDOW_SECONDS] + [now]
         if len(self.taps) >= self.TAPS_NEEDED:
             self.taps = []
-            if self.on_gesture is not None:
-                self.on_gesture()
+            if self.send is not None:
+                self.send()
 
 
 class LampView(Widget):

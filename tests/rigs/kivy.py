@@ -50,12 +50,18 @@ def _shown(widget) -> bool:
     return True
 
 
-def screen_problems(root, window) -> list[str]:
-    """Tofu, text overflowing its box, and widgets outside the window, for every visible label under `root`."""
+def on_window(window) -> Iterator:
+    """Every widget on the window (the app's root and any open modal view)."""
+    for top in list(window.children):
+        yield from top.walk(restrict=True)
+
+
+def screen_problems(window) -> list[str]:
+    """Tofu, text overflowing its box, and widgets outside the window, for every visible label on the window."""
     from kivy.uix.label import Label
 
     problems = []
-    for widget in root.walk(restrict=True):
+    for widget in on_window(window):
         if not isinstance(widget, Label) or not widget.text or not _shown(widget):
             continue
         text = MARKUP.sub("", widget.text) if widget.markup else widget.text
@@ -98,7 +104,7 @@ class KioskUi:
     def buttons(self, target: str | None = None) -> list:
         from kiosk.app.widgets import FitButton
 
-        found = [w for w in self.offscreen.window.walk(restrict=False) if isinstance(w, FitButton) and _shown(w)]
+        found = [w for w in on_window(self.offscreen.window) if isinstance(w, FitButton) and _shown(w)]
         return [b for b in found if target is None or b.target == target or (not b.target and b.text == target)]
 
     def tap(self, widget) -> None:

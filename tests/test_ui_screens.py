@@ -1,0 +1,224 @@
+"""The Kivy UI rendered offscreen (real GL): every screen in every language at every layout, taps through Kivy's
+input pipeline into the real runtime and flow, the glyph ("no tofu") and overflow checks and their negatives."""
+
+from __future__ import annotations
+
+import pytest
+
+from kiosk import flow as F
+from kiosk.app.offscreen import LAYOUTS, SAMPLE_SCREENS
+from kiosk.app.texts import UiTexts
+from kiosk.link import Command
+from tests.rigs.kivy import STAFF_PIN, missing_glyphs, screen_problems
+
+pytestmark = pytest.mark.ui
+
+NOTO_CJK = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
+MM_PER_INCH = 25.4
+# The displays each layout stands for and the lowest pixel density assumed for it (see kiosk/app/widgets.py).
+DISPLAY_DPI = {"800x480": 133, "1280x720": 100, "720x1280": 210}
+MIN_TAP_MM = 9.0
+SCREENS_AND_OUTCOMES = SAMPLE_SCREENS + tuple(
+    F.ShowScreen("result", "ja", {"outcome": o, "code": "001", "hints": (), "called": False})
+    for o in ("nothing", "smartphone_android", "unreadable_card", "smartphone_mismatch"))
+
+
+def png_is_a_picture(path) -> bool:
+    data = path.read_bytes()
+    return data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_every_screen_in_every_language_has_every_glyph_and_fits(kiosk_ui, layout, tmp_path):
+    """Each screen, language and layout: a screenshot, no tofu, no text overflowing its box or the window."""
+    kiosk_ui.offscreen.resize(LAYOUTS[layout])
+    window = kiosk_ui.offscreen.window
+    problems = []
+    for lang in UiTexts().languages:
+        for n, screen in enumerate(SCREENS_AND_OUTCOMES):
+            kiosk_ui.app.show(F.ShowScreen(screen.name, lang, screen.context))
+            kiosk_ui.settle()
+            where = f"{layout} {lang} {screen.name}#{n}"
+            problems += [f"{where}: {p}" for p in screen_problems(window)]
+            if lang in ("ja", "en"):
+                shot = kiosk_ui.offscreen.shoot(tmp_path / f"{n:02d}-{lang}-{screen.name}.png")
+                assert png_is_a_picture(shot), where
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_every_tap_target_is_at_least_9_mm(kiosk_ui, layout):
+    kiosk_ui.offscreen.resize(LAYOUTS[layout])
+    min_px = MIN_TAP_MM / MM_PER_INCH * DISPLAY_DPI[layout]
+    small = []
+    for screen in SAMPLE_SCREENS:
+        kiosk_ui.app.show(F.ShowScreen(screen.name, "ja", screen.context))
+        kiosk_ui.settle()
+        buttons = kiosk_ui.buttons()
+        assert buttons, screen.name
+        small += [f"{screen.name} {b.text!r}: {b.width:.0f}x{b.height:.0f} px" for b in buttons
+                  if min(b.width, b.height) < min_px]
+    assert small == [], f"smaller than {MIN_TAP_MM} mm ({min_px:.0f} px at {DISPLAY_DPI[layout]} dpi)"
+
+
+def test_the_glyph_check_knows_a_font_without_japanese():
+    assert missing_glyphs("Roboto", "日本語 OK") == {"日", "本", "語"}
+    assert missing_glyphs(NOTO_CJK, "日本語 OK「021」") == set()
+
+
+def test_the_glyph_check_catches_tofu_on_a_real_screen(kiosk_ui):
+    """Negative: Japanese rendered with Kivy's bundled Latin font must be reported."""
+    kiosk_ui.app.fonts["ja"] = "Roboto"
+    kiosk_ui.app.show(F.ShowScreen("idle", "ja", {}))
+    kiosk_ui.settle()
+    window = kiosk_ui.offscreen.window
+    problems = screen_problems(window)
+    assert any("no glyph in Roboto" in p and "マ" in p for p in problems), problems
+
+
+def test_the_overflow_check_catches_text_too_big_for_its_box(kiosk_ui):
+    """Negative: more text than fits even at the smallest font size must be reported."""
+    kiosk_ui.app.show(F.ShowScreen("idle", "en", {}))
+    kiosk_ui.settle()
+    kiosk_ui.app.kiosk.ids.title.text = "Welcome to the clinic " * 40
+    kiosk_ui.settle()
+    window = kiosk_ui.offscreen.window
+    assert any("overflows its box" in p for p in screen_problems(window))
+
+
+def test_taps_look_up_a_code_on_the_keypad_and_come_back(kiosk_ui):
+    kiosk_ui.tap_target("lookup")
+    kiosk_ui.wait_screen("lookup")
+    for digit in "021":
+        kiosk_ui.tap_target(digit)
+    kiosk_ui.tap_target("keypad:submit")
+    kiosk_ui.wait_screen("lookup_result")
+    assert "021" in kiosk_ui.app.kiosk.ids.title.text
+    assert kiosk_ui.app.kiosk.ids.aside.children, "the guidance for 021 comes with pictures"
+    kiosk_ui.tap_target("done")
+    kiosk_ui.wait_screen("idle")
+
+
+def test_a_wrong_code_shows_nearest_codes_that_can_be_tapped(kiosk_ui):
+    kiosk_ui.tap_target("lookup")
+    kiosk_ui.wait_screen("lookup")
+    for digit in "02":
+        kiosk_ui.tap_target(digit)
+    kiosk_ui.tap_target("keypad:delete")  # its text is data: found by its target
+    kiosk_ui.tap_target("keypad:submit")
+    kiosk_ui.offscreen.wait_for(lambda: bool(kiosk_ui.app.kiosk.ids.banner.text), 5)
+    assert kiosk_ui.app.view.banner == UiTexts().text("ja", "lookup.error.format", entered="0")
+    kiosk_ui.app.show(F.ShowScreen("lookup", "ja", {"error": "unknown", "entered": "022", "nearest": ["021"]}))
+    kiosk_ui.runtime.flow.screen = "lookup"  # as the flow would be after that entry
+    kiosk_ui.settle()
+    kiosk_ui.tap_target("code:021")
+    kiosk_ui.wait_screen("lookup_result")
+
+
+def test_the_language_switch_changes_the_texts_and_idle_returns_to_japanese(kiosk_ui):
+    texts = UiTexts()
+    kiosk_ui.tap_target("lang:en")
+    assert kiosk_ui.offscreen.wait_for(lambda: kiosk_ui.app.lang == "en", 5)
+    assert kiosk_ui.app.kiosk.ids.title.text == texts.text("en", "idle.title")
+    kiosk_ui.tap_target("lookup")
+    kiosk_ui.wait_screen("lookup")
+    assert kiosk_ui.app.lang == "en"
+    kiosk_ui.tap_target("home")
+    kiosk_ui.wait_screen("idle")
+    assert kiosk_ui.app.lang == "ja" and kiosk_ui.app.kiosk.ids.title.text == texts.text("ja", "idle.title")
+
+
+def test_the_language_picker_lists_every_language_in_its_own_font(kiosk_ui):
+    kiosk_ui.app.languages = ("ja", "en", "zh-Hans", "ko")
+    kiosk_ui.runtime.flow.languages = kiosk_ui.app.languages
+    kiosk_ui.app.show(F.ShowScreen("idle", "ja", {}))
+    kiosk_ui.settle()
+    kiosk_ui.tap_target("menu:languages")
+    assert kiosk_ui.app.menu is not None
+    korean = kiosk_ui.buttons("lang:ko")[0]
+    assert korean.font_name == kiosk_ui.app.fonts["ko"]
+    kiosk_ui.tap(korean)
+    assert kiosk_ui.offscreen.wait_for(lambda: kiosk_ui.app.lang == "ko", 5)
+    assert kiosk_ui.app.menu is None
+
+
+def test_a_card_on_the_reader_shows_its_result_with_pictures(kiosk_ui):
+    kiosk_ui.reader.present("transit_card")
+    kiosk_ui.wait_screen("result")
+    assert kiosk_ui.app.view.title == UiTexts().text("ja", "result.not_mynumber.title")
+    assert [w.name for w in reversed(kiosk_ui.app.kiosk.ids.aside.children)] == list(kiosk_ui.app.view.illustrations)
+    kiosk_ui.reader.remove()
+    kiosk_ui.tap_target("done")
+    kiosk_ui.wait_screen("idle")
+
+
+def test_call_staff_blinks_the_lamp_and_an_acknowledge_shows_staff_on_the_way(kiosk_ui):
+    lamp = kiosk_ui.pins.pin(kiosk_ui.runtime.config.gpio.lamp)
+    kiosk_ui.tap_target("call")
+    kiosk_ui.wait_screen("calling")
+    assert kiosk_ui.offscreen.wait_for(lambda: len({s for _, s in lamp.states}) == 2 and len(lamp.states) >= 4, 5)
+    kiosk_ui.runtime.post(Command(id="c1", name="acknowledge", args={}, reply=lambda ok, detail: None))
+    kiosk_ui.wait_screen("staff_coming")
+    assert kiosk_ui.app.kiosk.ids.title.text == UiTexts().text("ja", "staff_coming.title")
+    assert kiosk_ui.runtime.lamp.pattern == "acknowledged"
+    kiosk_ui.settle()
+    assert lamp.state == 1
+
+
+def test_hidden_gesture_and_pin_open_the_staff_screen(kiosk_ui):
+    corner = kiosk_ui.app.kiosk.ids.corner
+    for _ in range(corner.TAPS_NEEDED):
+        kiosk_ui.tap(corner)
+    kiosk_ui.wait_screen("staff_pin")
+    for digit in "1111":
+        kiosk_ui.tap_target(digit)
+    kiosk_ui.tap_target("keypad:submit")
+    assert kiosk_ui.offscreen.wait_for(lambda: bool(kiosk_ui.app.view.banner), 5)  # wrong PIN
+    for digit in STAFF_PIN:
+        kiosk_ui.tap_target(digit)
+    kiosk_ui.tap_target("keypad:submit")
+    kiosk_ui.wait_screen("staff")
+    assert [b.target for b in kiosk_ui.buttons("lamp_test")]
+    kiosk_ui.tap_target("done")
+    kiosk_ui.wait_screen("idle")
+
+
+def test_a_few_taps_on_the_corner_do_nothing(kiosk_ui):
+    corner = kiosk_ui.app.kiosk.ids.corner
+    for _ in range(corner.TAPS_NEEDED - 1):
+        kiosk_ui.tap(corner)
+    kiosk_ui.settle(5)
+    assert kiosk_ui.screen == "idle"
+
+
+def test_the_demo_panel_presents_cards_and_draws_the_lamp(kivy_window, tmp_path):
+    from hardware.readers.sim import SimReader
+    from kiosk.app.kioskapp import DEMO_ACTIONS, KioskApp
+    from kiosk.app.offscreen import OffscreenKiosk
+    from kiosk.catalogue import load_catalogue
+    from kiosk.config import Config
+    from kiosk.runtime import Runtime
+
+    config = Config.model_validate({"kiosk": {"state_dir": str(tmp_path)}, "ui": {"checking_seconds": 0.1}})
+    reader = SimReader()
+    runtime = Runtime(config, reader=reader, catalogue_loader=load_catalogue)
+    app = KioskApp(runtime, demo_reader=reader)
+    offscreen = OffscreenKiosk(app, (1040, 480))
+    try:
+        from tests.rigs.kivy import KioskUi
+
+        ui = KioskUi(app, runtime, reader, offscreen, None)
+        ui.wait_screen("idle")
+        assert [b.target for b in app.demo.ids.buttons.children[::-1]] == list(DEMO_ACTIONS)
+        ui.tap_target("present_iphone")
+        ui.wait_screen("result")
+        assert app.view.title == UiTexts().text("ja", "result.smartphone_iphone.title")
+        ui.tap_target("call_button")
+        ui.wait_screen("calling")
+        lamp = app.demo.ids.lamp
+        assert lamp.pattern == "call"
+        assert offscreen.wait_for(lambda: lamp.lit, 2) and offscreen.wait_for(lambda: not lamp.lit, 2)
+    finally:
+        offscreen.close()
+        runtime.shutdown()
