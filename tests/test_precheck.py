@@ -187,3 +187,19 @@ def test_every_hint_in_the_rule_table_has_a_japanese_text():
     texts = json.loads((catalogue_root() / "locales" / "ja" / "ui.json").read_text(encoding="utf-8"))
     hint_ids = {hint for hints in DEFAULT_RULES.hints.values() for hint in hints}
     assert hint_ids and not {h for h in hint_ids if f"hint.{h}" not in texts}
+
+
+def test_open_reader_specs():
+    from hardware.readers.base import open_reader
+    from hardware.readers.nfc import NfcReader
+    from hardware.readers.pcsc import PcscReader
+
+    assert isinstance(open_reader("sim"), SimReader)
+    assert open_reader("sim:demo").scenario.repeat is True
+    pcsc = open_reader("pcsc", "RC-S300", ProbeOptions(read_token=False))
+    assert isinstance(pcsc, PcscReader) and pcsc.name == "RC-S300" and pcsc.options.read_token is False
+    nfc = open_reader("nfc:udp:127.0.0.1:5000")
+    assert isinstance(nfc, NfcReader) and nfc.path == "udp:127.0.0.1:5000"
+    assert open_reader("nfc").path == "usb"
+    with pytest.raises(ReaderError, match="unknown reader back-end 'serial'"):
+        open_reader("serial")
