@@ -52,6 +52,12 @@ def prepare_environment(kivy_home: Path | None = None) -> None:
     os.environ.setdefault("KIVY_USE_DEFAULTCONFIG", "1")
     os.environ.setdefault("KIVY_HOME", str(kivy_home or tempfile.mkdtemp(prefix="kivy-home-")))
     os.environ["SDL_VIDEODRIVER"] = "offscreen"
+    from kivy.config import Config
+
+    # The offscreen surface keeps the size the window is created with: make it large enough for every layout.
+    largest = max(max(size) for size in LAYOUTS.values())
+    Config.set("graphics", "width", str(largest))
+    Config.set("graphics", "height", str(largest))
 
 
 class OffscreenKiosk:
@@ -86,10 +92,10 @@ class OffscreenKiosk:
         return True
 
     def shoot(self, path: Path) -> Path:
-        """Save the current frame as a PNG at `path` (Kivy's own call appends a counter; we rename)."""
+        """Save the current frame as a PNG at `path` (Kivy's own call appends a counter: renamed)."""
         self.settle()
         path.parent.mkdir(parents=True, exist_ok=True)
-        saved = Path(self.window.screenshot(name=str(path.with_suffix("")) + "%(counter)s.png"))
+        saved = Path(self.window.screenshot(name=str(path)))
         saved.replace(path)
         return path
 
