@@ -309,7 +309,10 @@ class Voice:
                 self._interrupt.clear()
             played = self._play(request)
             if self.on_finished is not None:
-                self.on_finished(played)
+                try:
+                    self.on_finished(played)
+                except Exception:  # a broken callback must not end the voice thread
+                    log.exception("voice: on_finished callback failed")
 
     def _play(self, request: _Request) -> bool:
         try:
