@@ -217,3 +217,66 @@ def test_kiosk_demo_without_display_saves_every_screen_in_ja_and_en(tmp_path):
             assert any(screen in name and lang in name for name in shots), (screen, lang, shots)
     kinds = {line.split("  ", 1)[0].rsplit("/", 1)[1] for line in out.splitlines() if "/event/" in line}
     assert {"precheck", "lookup", "call", "call_acknowledged", "call_resolved", "outage_entered"} <= kinds
+
+
+@pytest.mark.pcsc
+@pytest.mark.mqtt
+@pytest.mark.ui
+def test_offscreen_kiosk_card_lookup_call_and_acknowledge(kivy_window, tmp_path, virtual_card, mosquitto,
+                                                          mqtt_listener):
+    """The issue's end to end with the real KioskApp offscreen: every step is waited for by running frames
+    (Kivy's Clock drives the runtime, so the test thread must never block it)."""
+    from kiosk.app.kioskapp import KioskApp
+    from kiosk.app.offscreen import OffscreenKiosk
+    from kiosk.app.texts import UiTexts
+    from tests.rigs.kivy import KioskUi
+
+    factory = MockFactory()
+    config = kiosk_config(tmp_path, mosquitto, lamp=17, buzzer=None, call_button=27, reset_button=22)
+    runtime = Runtime(
+        config, reader=open_reader("pcsc", config.reader.name), catalogue_loader=load_catalogue,
+        languages=("ja", "en"),
+        signals_factory=lambda post: Signals(config.gpio, lambda: post(F.CallButton()),
+                                             lambda: post(F.ResetButton()), pin_factory=factory),
+        link_factory=lambda version, post, on_turn: EventLink(config, version, post, on_turn=on_turn))
+    watcher = mqtt_listener(mosquitto, events.subscription("kiosk", SITE, KIOSK), "kiosk/s1/reply/#")
+    app = KioskApp(runtime)
+    ui = KioskUi(app, runtime, None, OffscreenKiosk(app, (800, 480)), factory)
+    lamp = factory.pin(17)
+
+    def until(condition, seconds=15.0):
+        assert ui.offscreen.wait_for(condition, seconds)
+
+    try:
+        ui.wait_screen("idle")
+        card = virtual_card("mynumber_card")
+        until(lambda: payloads(watcher, TOPICS.event("precheck")))
+        assert payloads(watcher, TOPICS.event("precheck"))[0]["data"]["outcome"] == "mynumber_card"
+        ui.wait_screen("result")
+        card.remove()
+        ui.wait_screen("idle")
+
+        ui.tap_target("lookup")  # through Kivy's input pipeline
+        ui.wait_screen("lookup")
+        for digit in "013":
+            ui.tap_target(digit)
+        ui.tap_target("keypad:submit")
+        ui.wait_screen("lookup_result")
+        until(lambda: payloads(watcher, TOPICS.event("call")))
+        call = payloads(watcher, TOPICS.event("call"))[0]["data"]
+        assert (call["reason"], call["code"]) == ("staff_code", "013")
+        lamp.clear_states()
+        until(lambda: len(lamp.states) >= 3, 5)  # blinking
+
+        send_command(mosquitto, "acknowledge", {"call_id": call["call_id"]})
+        until(lambda: payloads(watcher, TOPICS.event("call_acknowledged")))
+        ui.tap_target("done")
+        ui.wait_screen("staff_coming")
+        assert app.kiosk.ids.title.text == UiTexts().text("ja", "staff_coming.title")
+        lamp.clear_states()
+        ui.offscreen.wait_for(lambda: False, 1.2)  # frames for 1.2 s: more than a blink period
+        assert lamp.state is True and len(lamp.states) == 1  # steady
+    finally:
+        ui.offscreen.close()
+        runtime.shutdown()
+        factory.close()
