@@ -129,8 +129,8 @@ def test_virtual_card_to_a_subscriber_then_a_staff_code_call_acknowledged_over_m
     assert retained["acknowledged"] is True
 
 
-def run_kiosk(args, tmp_path, **kwargs):
-    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "PYTHONUNBUFFERED": "1"}
+def run_kiosk(args, tmp_path, env_extra=None, **kwargs):
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     env.pop("DISPLAY", None)
     env.pop("WAYLAND_DISPLAY", None)
     return subprocess.Popen([sys.executable, "-m", "kiosk", *args], cwd=tmp_path, env=env,
@@ -280,3 +280,33 @@ def test_offscreen_kiosk_card_lookup_call_and_acknowledge(kivy_window, tmp_path,
         ui.offscreen.close()
         runtime.shutdown()
         factory.close()
+
+
+@pytest.mark.mqtt
+@pytest.mark.ui
+def test_kiosk_run_with_screen_leaves_cleanly_on_sigterm(tmp_path, mosquitto, mqtt_listener):
+    """systemd stops the full-screen kiosk with SIGTERM: it must say "offline" (stopped), not just vanish."""
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[kiosk]
+id = "{KIOSK}"
+site = "{SITE}"
+state_dir = "{tmp_path / 'state'}"
+[reader]
+backend = "sim"
+[mqtt]
+url = "{mosquitto.url}"
+[ui]
+fullscreen = false
+""")
+    watcher = mqtt_listener(mosquitto, events.subscription("kiosk", SITE, KIOSK))
+    process = run_kiosk(["--config", str(config), "run"], tmp_path,
+                        env_extra={"SDL_VIDEODRIVER": "offscreen", "KIVY_HOME": str(tmp_path / "kivy")})
+    try:
+        watcher.wait(lambda ms: payloads(watcher, TOPICS.event("lamp_status")), timeout=60)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err[-3000:]
+    status = payloads(watcher, TOPICS.status)[-1]
+    assert status["state"] == "offline" and status["details"] == {"reason": "stopped"}

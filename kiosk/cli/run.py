@@ -120,7 +120,10 @@ def run_kiosk(args: argparse.Namespace) -> int:
         _stop_on_signals(runtime)
         runtime.run()
         return 0
-    _kiosk_app(runtime, fullscreen=config.ui.fullscreen).run()
+    app = _kiosk_app(runtime, fullscreen=config.ui.fullscreen)
+    for signum in (signal.SIGTERM, signal.SIGINT):  # systemd stops us with SIGTERM: leave cleanly ("offline")
+        signal.signal(signum, lambda *_: app.stop())
+    app.run()
     return 0
 
 
