@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
@@ -512,7 +512,7 @@ class Flow:
 
     def _acknowledge(self) -> list[Effect]:
         assert self.call is not None
-        self.call = Call(**{**self.call.__dict__, "acknowledged": True})
+        self.call = replace(self.call, acknowledged=True)
         effects = [self._emit("call_acknowledged", self._call_data()), SetCall(self.call)] + self._lamp()
         return effects + self._follow_home() + self._refresh_staff()
 

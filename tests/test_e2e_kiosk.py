@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -29,7 +28,6 @@ from tests.rigs import contract
 from tests.rigs.pcsc import reader_name
 from tests.test_runtime import RecordingScreen
 
-ROOT = Path(__file__).resolve().parent.parent
 KIOSK, SITE = "k1", "s1"
 TOPICS = events.Topics("kiosk", SITE, KIOSK)
 
