@@ -72,7 +72,9 @@ create_user() {
     getent group gpio >/dev/null || groupadd --system gpio
     if ! getent passwd "$SERVICE_USER" >/dev/null; then
         say "creating the service user $SERVICE_USER"
-        useradd --system --user-group --home-dir "$STATE_DIR" --no-create-home \
+        local own_group=(--user-group)
+        getent group "$SERVICE_USER" >/dev/null && own_group=(--gid "$SERVICE_USER")
+        useradd --system "${own_group[@]}" --home-dir "$STATE_DIR" --no-create-home \
             --shell /usr/sbin/nologin --comment "companion kiosk" "$SERVICE_USER"
     fi
     local group
@@ -93,12 +95,11 @@ install_program() {
     fi
     say "installing the kiosk program into $VENV"
     # Build from a copy: pip/setuptools write build files next to the sources.
-    local build
-    build=$(mktemp -d)
-    tar -C "$SOURCE" --exclude=.git --exclude=.venv --exclude=build --exclude='*.egg-info' -cf - . | tar -C "$build" -xf -
+    BUILD_DIR=$(mktemp -d)
+    trap 'rm -rf "$BUILD_DIR"' EXIT
+    tar -C "$SOURCE" --exclude=.git --exclude=.venv --exclude=build --exclude='*.egg-info' -cf - . | tar -C "$BUILD_DIR" -xf -
     "$VENV/bin/pip" install "${pip_args[@]}" --upgrade wheel  # nfcpy's pydes is an sdist
-    "$VENV/bin/pip" install "${pip_args[@]}" --upgrade "${build}[pi]"
-    rm -rf "$build"
+    "$VENV/bin/pip" install "${pip_args[@]}" --upgrade "${BUILD_DIR}[pi]"
     "$VENV/bin/kiosk" --help >/dev/null || die "the installed kiosk command does not run"
 }
 
@@ -111,7 +112,10 @@ install_files() {
 }
 
 random_secret() { "$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(24))'; }
-hash_secret() { "$VENV/bin/python" -c 'import sys; from kiosk.passwords import hash_secret; print(hash_secret(sys.argv[1]))' "$1"; }
+# The secret goes through stdin, never the command line (other users can read command lines).
+hash_secret() {
+    printf '%s' "$1" | "$VENV/bin/python" -c 'import sys; from kiosk.passwords import hash_secret; print(hash_secret(sys.stdin.read()))'
+}
 
 # Secrets and config are written once; re-running keeps them (and only checks the config still validates).
 write_config() {
