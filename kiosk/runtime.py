@@ -16,8 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from hardware.readers.base import Presented, ReaderStatus, Removed
+from hardware.signals import Lamp
 from kiosk import flow as F
 from kiosk.config import Config
+from kiosk.passwords import verify_secret
+from kiosk.precheck import DEFAULT_RULES, classify
+from kiosk.sdnotify import Notifier, Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -104,25 +109,17 @@ class Runtime:
         notifier: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from hardware.readers.base import Presented, ReaderStatus, Removed
-        from hardware.signals import Lamp
-        from kiosk.passwords import verify_secret
-        from kiosk.precheck import DEFAULT_RULES, classify
-        from kiosk.sdnotify import Notifier, Watchdog
-
         self.config = config
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._wake: Callable[[], None] = lambda: None
-        self._reader_events = (Presented, Removed, ReaderStatus)
-        self._classify = classify
         self._rules = rules or DEFAULT_RULES
         self.reader = reader
         self.screen = screen
+        self._catalogue_loader = catalogue_loader
+        self.catalogue = catalogue_loader()  # first: bad data fails before any device is opened
         self.signals = signals_factory(self.post) if signals_factory else None
         self.lamp = self.signals.lamp if self.signals is not None else Lamp()
         self.buzzer = self.signals.buzzer if self.signals is not None else None
-        self._catalogue_loader = catalogue_loader
-        self.catalogue = catalogue_loader()
         self.notifier = notifier or Notifier(None)
         self.watchdog = Watchdog(self.notifier, workers=("reader", "mqtt") if link_factory else ("reader",),
                                  clock=clock)
@@ -279,12 +276,11 @@ class Runtime:
         if isinstance(message, _LinkStatsDue):
             stats = self.link.stats()
             return F.LinkChanged(stats.connected, stats.backlog)
-        presented, removed, status = self._reader_events
-        if isinstance(message, presented):
-            return F.CardPresented(self._classify(message.observation, rules=self._rules))
-        if isinstance(message, removed):
+        if isinstance(message, Presented):
+            return F.CardPresented(classify(message.observation, rules=self._rules))
+        if isinstance(message, Removed):
             return F.CardRemoved()
-        if isinstance(message, status):
+        if isinstance(message, ReaderStatus):
             return F.ReaderChanged(message.available, message.detail)
         return message
 
