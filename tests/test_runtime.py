@@ -278,3 +278,25 @@ def test_only_9xx_codes_of_the_real_catalogue_switch_to_outage_mode():
     assert not book.facts("001").outage  # the patient's card or the reader: guidance, not outage mode
     assert book.facts("013").audience == "staff" and book.facts("013").call_staff
     assert book.facts("999") is None and book.nearest("999")
+
+
+def test_headless_runtime_never_loads_kivy(tmp_path):
+    """`kiosk run --headless` builds the same runtime without a screen: Kivy (and its window) stays out."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from gpiozero.pins.mock import MockFactory
+from hardware.readers.sim import SimReader
+from kiosk.cli.run import _build_runtime
+from kiosk.config import Config
+config = Config.model_validate({{"kiosk": {{"state_dir": {str(tmp_path)!r}}}, "reader": {{"backend": "sim"}}}})
+runtime = _build_runtime(config, SimReader(), pin_factory=MockFactory())
+runtime.start()
+runtime.shutdown()
+print(sorted(m for m in sys.modules if m == "kivy" or m.startswith("kivy.")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
