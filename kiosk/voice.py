@@ -258,12 +258,13 @@ class Voice:
         return cls(config.voice, load_locales(), cache_dir_for(config), on_finished=on_finished)
 
     def available(self, lang: str) -> bool:
-        """Whether a speaker button for `lang` would do anything (shown even when muted: staff can unmute)."""
-        return self.enabled and self.player is not None and lang in self.synthesizers
+        """Whether a speaker button for `lang` would play anything now (hide it otherwise, e.g. when muted)."""
+        audible = self.enabled and not self.muted and self.volume > 0
+        return audible and self.player is not None and lang in self.synthesizers
 
     def say(self, text: str, lang: str) -> bool:
         """Queue `text` (replacing anything queued or playing); False if nothing will play."""
-        if self.muted or self.volume <= 0 or not self.available(lang) or not text.strip() or self._closed:
+        if not self.available(lang) or not text.strip() or self._closed:
             return False
         request = _Request(text, self.synthesizers[lang], self.volume)
         with self._wake:

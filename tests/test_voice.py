@@ -164,6 +164,7 @@ def test_interrupted_before_start_plays_nothing(tmp_path):
 @pytest.mark.parametrize("settings", [{"muted": True}, {"volume": 0.0}, {"enabled": False}])
 def test_nothing_plays_or_is_synthesised_when_muted_silent_or_disabled(tmp_path, settings):
     voice, finished = make_voice(tmp_path, None, **settings)
+    assert not voice.available("en")  # no speaker button
     assert voice.say("Hello", "en") is False
     assert not (tmp_path / "clips").exists()
     assert voice._worker is None
@@ -178,7 +179,9 @@ def test_muting_in_staff_mode_stops_and_silences(tmp_path, sink):
     voice.set_muted(True)
     assert finished.wait() == [False]
     assert voice.say("Not while muted.", "en") is False
+    assert not voice.available("en")
     voice.set_muted(False)
+    assert voice.available("en")
     voice.set_volume(7.0)
     assert voice.volume == 1.0
     voice.close()
