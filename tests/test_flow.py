@@ -466,3 +466,39 @@ def test_acknowledge_while_patient_is_elsewhere_does_not_yank_the_screen():
     assert not h.screens()
     h.send(F.Tap("home"))
     assert h.last_screen().name == F.STAFF_COMING
+
+
+def test_reader_loss_while_checking_returns_home():
+    h = Harness()
+    h.present(OK, then_wait=False)
+    h.send(F.ReaderChanged(False, "unplugged"))
+    assert h.last_screen().name == F.IDLE
+    assert h.advance(5) == []  # the pending verdict is gone, no result appears
+
+
+def test_idempotent_and_out_of_place_inputs_change_nothing():
+    h = Harness()
+    assert h.send(object()) == []  # not a message
+    assert h.send(F.PinEntered("2468")) == []  # not on the PIN screen
+    h.send(Cmd("outage_leave"))
+    assert h.replies() == [(True, "not in outage mode")] and not h.emitted()
+    h.send(F.CallButton())
+    h.send(Cmd("acknowledge"))
+    h.send(Cmd("acknowledge"))
+    assert h.replies() == [(True, "already acknowledged")] and not h.emitted()
+
+
+def test_staff_screen_ignores_language_and_unknown_taps_and_repeats():
+    h = Harness()
+    h.send(F.Tap("staff_gesture"))
+    h.send(F.PinEntered("2468"))
+    assert h.send(F.Tap("lang:en")) == []
+    assert h.send(F.Tap("self_destruct")) == []
+    assert h.send(F.Tap("default_lang:xx")) == []
+    h.send(F.Tap("outage_leave"))
+    assert not h.emitted()
+    h.send(F.Tap("outage_enter"))
+    h.send(F.Tap("outage_enter"))
+    assert not h.emitted()
+    h.send(F.Tap("reload_catalogue"))
+    assert F.ReloadCatalogue() in h.effects and h.last_screen().name == F.STAFF
