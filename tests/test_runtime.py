@@ -114,14 +114,14 @@ def kiosk(tmp_path, factory):
     """A running headless runtime; yields a namespace with its parts."""
     made = []
 
-    def make(loader=FakeCatalogue, **config_changes):
+    def make(loader=FakeCatalogue, reader=None, **config_changes):
         config = Config.model_validate({
             "kiosk": {"state_dir": str(tmp_path)},
             "ui": {"checking_seconds": 0.05, "linger_after_removal_seconds": 0.2, **config_changes},
             "gpio": {"lamp": 17, "buzzer": 18, "call_button": 27, "reset_button": 22},
             "staff": {"pin_hash": hash_secret("2468")},
         })
-        reader, screen = SimReader(), RecordingScreen()
+        reader, screen = reader or SimReader(), RecordingScreen()
 
         def signals(post):
             return Signals(config.gpio, on_call=lambda: post(F.CallButton()), on_reset=lambda: post(F.ResetButton()),
@@ -300,3 +300,21 @@ print(sorted(m for m in sys.modules if m == "kivy" or m.startswith("kivy.")))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_a_crashing_reader_thread_shows_as_a_reader_fault(kiosk):
+    class Broken:
+        def run(self, post, stop):
+            raise RuntimeError("driver bug")
+
+    k = kiosk(reader=Broken())
+    kind, data = k.link.events.wait_for(lambda e: e[0] == "reader_status")
+    assert data == {"available": False, "detail": "reader thread failed"}
+    k.screen.lamps.wait_for(lambda p: p == "reader_fault")
+
+
+def test_an_unreadable_settings_file_is_ignored(kiosk, tmp_path, caplog):
+    (tmp_path / "kiosk-ui.json").write_text("{not json")
+    k = kiosk()
+    assert k.screen.shown.wait_for(lambda s: s.name == F.IDLE).lang == "ja"
+    assert "kiosk-ui.json: ignored" in caplog.text
