@@ -32,6 +32,7 @@ from kiosk.locales import Locale, TtsEntry, load_locales, locales_dir
 log = logging.getLogger(__name__)
 
 SYNTH_TIMEOUT_SECONDS = 30.0
+MAX_SPLIT_DEPTH = 3  # a failing text is retried in at most 2**3 pieces
 CHUNK_BYTES = 4096  # how much PCM goes to aplay between checks for an interruption
 
 
@@ -141,11 +142,41 @@ class ClipCache:
             raise SynthesisError(f"{self.folder}: cannot create clip cache: {exc}") from None
         partial = path.with_suffix(".part.wav")
         try:
-            synthesizer.synthesize(text, partial)
+            _synthesize_or_split(synthesizer, text, partial)
             partial.replace(path)  # atomic: a half-written clip is never played
         finally:
             partial.unlink(missing_ok=True)
         return path
+
+
+def _synthesize_or_split(synthesizer: Synthesizer, text: str, out: Path, depth: int = 0) -> None:
+    """Synthesise `text`; if the engine fails, do each half (split at a space) and join them.
+
+    Debian 12's espeak-ng aborts ("buffer overflow detected") on some long Burmese clauses that it reads fine
+    in two parts; a text that fails even in short pieces raises SynthesisError."""
+    try:
+        synthesizer.synthesize(text, out)
+        return
+    except SynthesisError:
+        words = text.split()
+        if len(words) < 2 or depth >= MAX_SPLIT_DEPTH:
+            raise
+    middle = len(words) // 2
+    pieces = [out.with_name(f"{out.stem}.{depth}{n}.wav") for n in (0, 1)]
+    try:
+        for piece, half in zip(pieces, (" ".join(words[:middle]), " ".join(words[middle:]))):
+            _synthesize_or_split(synthesizer, half, piece, depth + 1)
+        with wave.open(str(pieces[0]), "rb") as first, wave.open(str(pieces[1]), "rb") as second:
+            if first.getparams()[:3] != second.getparams()[:3]:
+                raise SynthesisError(f"{synthesizer.key}: pieces differ in format")
+            with wave.open(str(out), "wb") as joined:
+                joined.setparams(first.getparams())
+                joined.writeframes(first.readframes(first.getnframes()) + second.readframes(second.getnframes()))
+    except (wave.Error, EOFError) as exc:
+        raise SynthesisError(f"{synthesizer.key}: cannot join pieces: {exc}") from None
+    finally:
+        for piece in pieces:
+            piece.unlink(missing_ok=True)
 
 
 def scaled_wav(clip: Path, volume: float) -> bytes:

@@ -236,3 +236,13 @@ def test_unusable_clip_is_a_synthesis_error(tmp_path):
 
     with pytest.raises(SynthesisError, match="8-bit"):
         scaled_wav(clip, 0.5)
+
+
+@needs_espeak
+def test_a_clause_the_engine_aborts_on_is_spoken_in_pieces(tmp_path):
+    # Debian 12's espeak-ng 1.51 aborts on this whole Burmese step (guidance 021) but reads each half.
+    text = "စမတ်ဖုန်း နောက်ကျောရှိ ဖတ်သည့်နေရာကို ကတ်ဖတ်စက်အပေါ်တွင် ချိန်ပြီး အနည်းငယ် ခွာထားပါ။"
+    cache = ClipCache(tmp_path)
+    rate, pcm = wav_samples(cache.clip(ESpeakNg(shutil.which("espeak-ng"), "my"), text))
+    assert len(pcm) / rate > 3.0 and max(map(abs, pcm)) > 1000
+    assert [p.name for p in tmp_path.iterdir()] == [cache.path_for(ESpeakNg(shutil.which("espeak-ng"), "my"), text).name]
