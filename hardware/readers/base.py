@@ -7,11 +7,13 @@ A back-end runs in its own thread (`Reader.run`) and only *posts* events; the ma
 from __future__ import annotations
 
 import abc
+import logging
 import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Callable
 
+log = logging.getLogger(__name__)
 
 class Family(StrEnum):
     """What kind of thing answered, from the ATR (PC/SC) or the RF technology (nfcpy)."""
@@ -90,6 +92,10 @@ class ReaderError(Exception):
     """A reader cannot be opened or used; the message says what to do."""
 
 
+class ReaderLost(Exception):
+    """A back-end lost its reader or service; the message is the user-facing detail."""
+
+
 class CardGone(Exception):
     """The item left the field during an exchange."""
 
@@ -118,6 +124,43 @@ class FlapCounter:
     def add(self, now: float) -> int:
         self.times = [t for t in self.times if now - t < self.window_seconds] + [now]
         return len(self.times)
+
+
+class StatusLatch:
+    """Posts (and logs) a ReaderStatus only when it differs from the last one posted."""
+
+    def __init__(self) -> None:
+        self.last: ReaderStatus | None = None
+        self.times_available = 0
+
+    def report(self, post: Post, status: ReaderStatus) -> None:
+        if status != self.last:
+            self.last = status
+            self.times_available += status.available
+            (log.info if status.available else log.warning)("%s", status.detail)
+            post(status)
+
+
+def supervise(session: Callable[[], None], post: Post, stop: threading.Event, status: StatusLatch,
+              retry_seconds: tuple[float, ...], description: str) -> None:
+    """Run `session` until `stop` is set; a ReaderLost or any other failure is posted and retried with back-off.
+
+    Only the exception's type is logged for unexpected failures: driver messages may carry identifiers.
+    """
+    failures = 0
+    while not stop.is_set():
+        available_before = status.times_available
+        try:
+            session()
+        except ReaderLost as lost:
+            status.report(post, ReaderStatus(False, str(lost)))
+        except Exception as exc:  # the supervisor must outlive anything a driver throws
+            log.error("%s failed (%s); restarting it", description, type(exc).__name__)
+            status.report(post, ReaderStatus(False, f"{description}: unexpected error; retrying"))
+        if status.times_available != available_before:  # it worked for a while: retry quickly
+            failures = 0
+        stop.wait(retry_seconds[min(failures, len(retry_seconds) - 1)])
+        failures += 1
 
 
 def open_reader(spec: str, name: str = "", options: ProbeOptions | None = None) -> Reader:

@@ -24,12 +24,13 @@ from hardware.readers.base import (
     Presented,
     ProbeOptions,
     Reader,
+    ReaderLost,
     ReaderStatus,
     Removed,
+    StatusLatch,
+    supervise,
 )
 from hardware.readers.probe import PROBED_FAMILIES, observe
-
-log = logging.getLogger(__name__)
 
 TECHNOLOGIES = ("106A", "106B", "212F")
 IDLE_SECONDS = 0.1  # pause between sense rounds when nothing answered
@@ -74,38 +75,27 @@ class NfcReader(Reader):
         self.options = options or ProbeOptions()
         self.technologies = technologies
         self.description = f"NFC reader {path}"
-        self._status: ReaderStatus | None = None
+        self._status = StatusLatch()
         self._flaps = FlapCounter(self.options.flap_window_seconds)
 
     def run(self, post: Post, stop: threading.Event) -> None:
+        pin_nfc_loggers()
+        supervise(lambda: self._session(post, stop), post, stop, self._status, RETRY_SECONDS, self.description)
+
+    def _session(self, post: Post, stop: threading.Event) -> None:
+        """Open the device and watch it until `stop`; a missing or lost device raises ReaderLost."""
         import nfc
 
-        pin_nfc_loggers()
-        failures = 0
-        while not stop.is_set():
-            clf = nfc.ContactlessFrontend()
-            try:
-                if not clf.open(self.path):
-                    self._report(post, ReaderStatus(False, f"no NFC reader found at {self.path!r}; plug one in"))
-                else:
-                    failures = 0
-                    self._report(post, ReaderStatus(True, self.description))
-                    self._watch(clf, post, stop)
-            except OSError as exc:  # unplugged, busy (pcscd holding an ACR122U), no permission
-                self._report(post, ReaderStatus(False, f"NFC reader {self.path!r} unavailable: {exc.strerror or exc}"))
-            except Exception as exc:  # the loop must outlive anything nfcpy throws; its messages may hold IDs
-                log.error("NFC loop failed (%s); restarting it", type(exc).__name__)
-                self._report(post, ReaderStatus(False, "NFC error; retrying"))
-            finally:
-                clf.close()
-            stop.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
-            failures += 1
-
-    def _report(self, post: Post, status: ReaderStatus) -> None:
-        if status != self._status:
-            self._status = status
-            (log.info if status.available else log.warning)("%s", status.detail)
-            post(status)
+        clf = nfc.ContactlessFrontend()
+        try:
+            if not clf.open(self.path):
+                raise ReaderLost(f"no NFC reader found at {self.path!r}; plug one in")
+            self._status.report(post, ReaderStatus(True, self.description))
+            self._watch(clf, post, stop)
+        except OSError as exc:  # unplugged, busy (pcscd holding an ACR122U), no permission
+            raise ReaderLost(f"NFC reader {self.path!r} unavailable: {exc.strerror or exc}") from None
+        finally:
+            clf.close()
 
     def _watch(self, clf, post: Post, stop: threading.Event) -> None:
         from nfc.clf import RemoteTarget

@@ -8,7 +8,6 @@ instead of pyscard's CardMonitor, whose thread dies for good when pcscd stops. T
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 
@@ -26,12 +25,13 @@ from hardware.readers.base import (
     Presented,
     ProbeOptions,
     Reader,
+    ReaderLost,
     ReaderStatus,
     Removed,
+    StatusLatch,
+    supervise,
 )
 from hardware.readers.probe import PROBED_FAMILIES, observe
-
-log = logging.getLogger(__name__)
 
 PNP_READER = "\\\\?PnP?\\Notification"
 WAIT_MS = 5_000  # a safety net only: `stop` cancels the wait at once
@@ -51,10 +51,6 @@ def _code(result: int) -> int:
     return result & 0xFFFFFFFF
 
 
-class _Lost(Exception):
-    """pcscd or the reader went away; the message is the user-facing detail."""
-
-
 class PcscReader(Reader):
     """Watches one PC/SC reader (the first whose name contains `name`, case-insensitive)."""
 
@@ -64,26 +60,15 @@ class PcscReader(Reader):
         self.description = f"PC/SC reader {name!r}" if name else "PC/SC reader"
         self._context: int | None = None
         self._context_lock = threading.Lock()
-        self._status: ReaderStatus | None = None
+        self._status = StatusLatch()
         self._flaps = FlapCounter(self.options.flap_window_seconds)
 
     def run(self, post: Post, stop: threading.Event) -> None:
         finished = threading.Event()
         canceller = threading.Thread(target=self._cancel_when, args=(stop, finished), daemon=True, name="pcsc-cancel")
         canceller.start()
-        failures = 0
         try:
-            while not stop.is_set():
-                try:
-                    self._session(post, stop)
-                    failures = 0
-                except _Lost as lost:
-                    self._report(post, ReaderStatus(False, str(lost)))
-                except Exception:  # the supervisor must outlive anything pyscard or a reader throws
-                    log.exception("PC/SC loop failed; restarting it")
-                    self._report(post, ReaderStatus(False, "PC/SC error; retrying"))
-                stop.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
-                failures += 1
+            supervise(lambda: self._session(post, stop), post, stop, self._status, RETRY_SECONDS, self.description)
         finally:
             finished.set()
 
@@ -96,28 +81,20 @@ class PcscReader(Reader):
                     scard.SCardCancel(self._context)
             finished.wait(CANCEL_RETRY_SECONDS)
 
-    def _report(self, post: Post, status: ReaderStatus) -> None:
-        if status != self._status:
-            self._status = status
-            (log.info if status.available else log.warning)("%s", status.detail)
-            post(status)
-
     def _session(self, post: Post, stop: threading.Event) -> None:
-        """One PC/SC context: find the reader, watch it; returns when `stop` is set, raises _Lost otherwise."""
+        """One PC/SC context: find the reader, watch it; returns when `stop` is set, raises ReaderLost otherwise."""
         result, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
         if _code(result) != scard.SCARD_S_SUCCESS:
-            raise _Lost("pcscd is not running (PC/SC service unavailable)")
+            raise ReaderLost("pcscd is not running (PC/SC service unavailable)")
         with self._context_lock:
             self._context = context
         try:
-            if stop.is_set():
-                return
             while not stop.is_set():
                 reader = self._find_reader(context)
                 if reader is None:
                     self._wait_for_readers(post, context)
                     continue
-                self._report(post, ReaderStatus(True, reader))
+                self._status.report(post, ReaderStatus(True, reader))
                 self._watch(post, stop, context, reader)
         finally:
             with self._context_lock:
@@ -138,7 +115,7 @@ class PcscReader(Reader):
         result, names = scard.SCardListReaders(context, [])
         found = ", ".join(names) if _code(result) == scard.SCARD_S_SUCCESS and names else "none"
         wanted = f" matching {self.name!r}" if self.name else ""
-        self._report(post, ReaderStatus(False, f"no card reader{wanted} found (readers: {found}); plug one in"))
+        self._status.report(post, ReaderStatus(False, f"no card reader{wanted} found (readers: {found}); plug one in"))
         result, _ = scard.SCardGetStatusChange(context, WAIT_MS, [(PNP_READER, len(names) << 16 if names else 0)])
         self._check(_code(result))
 
@@ -146,11 +123,11 @@ class PcscReader(Reader):
         if result in (scard.SCARD_S_SUCCESS, scard.SCARD_E_TIMEOUT, scard.SCARD_E_CANCELLED):
             return
         if result in SERVICE_LOST or result == scard.SCARD_E_INVALID_HANDLE:
-            raise _Lost("pcscd stopped (PC/SC service unavailable)")
-        raise _Lost(f"PC/SC error 0x{result:08X}")
+            raise ReaderLost("pcscd stopped (PC/SC service unavailable)")
+        raise ReaderLost(f"PC/SC error 0x{result:08X}")
 
     def _watch(self, post: Post, stop: threading.Event, context: int, reader: str) -> None:
-        """Post Presented / Removed for `reader` until `stop` (return) or until it or pcscd is lost (_Lost).
+        """Post Presented / Removed for `reader` until `stop` (return) or until it or pcscd is lost (ReaderLost).
 
         The event counter in the state's high word catches a swap between two pcscd polls. Whatever ends
         the watch, an item still shown as present is reported removed.
@@ -164,7 +141,7 @@ class PcscReader(Reader):
                 if result == scard.SCARD_E_CANCELLED:
                     return
                 if result in (scard.SCARD_E_UNKNOWN_READER, scard.SCARD_E_READER_UNAVAILABLE):
-                    raise _Lost(f"card reader {reader!r} was unplugged")
+                    raise ReaderLost(f"card reader {reader!r} was unplugged")
                 self._check(result)
                 if result == scard.SCARD_E_TIMEOUT:
                     continue
@@ -172,7 +149,7 @@ class PcscReader(Reader):
                 if state & READER_LOST_STATES or (
                     pnp_state & scard.SCARD_STATE_CHANGED and reader not in self._listed(context)
                 ):
-                    raise _Lost(f"card reader {reader!r} was unplugged")
+                    raise ReaderLost(f"card reader {reader!r} was unplugged")
                 here, new_count = bool(state & scard.SCARD_STATE_PRESENT), state >> 16
                 if here and (not present or new_count != count):
                     if present:
