@@ -1,0 +1,50 @@
+"""The supervisor shared by the PC/SC and nfcpy back-ends: failures become ReaderStatus, never a dead thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from hardware.readers.base import ReaderLost, ReaderStatus, StatusLatch, supervise
+
+
+def test_failures_are_posted_retried_and_never_escape(caplog):
+    posted: list = []
+    stop = threading.Event()
+    latch = StatusLatch()
+    attempts = iter([
+        ReaderLost("pcscd is not running"),
+        ReaderLost("pcscd is not running"),  # the same status is posted once
+        RuntimeError("driver said 0123456789ABCDEF"),  # an unexpected failure: its text may identify
+        "works",
+    ])
+
+    def session() -> None:
+        attempt = next(attempts)
+        if isinstance(attempt, Exception):
+            raise attempt
+        latch.report(posted.append, ReaderStatus(True, "reader"))
+        stop.set()
+
+    with caplog.at_level(logging.INFO):
+        supervise(session, posted.append, stop, latch, (0.0,), "test reader")
+    assert posted == [
+        ReaderStatus(False, "pcscd is not running"),
+        ReaderStatus(False, "test reader: unexpected error; retrying"),
+        ReaderStatus(True, "reader"),
+    ]
+    assert "RuntimeError" in caplog.text and "0123456789ABCDEF" not in caplog.text
+
+
+def test_stop_ends_the_back_off_at_once():
+    stop = threading.Event()
+    latch = StatusLatch()
+
+    def session() -> None:
+        stop.set()
+        raise ReaderLost("gone")
+
+    thread = threading.Thread(target=supervise, args=(session, lambda e: None, stop, latch, (3600.0,), "r"))
+    thread.start()
+    thread.join(timeout=5)
+    assert not thread.is_alive() and latch.last == ReaderStatus(False, "gone")
