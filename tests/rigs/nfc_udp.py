@@ -3,7 +3,8 @@
 The reader side is the real nfcpy stack (`udp:127.0.0.1:PORT`); the card side is a small UDP server here:
 one datagram per frame, ASCII `"<bitrate> <hex>"`, `RFOFF` = field off, no CRC. It answers Type A
 anticollision + RATS, Type B SENSB_REQ + ATTRIB, FeliCa SENSF_REQ, and ISO-DEP I-blocks / R(NAK) presence
-checks; every APDU it receives is recorded. Fixture: `udp_card(kind, profile) -> UdpCard` on a fresh port.
+checks; every APDU it receives is recorded (teardown fails the test on anything outside the allow-list).
+Fixture: `udp_card(kind, profile) -> UdpCard` on a fresh port.
 Technologies nobody answers cost 1 s each in the udp driver: sense only what the card emulates.
 """
 
@@ -14,6 +15,7 @@ import threading
 
 import pytest
 
+from hardware.readers import apdu
 from hardware.readers.cards import PROFILES, CardProfile
 
 # Made-up identifiers (the rig's own; nothing here is ever asserted to leave the reader).
@@ -125,3 +127,5 @@ def udp_card():
     yield make
     for card in cards:
         card.close()
+    for card in cards:
+        assert set(card.received) <= apdu.ALLOWED, f"{card.profile.name} received an APDU outside the allow-list"

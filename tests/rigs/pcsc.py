@@ -5,7 +5,8 @@ Fixtures (pytest plugin "tests.rigs.pcsc"):
   concurrent pytest runs on this machine take turns; stopped by PID. `pcscd.restart()` / `pcscd.stop()` /
   `pcscd.start()` for recovery tests.
 - `virtual_card` (function): a factory `virtual_card(profile_or_preset, slot=0, insert=True) -> VirtualCard`;
-  every card is removed at teardown.
+  every card is removed at teardown, which also fails the test if any card received an APDU outside the
+  allow-list.
 - `running_reader` (function): a factory `running_reader(reader) -> RunningReader` running any
   `hardware.readers` Reader in its thread and collecting its events; stopped at teardown.
 
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from hardware.readers import apdu
 from hardware.readers.base import Observation, Presented, Reader, ReaderStatus
 from hardware.readers.cards import PROFILES, CardProfile
 
@@ -250,6 +252,8 @@ def virtual_card(pcscd):
         card.remove()
     for slot in {card.slot for card in cards}:
         wait_until_empty(slot)  # so the next test does not meet this card's ghost (pcscd polls every 400 ms)
+    for card in cards:  # a safety net for every test using the rig: nothing outside the allow-list, ever
+        assert set(card.received) <= apdu.ALLOWED, f"{card.profile.name} received an APDU outside the allow-list"
 
 
 def wait_until_empty(slot: int, timeout: float = 3.0) -> None:
