@@ -195,3 +195,97 @@ def missing_glyphs(font: Path, text: str, face_index: int = 0) -> set[str]:
         cmap = ttf.getBestCmap()
     return {ch for ch in set(text) if ord(ch) not in cmap and not ch.isspace() and ord(ch) not in INVISIBLE}
 
+
+
+# --- checks shared by tests/test_locales.py and `kiosk locales check` -----------------------------------------
+
+ALWAYS_SHOWN = "0123456789 ()-:/.,"  # error codes and counts are filled into every locale's texts
+SOURCE_RECORD = "source.json"  # <code>/source.json: fingerprints of the Japanese texts a translation follows
+
+
+def source_files(root: Path | None = None) -> list[str]:
+    """The Japanese text files every translation mirrors (guidance.json, ui.json)."""
+    folder = locales_dir(root) / SOURCE_LANG
+    return sorted(p.name for p in folder.glob("*.json") if p.name not in ("glossary.json", SOURCE_RECORD))
+
+
+def texts_of(code: str, name: str, root: Path | None = None) -> dict[str, str]:
+    path = locales_dir(root) / code / name
+    return text_leaves(read_locale_file(path)) if path.exists() else {}
+
+
+def completeness_problems(code: str, root: Path | None = None) -> list[str]:
+    """Missing, empty and extra ids, and placeholders that differ from the Japanese source."""
+    problems = []
+    for name in source_files(root):
+        source, translated = texts_of(SOURCE_LANG, name, root), texts_of(code, name, root)
+        problems += [f"{code}/{name} [{key}] missing" for key in source if key not in translated]
+        problems += [f"{code}/{name} [{key}] not in the Japanese source" for key in translated if key not in source]
+        for key, text in translated.items():
+            if key in source and not text.strip():
+                problems.append(f"{code}/{name} [{key}] empty")
+            elif key in source and placeholders(text) != placeholders(source[key]):
+                problems.append(f"{code}/{name} [{key}] placeholders {sorted(placeholders(text))}, "
+                                f"Japanese has {sorted(placeholders(source[key]))}")
+    return problems
+
+
+def glossary_problems(code: str, root: Path | None = None) -> list[str]:
+    """Texts whose Japanese source uses an official term but whose translation uses none of its forms."""
+    source_glossary, glossary = load_glossary(SOURCE_LANG, root), load_glossary(code, root)
+    problems = [f"{code}/glossary.json [{term}] missing" for term in source_glossary if term not in glossary]
+    for name in source_files(root):
+        translated = texts_of(code, name, root)
+        for key, source_text in texts_of(SOURCE_LANG, name, root).items():
+            text = translated.get(key, "").casefold()
+            for term in sorted(glossary_terms_in(source_text, source_glossary) & set(glossary)):
+                if not any(form.casefold() in text for form in glossary[term]):
+                    problems.append(f"{code}/{name} [{key}] {term}: expected {glossary[term][0]!r}")
+    return problems
+
+
+def font_problems(locale: Locale, root: Path | None = None) -> list[str]:
+    """No font file, or characters of the locale's texts its font (and bold sibling) cannot draw."""
+    font = locale.font_file()
+    if font is None:
+        return [f"{locale.code}: none of the fonts exists: {', '.join(map(str, locale.fonts))}"]
+    shown = ALWAYS_SHOWN + locale.name
+    for path in sorted((locales_dir(root) / locale.code).glob("*.json")):
+        if path.name != SOURCE_RECORD:
+            shown += "".join(text_leaves(read_locale_file(path)).values())
+    problems = []
+    for file in filter(None, (font, locale.bold_font_file())):
+        missing = missing_glyphs(file, shown, locale.face_index)
+        if missing:
+            problems.append(f"{locale.code}: {file.name} lacks {''.join(sorted(missing))!r}")
+    return problems
+
+
+def fingerprint(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def stale_texts(code: str, root: Path | None = None) -> list[str]:
+    """Ids whose Japanese text changed since the translation was last accepted (`<code>/source.json`)."""
+    path = locales_dir(root) / code / SOURCE_RECORD
+    if not path.exists():
+        return [f"{code}: not tracked (no {SOURCE_RECORD}); once it is up to date: kiosk locales accept {code}"]
+    recorded = read_locale_file(path)
+    stale = []
+    for name in source_files(root):
+        seen = recorded.get(name, {})
+        for key, text in texts_of(SOURCE_LANG, name, root).items():
+            if key in texts_of(code, name, root) and seen.get(key) != fingerprint(text):
+                stale.append(f"{code}/{name} [{key}]")
+    return stale
+
+
+def accept_translation(code: str, root: Path | None = None) -> Path:
+    """Record that `code` follows the current Japanese texts (run after updating the translation)."""
+    record = {name: {key: fingerprint(text) for key, text in texts_of(SOURCE_LANG, name, root).items()}
+              for name in source_files(root)}
+    path = locales_dir(root) / code / SOURCE_RECORD
+    path.write_text(json.dumps(record, ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path
