@@ -65,6 +65,8 @@ def test_card_presented_again_after_removal(running_reader, udp_card):
 
 def test_nfc_logs_carry_no_identifiers(running_reader, udp_card, caplog):
     caplog.set_level(logging.DEBUG)
+    logging.getLogger("nfc").setLevel(logging.DEBUG)  # as someone debugging might: the reader pins it back
+    logging.getLogger("nfc.clf").setLevel(logging.DEBUG)
     card = udp_card("type_4b", "mynumber_card")
     running = start(running_reader, card)
     running.next_observation()
@@ -80,4 +82,9 @@ def test_nfc_logs_carry_no_identifiers(running_reader, udp_card, caplog):
 def test_missing_device_is_reported(running_reader):
     running = running_reader(open_reader("nfc:usb:ffff:ffff"))
     status = running.wait_status(False)
-    assert "usb:ffff:ffff" in status.detail
+    assert status.detail == "no NFC reader found at 'usb:ffff:ffff'; plug one in"
+
+
+def test_bad_device_path_is_reported(running_reader):
+    status = running_reader(open_reader("nfc:udp:127.0.0.1:discard")).wait_status(False)
+    assert "is not an nfcpy device path" in status.detail

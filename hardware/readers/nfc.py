@@ -40,6 +40,8 @@ RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)  # back-off while the reader is missing
 
 def pin_nfc_loggers() -> None:
     """Keep nfcpy's loggers at WARNING: at DEBUG they print UIDs, PUPIs and IDms."""
+    import nfc  # noqa: F401  (importing nfc sets its logger to INFO: pin after that)
+
     names = [n for n in logging.root.manager.loggerDict if n == "nfc" or n.startswith("nfc.")]
     for name in {"nfc", *names}:
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -88,7 +90,11 @@ class NfcReader(Reader):
 
         clf = nfc.ContactlessFrontend()
         try:
-            if not clf.open(self.path):
+            try:
+                opened = clf.open(self.path)
+            except ValueError:
+                raise ReaderLost(f"{self.path!r} is not an nfcpy device path (usb, usb:054c:06c3, tty:USB0, ...)") from None
+            if not opened:
                 raise ReaderLost(f"no NFC reader found at {self.path!r}; plug one in")
             self._status.report(post, ReaderStatus(True, self.description))
             self._watch(clf, post, stop)

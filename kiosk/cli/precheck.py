@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     try:
         rules = load_rules(config.reader.rules) if config.reader.rules else DEFAULT_RULES
-        reader = open_reader(args.reader or config.reader.spec(),
+        section = config.reader.model_copy(update={"backend": args.reader}) if args.reader else config.reader
+        reader = open_reader(section.spec(),
                              args.reader_name if args.reader_name is not None else config.reader.name,
                              rules.probe_options())
     except RulesError as exc:
