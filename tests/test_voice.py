@@ -246,3 +246,13 @@ def test_a_clause_the_engine_aborts_on_is_spoken_in_pieces(tmp_path):
     rate, pcm = wav_samples(cache.clip(ESpeakNg(shutil.which("espeak-ng"), "my"), text))
     assert len(pcm) / rate > 3.0 and max(map(abs, pcm)) > 1000
     assert [p.name for p in tmp_path.iterdir()] == [cache.path_for(ESpeakNg(shutil.which("espeak-ng"), "my"), text).name]
+
+
+def test_build_names_a_broken_languages_file_instead_of_crashing(tmp_path, monkeypatch, capsys):
+    (tmp_path / "locales").mkdir()
+    (tmp_path / "locales" / "languages.json").write_text("{broken", encoding="utf-8")
+    monkeypatch.setattr("kiosk.locales.catalogue_root", lambda: tmp_path)
+    config = tmp_path / "kiosk.toml"
+    config.write_text(f'[kiosk]\nstate_dir = "{tmp_path}"\n', encoding="utf-8")
+    assert main(["--config", str(config), "voice", "build"]) == 2
+    assert "languages.json: not valid JSON" in capsys.readouterr().err

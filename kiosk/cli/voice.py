@@ -27,13 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     say.set_defaults(handler=run_say)
 
 
-def screens_to_speak(lang: str) -> list[str]:
+def screens_to_speak(catalogue, lang: str) -> list[str]:
     """The spoken text of every guidance item and every pre-check result screen in `lang`."""
-    from kiosk.catalogue import load_catalogue
     from kiosk.locales import locales_dir, read_locale_file
     from kiosk.voice import speech_text
 
-    catalogue = load_catalogue()
     texts = [speech_text(g.title, g.steps) for g in (catalogue.guidance(code, lang) for code in catalogue.codes)]
     ui_file = locales_dir() / lang / "ui.json"
     strings = read_locale_file(ui_file) if ui_file.exists() else {}
@@ -46,19 +44,27 @@ def screens_to_speak(lang: str) -> list[str]:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from kiosk.catalogue import CatalogueError, load_catalogue
     from kiosk.cli import config_from_args
+    from kiosk.locales import LocaleError
     from kiosk.voice import SynthesisError, Voice
 
-    voice = Voice.from_config(config_from_args(args))
-    langs = args.lang or [lang for lang, synth in voice.synthesizers.items() if args.all or synth.prebuild]
-    unknown = [lang for lang in langs if lang not in voice.synthesizers]
-    if unknown:
-        print(f"kiosk voice: no voice on this machine for {', '.join(unknown)} "
-              f"(have: {', '.join(voice.synthesizers) or 'none'})", file=sys.stderr)
+    try:
+        voice = Voice.from_config(config_from_args(args))
+        langs = args.lang or [lang for lang, synth in voice.synthesizers.items() if args.all or synth.prebuild]
+        unknown = [lang for lang in langs if lang not in voice.synthesizers]
+        if unknown:
+            print(f"kiosk voice: no voice on this machine for {', '.join(unknown)} "
+                  f"(have: {', '.join(voice.synthesizers) or 'none'})", file=sys.stderr)
+            return 2
+        catalogue = load_catalogue()
+        screens = {lang: screens_to_speak(catalogue, lang) for lang in langs}
+    except (CatalogueError, LocaleError) as exc:
+        print(f"kiosk voice: cannot read the texts to speak:\n{exc}", file=sys.stderr)
         return 2
     failed = made = 0
     for lang in langs:
-        for text in dict.fromkeys(screens_to_speak(lang)):
+        for text in dict.fromkeys(screens[lang]):
             try:
                 voice.cache.clip(voice.synthesizers[lang], text)
                 made += 1
