@@ -334,6 +334,8 @@ class Runtime:
             return
         self.catalogue = catalogue
         self.flow.codebook = CatalogueCodebook(catalogue)
+        if self.link is not None:  # events from now on name the new version
+            self.link.catalogue_version = getattr(catalogue, "version", "")
         log.info("catalogue reloaded: version %s", getattr(catalogue, "version", "?"))
         if command is not None:
             command.reply(True, f"catalogue version {getattr(catalogue, 'version', '?')}")

@@ -70,7 +70,7 @@ class RecordingScreen:
 
 class RecordingLink:
     def __init__(self, version, post, on_turn):
-        self.version, self.post = version, post
+        self.catalogue_version, self.post = version, post
         self.events = Recorder()
         self.calls: list = []
         self.started = self.stopped = False
@@ -225,6 +225,7 @@ def test_reload_catalogue_swaps_the_codebook(kiosk):
     k.runtime.post(command)
     assert command.replies.wait_for(lambda r: True) == (True, "catalogue version v2")
     assert k.runtime.flow.codebook.catalogue.version == "v2"
+    assert k.link.catalogue_version == "v2"
 
 
 def test_default_language_chosen_by_staff_survives_a_restart(kiosk):
