@@ -18,7 +18,7 @@ from kiosk import events
 from kiosk.config import ConfigError, config_from_dict
 from kiosk.flow import LinkChanged
 from kiosk.link import Command, EventLink
-from tests.test_link import Posted
+from tests.test_link import Posted, wait_until
 
 pytestmark = pytest.mark.mqtt
 
@@ -101,9 +101,7 @@ def local_client(broker, user):
 
 def publish_and_ack(client, acks, topic, payload, properties=None):
     info = client.publish(topic, payload, qos=1, properties=properties)
-    deadline = time.monotonic() + 5
-    while info.mid not in acks and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert wait_until(lambda: info.mid in acks)
     return acks[info.mid]
 
 
@@ -149,9 +147,7 @@ def test_tls_refuses_a_broker_signed_by_another_ca(facility, pki, tmp_path):
     link = EventLink(kiosk_config(tmp_path, facility, pki, ca_file=str(pki / "other-ca.crt")), "c", Posted())
     link.start()
     try:
-        deadline = time.monotonic() + 5
-        while not (link.stats().last_error or "") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert wait_until(lambda: link.stats().last_error)
         assert "CERTIFICATE_VERIFY_FAILED" in link.stats().last_error
         assert not link.stats().connected
     finally:
@@ -162,8 +158,8 @@ def test_missing_client_certificate_or_bad_password_is_refused(facility, pki, tm
     link = EventLink(kiosk_config(tmp_path, facility, pki, cert_file=None, key_file=None), "c", Posted())
     link.start()
     try:
-        time.sleep(1.0)
-        assert not link.stats().connected and link.stats().last_error
+        assert wait_until(lambda: link.stats().last_error)
+        assert not link.stats().connected
     finally:
         link.stop()
     config = kiosk_config(tmp_path, facility, pki)
@@ -171,9 +167,7 @@ def test_missing_client_certificate_or_bad_password_is_refused(facility, pki, tm
     link = EventLink(config, "c", Posted())
     link.start()
     try:
-        deadline = time.monotonic() + 5
-        while "refused the connection" not in (link.stats().last_error or "") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert wait_until(lambda: "refused the connection" in (link.stats().last_error or ""))
         assert "Not authorized" in link.stats().last_error or "Bad user name" in link.stats().last_error
     finally:
         link.stop()
@@ -248,9 +242,7 @@ def test_installed_appliance_broker_config(mosquitto_factory, tmp_path):
         client.on_publish = lambda _c, _u, mid, reason, _p: acks.__setitem__(mid, reason)
         client.connect(broker.host, broker.port)
         client.loop_start()
-        deadline = time.monotonic() + 5
-        while not connected and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert wait_until(lambda: connected)
         try:
             if connected[0].is_failure:
                 return connected[0]
