@@ -146,6 +146,13 @@ load_config(Path(sys.argv[1]))' "$CONFIG" ||
     say "write it down now: it is shown only this once (only its hash is kept in $CONFIG)"
 }
 
+# Japanese speech (Open JTalk) is slow on a Pi: make its clips now, as the service user, into its state dir.
+build_voice_clips() {
+    say "making the voice-guidance clips (kiosk voice build)"
+    (cd "$STATE_DIR" && runuser -u "$SERVICE_USER" -- env HOME="$STATE_DIR" "$VENV/bin/kiosk" --config "$CONFIG" voice build >&2) ||
+        say "some voice clips could not be made now; the kiosk makes them when first needed"
+}
+
 # *.conf files go where Debian's mosquitto.conf includes them; ACLs and the rest beside mosquitto.conf.
 broker_target() {
     case "$1" in
@@ -299,6 +306,7 @@ main() {
     install_program
     install_files
     write_config
+    build_voice_clips
     configure_broker
     configure_display
     install_units

@@ -174,6 +174,8 @@ def test_install_upgrade_switch_display_and_uninstall(chroot):
     assert "SDL_VIDEODRIVER=kmsdrm" in chroot.path("/etc/systemd/system/kiosk.service.d/display.conf").read_text()
     assert _mode(chroot.path("/var/lib/kiosk/kivy/config.ini")) == 0o600
     assert _mode(chroot.path("/var/lib/kiosk")) == 0o700
+    clips = list(chroot.path("/var/lib/kiosk/voice").glob("*.wav"))
+    assert clips and all(clip.stat().st_uid == kiosk_uid for clip in clips), output
     wants = chroot.path("/etc/systemd/system/multi-user.target.wants")
     assert (wants / "kiosk.service").is_symlink() and (wants / "kiosk-console.service").is_symlink()
 
