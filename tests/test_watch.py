@@ -2,7 +2,7 @@
 
 import subprocess
 import sys
-import time
+import threading
 
 import pytest
 
@@ -11,7 +11,7 @@ from kiosk.cli.watch import WatchState
 from kiosk.config import config_from_dict
 from kiosk.flow import Call, LinkChanged
 from kiosk.link import EventLink
-from tests.test_link import Posted
+from tests.test_link import Posted, wait_until
 
 
 def test_describe_tracks_presence_and_calls():
@@ -37,24 +37,29 @@ def test_watch_prints_live_events_and_open_calls(mosquitto, tmp_path):
                               "--broker", mosquitto.url, "--state-dir", str(tmp_path), "--count", "5"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(watch.stdout), daemon=True)
+    reader.start()
     posted = Posted()
     link = EventLink(config_from_dict({"kiosk": {"id": "k1", "site": "s1", "state_dir": str(tmp_path / "s")},
                                        "mqtt": {"url": mosquitto.url}}), "cat", posted)
-    time.sleep(1.0)  # let the watcher subscribe first
-    link.start()
     try:
+        assert wait_until(lambda: any("connected" in line for line in lines), timeout=30), lines
+        link.start()
         posted.next(LinkChanged)
         link.emit("precheck", {"outcome": "smartphone_mismatch", "code": None, "hints": []})
         link.set_call(Call(id="c7", reason="patient_request", code=None, audience="patient",
                            since=events.timestamp()))
         link.emit("call", {"call_id": "c7", "reason": "patient_request", "code": None, "audience": "patient"})
         link.set_call(None)  # 5 messages: status, precheck, call (retained), call event, call cleared
-        out, err = watch.communicate(timeout=20)
+        watch.wait(timeout=30)
+        reader.join(5)
     finally:
         link.stop()
         if watch.poll() is None:
             watch.kill()
-    assert watch.returncode == 0, err
+    out = "".join(lines)
+    assert watch.returncode == 0, watch.stderr.read()
     assert "s1/k1" in out and "● online" in out
     assert "precheck outcome=smartphone_mismatch" in out
     assert "CALL OPEN patient_request" in out and "open calls: 1" in out
