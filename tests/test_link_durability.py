@@ -93,8 +93,11 @@ class Subscriber:
         from paho.mqtt.properties import Properties
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = 3600
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.connect(broker.host, broker.port, clean_start=False, properties=properties)
         self.client.loop_start()
+        assert subscribed.wait(10), "the dashboard could not subscribe"
 
     def events(self):
         return [json.loads(p) for t, p, _ in list(self.messages) if "/event/" in t]
