@@ -41,7 +41,7 @@ config = config_from_dict({"kiosk": {"id": "k1", "site": "s1", "state_dir": stat
 link = EventLink(config, "cat-1", lambda message: None)
 link.start()
 for i in range(first, first + count):
-    event_id = link.emit("lookup", {"code": str(i % 1000), "known": False, "audience": None, "outage": None})
+    event_id = link.emit("lookup", {"code": f"{i % 1000:03d}", "known": False, "audience": None, "outage": None})
     print(event_id, flush=True)  # printed only once stored
     time.sleep(0.003)
 print("emitted", flush=True)
