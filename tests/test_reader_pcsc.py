@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import queue
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hardware.readers import apdu
+from hardware.readers.atr import contactless_atr
 from hardware.readers.base import Failure, Family, ProbeOptions, ReaderStatus, Removed
+from hardware.readers.cards import CardProfile
 from hardware.readers.pcsc import PcscReader
 from kiosk.precheck import CODES, Outcome, classify
-from tests.rigs.pcsc import EXPECTED_OUTCOMES, reader_name
+from tests.rigs.pcsc import EXPECTED_OUTCOMES, reader_name, wait_until_empty
 
 pytestmark = pytest.mark.pcsc
 
@@ -123,3 +129,28 @@ def test_stop_returns_promptly_while_waiting(pcscd, running_reader):
     running.wait_status(True)
     running.close(timeout=2.0)
 
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    atr=st.one_of(
+        st.binary(min_size=1, max_size=33),
+        st.binary(max_size=12).map(lambda tail: bytes.fromhex("3B8880010000") + tail),  # Type B-like
+        st.binary(max_size=15).map(lambda hist: contactless_atr(hist)),  # any contactless family
+    ),
+    jpki_sw=st.binary(min_size=0, max_size=4),
+    token=st.one_of(st.none(), st.binary(max_size=40)),
+)
+def test_any_card_on_the_real_stack_gives_a_defined_outcome(reader, virtual_card, atr, jpki_sw, token):
+    card = virtual_card(CardProfile("fuzz", atr, jpki_sw, token))
+    try:
+        observation = reader.next_observation(timeout=3)
+    except queue.Empty:
+        observation = None  # pcscd may refuse to power such a card: then nothing is presented
+    if observation is not None:
+        verdict = classify(observation)
+        assert verdict.code == CODES[verdict.outcome]
+    assert set(card.received) <= apdu.ALLOWED
+    card.remove()
+    wait_until_empty(0)
+    assert reader.thread.is_alive()
