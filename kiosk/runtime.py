@@ -145,6 +145,7 @@ class Runtime:
         self._reader_thread: threading.Thread | None = None
         self._kivy_timer: Any = None
         self._shut_down = False
+        self._shown = ""  # the screen last shown
         self._last_housekeeping = clock()
 
     # --- any thread ----------------------------------------------------------------------------------------
@@ -297,6 +298,9 @@ class Runtime:
         match effect:
             case F.ShowScreen():
                 log.debug("screen %s (%s)", effect.name, effect.lang)
+                if effect.name == F.STAFF and self._shown != F.STAFF and self.link is not None:
+                    self.post(_LinkStatsDue())  # fresh broker/outbox figures right after the PIN
+                self._shown = effect.name
                 if self.screen is not None:
                     self.screen.show(effect)
             case F.SetLamp(pattern):

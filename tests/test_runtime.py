@@ -233,8 +233,8 @@ def test_default_language_chosen_by_staff_survives_a_restart(kiosk):
     k.runtime.post(F.Tap("staff_gesture"))
     k.runtime.post(F.PinEntered("2468"))
     k.screen.shown.wait_for(lambda s: s.name == F.STAFF)
-    # while the staff screen is up, housekeeping keeps its broker/outbox figures current
-    k.screen.shown.wait_for(lambda s: s.name == F.STAFF and s.context["broker"]["connected"])
+    # fresh broker/outbox figures right after the PIN (then housekeeping keeps them current)
+    k.screen.shown.wait_for(lambda s: s.name == F.STAFF and s.context["broker"]["connected"], timeout=0.9)
     k.runtime.post(F.Tap("default_lang:en"))
     k.runtime.post(F.Tap("home"))
     k.screen.shown.wait_for(lambda s: s.name == F.IDLE and s.lang == "en")
