@@ -156,6 +156,10 @@ def test_bad_scenarios_are_refused_clearly(tmp_path):
     bad.write_text('[[steps]]\npresent = "passport"\n', encoding="utf-8")
     with pytest.raises(ReaderError, match="unknown preset 'passport'"):
         load_scenario(str(bad))
+    spinning = tmp_path / "spin.toml"
+    spinning.write_text('repeat = true\n[[steps]]\npresent = "iphone"\nhold = 0\n', encoding="utf-8")
+    with pytest.raises(ReaderError, match="must take some time"):
+        load_scenario(str(spinning))
     with pytest.raises(ReaderError, match="no such scenario"):
         load_scenario("no-such-scenario")
     with pytest.raises(ReaderError, match="unknown preset"):

@@ -62,6 +62,13 @@ class Scenario(BaseModel):
     repeat: bool = False
     steps: list[Step] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _takes_time_if_repeating(self) -> Scenario:
+        duration = sum((s.hold if s.present else 0.0) + s.wait + s.unplug for s in self.steps)
+        if self.repeat and duration <= 0:
+            raise ValueError("a repeating scenario must take some time (hold, wait or unplug > 0)")
+        return self
+
 
 def scenario_dir() -> Path:
     return Path(str(importlib.resources.files("kiosk") / "scenarios"))
