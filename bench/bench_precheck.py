@@ -9,6 +9,7 @@ process CPU while PcscReader waits for a card (target ≤ 1 % of a core).
 from __future__ import annotations
 
 import queue
+import random
 import statistics
 import sys
 import tempfile
@@ -27,6 +28,7 @@ from kiosk.precheck import classify  # noqa: E402
 from tests.rigs.pcsc import LOCK_PATH, Pcscd, VirtualCard, pcsc_rig_missing, reader_name, wait_until_empty  # noqa: E402
 
 IDLE_SECONDS = 10.0
+POLL_SECONDS = 0.4  # pcscd asks vpcd for the ATR this often
 
 
 def bare_loop(reader: str, seen: queue.Queue, stop: threading.Event, contexts: list) -> None:
@@ -107,7 +109,7 @@ def run(count: int) -> int:
         overhead.append((t_ours - t_bare) * 1000)
         card.remove()
         wait_until_empty(0)
-        time.sleep(0.05)
+        time.sleep(random.uniform(0.0, POLL_SECONDS))  # arrive at any phase of pcscd's poll
 
     stop.set()
     for context in contexts:
