@@ -24,8 +24,13 @@ ILLUSTRATION_DIR = Path(__file__).resolve().parent / "illustrations"
 MIN_TAP_U = 60  # px per u: 60 px ≥ 11 mm at 133 dpi; 90 px (u = 1.5) ≥ 10.8 mm at 210 dpi, ≥ 15 mm at 150 dpi
 
 
+# Font sizes a FitLabel may use (px, ~8 % apart). Every size opens its own FreeType face (the CJK font is a
+# 19 MB collection), so a short fixed ladder keeps memory flat however many boxes are fitted.
+FONT_LADDER = tuple(sorted({round(10 * 1.08 ** k) for k in range(45)}))
+
+
 class FitLabel(Label):
-    """A wrapping label that shrinks its font (down to `min_font_size`) until the text fits its box."""
+    """A wrapping label that steps its font down the ladder (to `min_font_size`) until the text fits its box."""
 
     max_font_size = NumericProperty(28)
     min_font_size = NumericProperty(12)
@@ -43,14 +48,12 @@ class FitLabel(Label):
             return
         padding_x = self.padding[0] + self.padding[2] if len(self.padding) == 4 else 2 * self.padding[0]
         self.text_size = (max(1, self.width - padding_x), None)
-        size = self.max_font_size
-        while True:
+        sizes = [size for size in reversed(FONT_LADDER) if self.min_font_size <= size <= self.max_font_size]
+        for size in sizes or [FONT_LADDER[0]]:
             self.font_size = size
             self.texture_update()
-            fits = self.texture_size[0] <= self.width + 1 and self.texture_size[1] <= self.height + 1
-            if fits or size <= self.min_font_size:
+            if self.texture_size[0] <= self.width + 1 and self.texture_size[1] <= self.height + 1:
                 return
-            size = max(self.min_font_size, size * 0.88)
 
 
 class FitButton(ButtonBehavior, FitLabel):
