@@ -220,5 +220,4 @@ def test_the_demo_panel_presents_cards_and_draws_the_lamp(kivy_window, tmp_path)
         assert lamp.pattern == "call"
         assert offscreen.wait_for(lambda: lamp.lit, 2) and offscreen.wait_for(lambda: not lamp.lit, 2)
     finally:
-        offscreen.close()
-        runtime.shutdown()
+        offscreen.close()  # on_stop: the runtime shuts down

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -97,6 +98,11 @@ class KioskUi:
     def settle(self, frames: int = 3) -> None:
         self.offscreen.settle(frames)
 
+    def run_for(self, seconds: float) -> None:
+        """Keep the app running (frames, clock, runtime) for `seconds`."""
+        deadline = time.monotonic() + seconds
+        self.offscreen.wait_for(lambda: time.monotonic() >= deadline, seconds + 1)
+
     def wait_screen(self, name: str, seconds: float = 10.0) -> None:
         assert self.offscreen.wait_for(lambda: self.screen == name, seconds), (
             f"expected screen {name!r}, still on {self.screen!r}")
@@ -133,8 +139,9 @@ def kivy_window():
 
 
 @pytest.fixture
-def kiosk_ui(kivy_window, tmp_path) -> Iterator[KioskUi]:
-    """KioskApp over a real Runtime: sim reader, the shipped catalogue, the flow, the lamp on MockFactory."""
+def kiosk_ui_factory(kivy_window, tmp_path) -> Iterator[Callable[..., KioskUi]]:
+    """Make a KioskApp over a real Runtime (the shipped catalogue, the flow, the lamp on MockFactory);
+    `make(config=None, reader=None, link=False)`: a sim reader and no MQTT unless given. Stopped at teardown."""
     from gpiozero.pins.mock import MockFactory
 
     from hardware.readers.sim import SimReader
@@ -144,28 +151,40 @@ def kiosk_ui(kivy_window, tmp_path) -> Iterator[KioskUi]:
     from kiosk.catalogue import load_catalogue
     from kiosk.config import Config
     from kiosk.flow import CallButton, ResetButton
+    from kiosk.link import EventLink
     from kiosk.passwords import hash_secret
     from kiosk.runtime import Runtime
 
-    config = Config.model_validate({
-        "kiosk": {"state_dir": str(tmp_path / "state")},
-        "reader": {"backend": "sim"},
-        "ui": {"checking_seconds": 0.1},
-        "staff": {"pin_hash": hash_secret(STAFF_PIN)},
-    })
-    pins = MockFactory()
-    reader = SimReader()
-    runtime = Runtime(
-        config, reader=reader, catalogue_loader=load_catalogue, languages=("ja", "en"),
-        signals_factory=lambda post: Signals(config.gpio, on_call=lambda: post(CallButton()),
-                                             on_reset=lambda: post(ResetButton()), pin_factory=pins))
-    app = KioskApp(runtime)
-    offscreen = OffscreenKiosk(app, (800, 480))
-    ui = KioskUi(app, runtime, reader, offscreen, pins)
-    try:
+    made: list[KioskUi] = []
+
+    def make(config: Config | None = None, reader=None, link: bool = False) -> KioskUi:
+        config = config or Config.model_validate({
+            "kiosk": {"state_dir": str(tmp_path / "state")},
+            "reader": {"backend": "sim"},
+            "ui": {"checking_seconds": 0.1},
+        })
+        config.staff.pin_hash = config.staff.pin_hash or hash_secret(STAFF_PIN)
+        pins = MockFactory()
+        reader = reader or SimReader()
+        runtime = Runtime(
+            config, reader=reader, catalogue_loader=load_catalogue, languages=("ja", "en"),
+            signals_factory=lambda post: Signals(config.gpio, on_call=lambda: post(CallButton()),
+                                                 on_reset=lambda: post(ResetButton()), pin_factory=pins),
+            link_factory=(lambda version, post, on_turn: EventLink(config, version, post, on_turn=on_turn))
+            if link else None)
+        app = KioskApp(runtime)
+        ui = KioskUi(app, runtime, reader, OffscreenKiosk(app, (800, 480)), pins)
+        made.append(ui)
         ui.wait_screen("idle")
-        yield ui
-    finally:
-        offscreen.close()
-        runtime.shutdown()
-        pins.reset()
+        return ui
+
+    yield make
+    for ui in made:
+        ui.offscreen.close()  # on_stop: the runtime shuts down
+        ui.pins.close()
+
+
+@pytest.fixture
+def kiosk_ui(kiosk_ui_factory) -> KioskUi:
+    """KioskApp over a real Runtime: sim reader, the shipped catalogue, the flow, the lamp on MockFactory."""
+    return kiosk_ui_factory()
