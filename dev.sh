@@ -31,7 +31,7 @@ setup_venv() {
     [ -x .venv/bin/python ] || python3 -m venv .venv
     stamp=".venv/.installed-$(cat pyproject.toml setup.py | sha256sum | cut -c1-16)-$extras"
     if [ ! -e "$stamp" ]; then
-        .venv/bin/python -m pip install -q --upgrade pip
+        .venv/bin/python -m pip install -q --upgrade pip "setuptools>=77" wheel
         .venv/bin/python -m pip install -q -e ".[$extras]"
         rm -f .venv/.installed-*
         touch "$stamp"
