@@ -355,3 +355,6 @@ class Voice:
         except (SynthesisError, OSError, wave.Error, EOFError) as exc:
             log.warning("voice: %s: cannot play: %s", request.synthesizer.key, exc)
             return False
+        except Exception:  # the voice thread must outlive any surprise; the kiosk goes on without sound
+            log.exception("voice: %s: unexpected error", request.synthesizer.key)
+            return False
