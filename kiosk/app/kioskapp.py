@@ -48,6 +48,8 @@ BUTTON_COLOURS = {
     "primary": (0.17, 0.42, 0.69, 1),
     "call": (0.61, 0.26, 0.13, 1),
 }
+PATIENT_MIN_FONT = 14  # px per u: the smallest text a patient is shown
+DENSE_MIN_FONT = 10  # the staff screen's status lines
 DEMO_PRESETS = {  # demo button → hardware.readers.sim preset
     "present_card": "mynumber_card",
     "present_iphone": "iphone",
@@ -98,6 +100,7 @@ class KioskRoot(BoxLayout):
         ids.title.text = view.title
         ids.banner.text = view.banner
         ids.text.text = compose_text(view.lines, view.steps)
+        ids.text.min_font_size = app.u * (DENSE_MIN_FONT if view.dense else PATIENT_MIN_FONT)
         ids.corner.send = lambda: app.tap("staff_gesture")
 
         ids.languages.clear_widgets()

@@ -87,6 +87,7 @@ class View:
     actions: tuple[Action, ...] = ()  # the bottom bar
     languages: tuple[Action, ...] = ()  # the language switch (empty where the flow ignores it)
     language_menu: tuple[Action, ...] = ()  # every other language, when too many for the title bar
+    dense: bool = False  # staff-facing status text: may go smaller than patient text
 
     def texts(self) -> list[str]:
         """Every string the view shows (for glyph and translation checks)."""
@@ -288,7 +289,7 @@ def _staff(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
         following = languages[(languages.index(current) + 1) % len(languages)]
         lines.insert(0, t("staff.default_language"))
         tools.append(Action(f"default_lang:{following}", t.texts.text(current, "lang.self_name"), "primary", current))
-    return View("staff", t.lang, t("staff.title"), lines=tuple(lines), choices=tuple(tools),
+    return View("staff", t.lang, t("staff.title"), lines=tuple(lines), choices=tuple(tools), dense=True,
                 actions=(Action("done", t("button.close"), "primary"),))
 
 

@@ -48,8 +48,8 @@ class FitLabel(Label):
             return
         padding_x = self.padding[0] + self.padding[2] if len(self.padding) == 4 else 2 * self.padding[0]
         self.text_size = (max(1, self.width - padding_x), None)
-        sizes = [size for size in reversed(FONT_LADDER) if self.min_font_size <= size <= self.max_font_size]
-        for size in sizes or [FONT_LADDER[0]]:
+        sizes = [size for size in reversed(FONT_LADDER) if self.min_font_size < size <= self.max_font_size]
+        for size in sizes + [self.min_font_size]:
             self.font_size = size
             self.texture_update()
             if self.texture_size[0] <= self.width + 1 and self.texture_size[1] <= self.height + 1:

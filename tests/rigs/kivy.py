@@ -70,7 +70,6 @@ def screen_problems(window) -> list[str]:
         tofu = missing_glyphs(widget.font_name, text)
         if tofu:
             problems.append(f"{name}: no glyph in {widget.font_name} for {''.join(sorted(tofu))!r}")
-        widget.texture_update()
         tw, th = widget.texture_size
         if tw > widget.width + 1 or th > widget.height + 1:
             problems.append(f"{name}: text {tw}x{th} overflows its box {widget.width:.0f}x{widget.height:.0f}")
