@@ -29,7 +29,7 @@ from kivy.utils import escape_markup
 
 from kiosk.app.texts import UiTexts
 from kiosk.app.views import LANGUAGE_MENU, View, build_view
-from kiosk.app.widgets import FitButton, Illustration, Keypad  # noqa: F401  (Keypad, LampView: kv rules)
+from kiosk.app.widgets import FitButton, Illustration, Keypad  # also registers LampView, StaffCorner for kiosk.kv
 from kiosk.flow import LookupEntered, PinEntered, ShowScreen, Tap
 
 log = logging.getLogger(__name__)

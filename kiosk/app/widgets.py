@@ -1,8 +1,9 @@
 """Kivy widgets for the kiosk screens. No flow logic here: widgets render a View and report taps.
 
-Sizes scale with `App.u` = (short side of the window) / 480 px. DPI assumption: the Raspberry Pi touch
-displays are 133 dpi (7" 800×480) to 210 dpi (Touch Display 2, 720×1280); at 1280×720 we assume ≥ 100 dpi
-(up to a 15" panel). The smallest tap target is MIN_TAP_U·u px, at least 9 mm on every one of them.
+Sizes (kiosk.kv) scale with `App.u` = (short side of the window) / 480 px. DPI assumption: the Raspberry Pi
+touch displays are 133 dpi (7" 800×480) to 210 dpi (Touch Display 2, 720×1280); at 1280×720 we assume
+≥ 100 dpi (up to a 15" panel). The smallest tap targets (keypad keys, ~57 u px) are ≥ 9 mm on each of them;
+tests/test_ui_screens.py measures every button at every layout.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from kivy.uix.widget import Widget
 from hardware.signals import PATTERNS
 
 ILLUSTRATION_DIR = Path(__file__).resolve().parent / "illustrations"
-MIN_TAP_U = 60  # px per u: 60 px ≥ 11 mm at 133 dpi; 90 px (u = 1.5) ≥ 10.8 mm at 210 dpi, ≥ 15 mm at 150 dpi
 
 
 # Font sizes a FitLabel may use (px, ~8 % apart). Every size opens its own FreeType face (the CJK font is a
