@@ -26,7 +26,7 @@ from kiosk.sdnotify import Notifier, Watchdog
 
 log = logging.getLogger(__name__)
 
-HOUSEKEEPING_SECONDS = 1.0  # watchdog tick and reader liveness
+HOUSEKEEPING_SECONDS = 1.0  # watchdog tick, staff screen figures
 SETTINGS_FILE = "kiosk-ui.json"  # in the state dir: what staff chose on the staff screen
 
 
@@ -253,15 +253,13 @@ class Runtime:
         now = self._clock()
         if now - self._last_housekeeping >= HOUSEKEEPING_SECONDS:
             self._last_housekeeping = now
-            if self._reader_thread is not None and self._reader_thread.is_alive():
-                self.watchdog.beat("reader")
             self.watchdog.tick()
             if self.flow.screen == F.STAFF and self.link is not None:  # keep the staff screen's backlog current
                 self._dispatch(_LinkStatsDue())
 
     def _run_reader(self) -> None:
         try:
-            self.reader.run(self.post, self._reader_stop)
+            self.reader.run(self.post, self._reader_stop, heartbeat=lambda: self.watchdog.beat("reader"))
         except Exception:
             log.exception("the reader thread failed")
             self.post(F.ReaderChanged(False, "reader thread failed"))

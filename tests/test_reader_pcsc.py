@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -91,9 +92,26 @@ def test_no_matching_reader_is_reported_clearly(pcscd, running_reader):
     assert "no card reader matching 'RC-S300'" in status.detail and reader_name(0) in status.detail
 
 
+# The watchdog's window is 30 s (WatchdogSec); a healthy loop beats about once a second. Old 5 s waits fail here.
+MAX_SILENCE_SECONDS = 3.5
+
+
+def test_heartbeat_while_waiting_for_a_card_and_while_the_reader_is_missing(pcscd, reader, running_reader):
+    missing = running_reader(PcscReader(name="RC-S300"))
+    missing.wait_status(False)
+    start = time.monotonic()
+    time.sleep(6.0)
+    end = time.monotonic()
+    assert reader.longest_silence(start, end) < MAX_SILENCE_SECONDS
+    assert missing.longest_silence(start, end) < MAX_SILENCE_SECONDS
+
+
 def test_pcscd_restart_is_survived(pcscd, reader, virtual_card):
     pcscd.stop()
     assert "pcscd" in reader.wait_status(False).detail
+    start = time.monotonic()
+    time.sleep(4.0)
+    assert reader.longest_silence(start, time.monotonic()) < MAX_SILENCE_SECONDS  # beats through the back-off
     pcscd.start()
     assert reader.wait_status(True, timeout=15).detail == reader_name(0)
     card = virtual_card("android")

@@ -48,3 +48,21 @@ def test_stop_ends_the_back_off_at_once():
     thread.start()
     thread.join(timeout=5)
     assert not thread.is_alive() and latch.last == ReaderStatus(False, "gone")
+
+
+def test_the_back_off_keeps_beating():
+    """A reader that stays missing is a healthy supervisor: it beats through long back-offs (watchdog)."""
+    import time
+
+    stop = threading.Event()
+    beats: list[float] = []
+
+    def session() -> None:
+        if len(beats) > 6:
+            stop.set()
+        raise ReaderLost("gone")
+
+    started = time.monotonic()
+    supervise(session, lambda e: None, stop, StatusLatch(), (2.5,), "r", heartbeat=lambda: beats.append(time.monotonic()))
+    times = [started, *beats]
+    assert len(beats) >= 7 and max(b - a for a, b in zip(times, times[1:])) < 2.0

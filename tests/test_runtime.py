@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from hardware.readers.base import ReaderStatus
 from hardware.readers.sim import SimReader
 from hardware.signals import Signals
 from kiosk import flow as F
@@ -305,7 +306,7 @@ print(sorted(m for m in sys.modules if m == "kivy" or m.startswith("kivy.")))
 
 def test_a_crashing_reader_thread_shows_as_a_reader_fault(kiosk):
     class Broken:
-        def run(self, post, stop):
+        def run(self, post, stop, heartbeat):
             raise RuntimeError("driver bug")
 
     k = kiosk(reader=Broken())
@@ -319,3 +320,63 @@ def test_an_unreadable_settings_file_is_ignored(kiosk, tmp_path, caplog):
     k = kiosk()
     assert k.screen.shown.wait_for(lambda s: s.name == F.IDLE).lang == "ja"
     assert "kiosk-ui.json: ignored" in caplog.text
+
+
+class HangingReader:
+    """Beats like a healthy back-end, then blocks forever inside a 'driver call' (its thread stays alive)."""
+
+    def __init__(self):
+        self.hang, self.release, self.hung = threading.Event(), threading.Event(), threading.Event()
+
+    def run(self, post, stop, heartbeat):
+        post(ReaderStatus(True, "hanging reader"))
+        while not stop.is_set():
+            heartbeat()
+            if self.hang.is_set():
+                self.hung.set()
+                self.release.wait()  # the driver never returns
+            stop.wait(0.05)
+
+
+def test_a_hung_reader_stops_the_watchdog_pings_though_its_thread_is_alive(tmp_path):
+    """Real notify socket: WATCHDOG=1 flows while the reader loop beats and stops once it hangs."""
+    import socket
+
+    from kiosk.sdnotify import Notifier
+
+    address = tmp_path / "notify"
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    systemd.bind(str(address))
+    received: list[tuple[float, str]] = []
+
+    def receive_for(seconds):
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            systemd.settimeout(left)
+            try:
+                received.append((time.monotonic(), systemd.recv(4096).decode()))
+            except TimeoutError:
+                pass
+
+    notifier = Notifier.from_environ({"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "1000000"})
+    config = Config.model_validate({"kiosk": {"state_dir": str(tmp_path)}})
+    reader = HangingReader()
+    runtime = Runtime(config, reader=reader, catalogue_loader=FakeCatalogue, notifier=notifier)
+    thread = threading.Thread(target=runtime.run, name="main-loop")
+    thread.start()
+    try:
+        receive_for(3.0)
+        assert sum(m == "WATCHDOG=1" for _, m in received) >= 2, received
+        reader.hang.set()
+        assert reader.hung.wait(5)
+        receive_for(4.0)
+        assert runtime._reader_thread.is_alive()
+        stale = [t for t, m in received if m == "STATUS=not responding: reader"]
+        assert stale, received
+        assert not [t for t, m in received if m == "WATCHDOG=1" and t > stale[0]], received
+    finally:
+        reader.release.set()
+        runtime.stop()
+        thread.join(timeout=10)
+        systemd.close()
+    assert not thread.is_alive()

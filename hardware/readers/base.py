@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Callable
@@ -78,6 +79,12 @@ class ReaderStatus:
 
 ReaderEvent = Presented | Removed | ReaderStatus
 Post = Callable[[ReaderEvent], None]
+Heartbeat = Callable[[], None]
+HEARTBEAT_SECONDS = 1.0  # a back-end's loop beats at least this often, idle or not, unless a driver call hangs
+
+
+def no_heartbeat() -> None:
+    """The default heartbeat: nobody is watching."""
 
 
 @dataclass(frozen=True)
@@ -110,8 +117,12 @@ class Reader(abc.ABC):
     description: str = ""
 
     @abc.abstractmethod
-    def run(self, post: Post, stop: threading.Event) -> None:
-        """Watch the reader, survive its loss (posting ReaderStatus) and return once `stop` is set."""
+    def run(self, post: Post, stop: threading.Event, heartbeat: Heartbeat = no_heartbeat) -> None:
+        """Watch the reader, survive its loss (posting ReaderStatus) and return once `stop` is set.
+
+        `heartbeat()` is called on every turn of the loop, at least every HEARTBEAT_SECONDS (while idle and
+        while the reader is missing too): a loop stuck in a driver call stops beating, and the watchdog notices.
+        """
 
 
 @dataclass
@@ -141,14 +152,28 @@ class StatusLatch:
             post(status)
 
 
+def wait_beating(stop: threading.Event, seconds: float, heartbeat: Heartbeat) -> bool:
+    """Wait `seconds` or until `stop` is set (then True), beating at least every HEARTBEAT_SECONDS."""
+    deadline = time.monotonic() + seconds
+    while True:
+        heartbeat()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return stop.is_set()
+        if stop.wait(min(remaining, HEARTBEAT_SECONDS)):
+            return True
+
+
 def supervise(session: Callable[[], None], post: Post, stop: threading.Event, status: StatusLatch,
-              retry_seconds: tuple[float, ...], description: str) -> None:
+              retry_seconds: tuple[float, ...], description: str, heartbeat: Heartbeat = no_heartbeat) -> None:
     """Run `session` until `stop` is set; a ReaderLost or any other failure is posted and retried with back-off.
 
+    `session` beats while it runs; the supervisor beats before each attempt and through the back-off.
     Only the exception's type is logged for unexpected failures: driver messages may carry identifiers.
     """
     failures = 0
     while not stop.is_set():
+        heartbeat()
         available_before = status.times_available
         try:
             session()
@@ -159,7 +184,7 @@ def supervise(session: Callable[[], None], post: Post, stop: threading.Event, st
             status.report(post, ReaderStatus(False, f"{description}: unexpected error; retrying"))
         if status.times_available != available_before:  # it worked for a while: retry quickly
             failures = 0
-        stop.wait(retry_seconds[min(failures, len(retry_seconds) - 1)])
+        wait_beating(stop, retry_seconds[min(failures, len(retry_seconds) - 1)], heartbeat)
         failures += 1
 
 

@@ -19,6 +19,7 @@ from hardware.readers.base import (
     Failure,
     Family,
     FlapCounter,
+    Heartbeat,
     Observation,
     Post,
     Presented,
@@ -28,6 +29,7 @@ from hardware.readers.base import (
     ReaderStatus,
     Removed,
     StatusLatch,
+    no_heartbeat,
     supervise,
 )
 from hardware.readers.probe import PROBED_FAMILIES, observe
@@ -80,11 +82,12 @@ class NfcReader(Reader):
         self._status = StatusLatch()
         self._flaps = FlapCounter(self.options.flap_window_seconds)
 
-    def run(self, post: Post, stop: threading.Event) -> None:
+    def run(self, post: Post, stop: threading.Event, heartbeat: Heartbeat = no_heartbeat) -> None:
         pin_nfc_loggers()
-        supervise(lambda: self._session(post, stop), post, stop, self._status, RETRY_SECONDS, self.description)
+        supervise(lambda: self._session(post, stop, heartbeat), post, stop, self._status, RETRY_SECONDS,
+                  self.description, heartbeat)
 
-    def _session(self, post: Post, stop: threading.Event) -> None:
+    def _session(self, post: Post, stop: threading.Event, heartbeat: Heartbeat) -> None:
         """Open the device and watch it until `stop`; a missing or lost device raises ReaderLost."""
         import nfc
 
@@ -97,17 +100,18 @@ class NfcReader(Reader):
             if not opened:
                 raise ReaderLost(f"no NFC reader found at {self.path!r}; plug one in")
             self._status.report(post, ReaderStatus(True, self.description))
-            self._watch(clf, post, stop)
+            self._watch(clf, post, stop, heartbeat)
         except OSError as exc:  # unplugged, busy (pcscd holding an ACR122U), no permission
             raise ReaderLost(f"NFC reader {self.path!r} unavailable: {exc.strerror or exc}") from None
         finally:
             clf.close()
 
-    def _watch(self, clf, post: Post, stop: threading.Event) -> None:
+    def _watch(self, clf, post: Post, stop: threading.Event, heartbeat: Heartbeat) -> None:
         from nfc.clf import RemoteTarget
 
         targets = [RemoteTarget(brty) for brty in self.technologies]
         while not stop.is_set():
+            heartbeat()
             target = clf.sense(*targets, iterations=1)
             if target is None:
                 stop.wait(IDLE_SECONDS)
@@ -115,7 +119,7 @@ class NfcReader(Reader):
             tag, observation = self._observe(clf, target)
             post(Presented(observation))
             try:
-                self._wait_removed(clf, target, tag, stop)
+                self._wait_removed(clf, target, tag, stop, heartbeat)
             finally:
                 post(Removed())
 
@@ -134,11 +138,12 @@ class NfcReader(Reader):
             return None, Observation(family, failure=Failure.CONNECT, presentations=presentations)
         return tag, observe(family, _transmit(tag), self.options, presentations, started)
 
-    def _wait_removed(self, clf, target, tag, stop: threading.Event) -> None:
+    def _wait_removed(self, clf, target, tag, stop: threading.Event, heartbeat: Heartbeat) -> None:
         """Block until the item leaves the field (ISO-DEP: presence check; others: sensed again)."""
         from nfc.clf import RemoteTarget
 
         while not stop.wait(PRESENCE_SECONDS):
+            heartbeat()
             if tag is not None:
                 if not tag.is_present:
                     return

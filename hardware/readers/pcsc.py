@@ -2,7 +2,8 @@
 
 A supervised loop of our own over `SCardGetStatusChange` (with the `\\\\?PnP?\\Notification` pseudo-reader)
 instead of pyscard's CardMonitor, whose thread dies for good when pcscd stops. The loop blocks in pcscd
-(event-driven, no polling); `stop` cancels the wait through `SCardCancel`. Losing the reader or pcscd posts
+(event-driven, no polling) for at most WAIT_MS, so the loop beats its heartbeat about once a second even
+while idle; `stop` cancels the wait through `SCardCancel`. Losing the reader or pcscd posts
 `ReaderStatus(False, ...)`; the loop re-establishes itself and posts `ReaderStatus(True, ...)`.
 """
 
@@ -20,6 +21,7 @@ from hardware.readers.base import (
     Failure,
     Family,
     FlapCounter,
+    Heartbeat,
     Observation,
     Post,
     Presented,
@@ -29,12 +31,13 @@ from hardware.readers.base import (
     ReaderStatus,
     Removed,
     StatusLatch,
+    no_heartbeat,
     supervise,
 )
 from hardware.readers.probe import PROBED_FAMILIES, observe
 
 PNP_READER = "\\\\?PnP?\\Notification"
-WAIT_MS = 5_000  # a safety net only: `stop` cancels the wait at once
+WAIT_MS = 1_000  # the longest wait between heartbeats (well within the watchdog's window); `stop` cancels it
 CANCEL_RETRY_SECONDS = 0.05
 RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)  # back-off while pcscd or the reader is missing
 GONE_ON_TRANSMIT = {
@@ -63,12 +66,13 @@ class PcscReader(Reader):
         self._status = StatusLatch()
         self._flaps = FlapCounter(self.options.flap_window_seconds)
 
-    def run(self, post: Post, stop: threading.Event) -> None:
+    def run(self, post: Post, stop: threading.Event, heartbeat: Heartbeat = no_heartbeat) -> None:
         finished = threading.Event()
         canceller = threading.Thread(target=self._cancel_when, args=(stop, finished), daemon=True, name="pcsc-cancel")
         canceller.start()
         try:
-            supervise(lambda: self._session(post, stop), post, stop, self._status, RETRY_SECONDS, self.description)
+            supervise(lambda: self._session(post, stop, heartbeat), post, stop, self._status, RETRY_SECONDS,
+                      self.description, heartbeat)
         finally:
             finished.set()
 
@@ -81,7 +85,7 @@ class PcscReader(Reader):
                     scard.SCardCancel(self._context)
             finished.wait(CANCEL_RETRY_SECONDS)
 
-    def _session(self, post: Post, stop: threading.Event) -> None:
+    def _session(self, post: Post, stop: threading.Event, heartbeat: Heartbeat) -> None:
         """One PC/SC context: find the reader, watch it; returns when `stop` is set, raises ReaderLost otherwise."""
         result, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
         if _code(result) != scard.SCARD_S_SUCCESS:
@@ -90,12 +94,13 @@ class PcscReader(Reader):
             self._context = context
         try:
             while not stop.is_set():
+                heartbeat()
                 reader = self._find_reader(context)
                 if reader is None:
                     self._wait_for_readers(post, context)
                     continue
                 self._status.report(post, ReaderStatus(True, reader))
-                self._watch(post, stop, context, reader)
+                self._watch(post, stop, context, reader, heartbeat)
         finally:
             with self._context_lock:
                 self._context = None
@@ -126,7 +131,7 @@ class PcscReader(Reader):
             raise ReaderLost("pcscd stopped (PC/SC service unavailable)")
         raise ReaderLost(f"PC/SC error 0x{result:08X}")
 
-    def _watch(self, post: Post, stop: threading.Event, context: int, reader: str) -> None:
+    def _watch(self, post: Post, stop: threading.Event, context: int, reader: str, heartbeat: Heartbeat) -> None:
         """Post Presented / Removed for `reader` until `stop` (return) or until it or pcscd is lost (ReaderLost).
 
         The event counter in the state's high word catches a swap between two pcscd polls. Whatever ends
@@ -136,6 +141,7 @@ class PcscReader(Reader):
         present, count = False, -1
         try:
             while not stop.is_set():
+                heartbeat()
                 result, changed = scard.SCardGetStatusChange(context, WAIT_MS, states)
                 result = _code(result)
                 if result == scard.SCARD_E_CANCELLED:

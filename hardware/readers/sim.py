@@ -22,6 +22,7 @@ from hardware.readers.base import (
     CardGone,
     Failure,
     Family,
+    Heartbeat,
     Observation,
     Post,
     Presented,
@@ -30,6 +31,7 @@ from hardware.readers.base import (
     ReaderError,
     ReaderStatus,
     Removed,
+    no_heartbeat,
 )
 from hardware.readers.cards import PROFILES, CardProfile
 from hardware.readers.probe import observe
@@ -135,11 +137,12 @@ class SimReader(Reader):
     def plug(self) -> None:
         self._commands.put(_Plug(True))
 
-    def run(self, post: Post, stop: threading.Event) -> None:
+    def run(self, post: Post, stop: threading.Event, heartbeat: Heartbeat = no_heartbeat) -> None:
         post(ReaderStatus(True, self.description))
         timeline = self._timeline()
         due = next(timeline, None)
         while not stop.is_set():
+            heartbeat()
             timeout = IDLE_WAKE_SECONDS if due is None else min(IDLE_WAKE_SECONDS, max(0.0, due[0] - time.monotonic()))
             try:
                 self._apply(self._commands.get(timeout=timeout), post)

@@ -279,14 +279,21 @@ def wait_until_empty(slot: int, timeout: float = 3.0) -> None:
 
 
 class RunningReader:
-    """A Reader running in its own thread; its events are collected in `events`."""
+    """A Reader running in its own thread; its events are collected in `events`, its heartbeats in `beats`."""
 
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
         self.events: queue.Queue = queue.Queue()
+        self.beats: list[float] = []  # monotonic times of the reader's heartbeats
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=reader.run, args=(self.events.put, self.stop), daemon=True)
+        self.thread = threading.Thread(target=reader.run, args=(self.events.put, self.stop),
+                                       kwargs={"heartbeat": lambda: self.beats.append(time.monotonic())}, daemon=True)
         self.thread.start()
+
+    def longest_silence(self, start: float, end: float) -> float:
+        """The longest time between `start` and `end` (monotonic) without a heartbeat."""
+        times = [start] + [t for t in list(self.beats) if start <= t <= end] + [end]
+        return max(b - a for a, b in zip(times, times[1:]))
 
     def next_event(self, timeout: float = 5.0):
         return self.events.get(timeout=timeout)
