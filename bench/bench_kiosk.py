@@ -61,10 +61,11 @@ def child_kiosk(broker_url: str, state_dir: str) -> None:
     from hardware.readers.sim import SimReader
     from kiosk.cli.run import _build_runtime
     from kiosk.config import Config
+    from kiosk.precheck import DEFAULT_RULES
 
     config = Config.model_validate({"kiosk": {"state_dir": state_dir}, "mqtt": {"url": broker_url},
                                     "reader": {"backend": "sim"}, "ui": {"fullscreen": False}})
-    runtime = _build_runtime(config, SimReader(), pin_factory=MockFactory())
+    runtime = _build_runtime(config, SimReader(), DEFAULT_RULES, pin_factory=MockFactory())
     from kiosk.app import KioskApp
 
     app = KioskApp(runtime, fullscreen=False)

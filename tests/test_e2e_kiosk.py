@@ -308,3 +308,64 @@ fullscreen = false
     assert process.returncode == 0, err[-3000:]
     status = payloads(watcher, TOPICS.status)[-1]
     assert status["state"] == "offline" and status["details"] == {"reason": "stopped"}
+
+
+def probe_rules(tmp_path):
+    """The shipped rule table with `[probe] read_token = false` and untyped tokens counted as unreadable: a My
+    Number card then gives `unreadable_card` only if the reader skipped the token AND the classifier used it."""
+    from kiosk.precheck import default_rules_path
+
+    shipped = default_rules_path().read_text(encoding="utf-8")
+    changed = shipped.replace("read_token = true", "read_token = false").replace('untyped = "card"',
+                                                                                'untyped = "unreadable"')
+    assert changed.count("false") > shipped.count("false") and 'untyped = "unreadable"' in changed
+    path = tmp_path / "rules.toml"
+    path.write_text(changed, encoding="utf-8")
+    return path
+
+
+@pytest.mark.pcsc
+@pytest.mark.mqtt
+def test_kiosk_run_gives_the_rule_tables_probe_settings_to_the_reader(tmp_path, virtual_card, mosquitto,
+                                                                      mqtt_listener):
+    from hardware.readers import apdu
+
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[kiosk]
+id = "{KIOSK}"
+site = "{SITE}"
+state_dir = "{tmp_path / 'state'}"
+[reader]
+backend = "pcsc"
+name = "{reader_name(0)}"
+rules = "{probe_rules(tmp_path)}"
+[mqtt]
+url = "{mosquitto.url}"
+""")
+    watcher = mqtt_listener(mosquitto, events.subscription("kiosk", SITE, KIOSK))
+    process = run_kiosk(["--config", str(config), "run", "--headless"], tmp_path)
+    try:
+        watcher.wait(lambda ms: any(p["state"] == "online" for p in payloads(watcher, TOPICS.status)), timeout=30)
+        card = virtual_card("mynumber_card")
+        watcher.wait(lambda ms: payloads(watcher, TOPICS.event("precheck")), timeout=15)
+        assert payloads(watcher, TOPICS.event("precheck"))[0]["data"]["outcome"] == "unreadable_card"
+        assert card.received == [apdu.SELECT_JPKI]  # no token read: [probe] read_token = false
+        card.remove()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err[-3000:]
+
+
+def test_kiosk_demo_gives_the_rule_tables_probe_settings_to_the_sim_reader(tmp_path):
+    scenario = tmp_path / "card.toml"
+    scenario.write_text('[[steps]]\npresent = "mynumber_card"\nhold = 1.0\n')
+    config = tmp_path / "config.toml"
+    config.write_text(f'[reader]\nrules = "{probe_rules(tmp_path)}"\n[mqtt]\nurl = "mqtt://127.0.0.1:9"\n')
+    process = run_kiosk(["--config", str(config), "demo", "--scenario", str(scenario),
+                         "--state-dir", str(tmp_path / "state")], tmp_path)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err[-3000:]
+    precheck = [json.loads(line.split("  ", 1)[1]) for line in out.splitlines() if "/event/precheck  " in line]
+    assert [p["outcome"] for p in precheck] == ["unreadable_card"]

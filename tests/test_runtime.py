@@ -293,8 +293,9 @@ from gpiozero.pins.mock import MockFactory
 from hardware.readers.sim import SimReader
 from kiosk.cli.run import _build_runtime
 from kiosk.config import Config
+from kiosk.precheck import DEFAULT_RULES
 config = Config.model_validate({{"kiosk": {{"state_dir": {str(tmp_path)!r}}}, "reader": {{"backend": "sim"}}}})
-runtime = _build_runtime(config, SimReader(), pin_factory=MockFactory())
+runtime = _build_runtime(config, SimReader(), DEFAULT_RULES, pin_factory=MockFactory())
 runtime.start()
 runtime.shutdown()
 print(sorted(m for m in sys.modules if m == "kivy" or m.startswith("kivy.")))

@@ -40,9 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # --- the parts -------------------------------------------------------------------------------------------
 
 def _rules(config: Config) -> Any:
+    """The pre-check rule table, loaded once: its `[probe]` options go to the reader, the rest to the classifier."""
     from kiosk.precheck import load_rules
 
-    return load_rules(config.reader.rules) if config.reader.rules else None
+    return load_rules(config.reader.rules)  # None: the shipped table
 
 
 def _languages() -> tuple[str, ...]:
@@ -76,12 +77,13 @@ def _signals_factory(config: Config, pin_factory=None):
     return make
 
 
-def _build_runtime(config: Config, reader, *, notifier=None, pin_factory=None):
+def _build_runtime(config: Config, reader, rules, *, notifier=None, pin_factory=None):
+    """The runtime around `reader`, which must have been opened with `rules.probe_options()`."""
     from kiosk.runtime import Runtime
 
     return Runtime(config, reader=reader, catalogue_loader=_catalogue_loader, languages=_languages(),
                    signals_factory=_signals_factory(config, pin_factory), link_factory=_link_factory(config),
-                   rules=_rules(config), notifier=notifier)
+                   rules=rules, notifier=notifier)
 
 
 def _fail(message: str) -> int:
@@ -112,8 +114,9 @@ def run_kiosk(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     try:
-        reader = open_reader(config.reader.spec(), config.reader.name)
-        runtime = _build_runtime(config, reader, notifier=Notifier.from_environ())
+        rules = _rules(config)
+        reader = open_reader(config.reader.spec(), config.reader.name, rules.probe_options())
+        runtime = _build_runtime(config, reader, rules, notifier=Notifier.from_environ())
     except _startup_errors() as exc:
         return _fail(f"cannot start: {exc}")
     if args.headless:
@@ -174,8 +177,9 @@ def run_demo(args: argparse.Namespace) -> int:
     display = has_display() and not args.tour
     try:
         scenario = load_scenario(args.scenario) if args.scenario else None
-        reader = SimReader(scenario=scenario)
-        runtime = _build_runtime(config, reader, pin_factory=MockFactory())
+        rules = _rules(config)
+        reader = SimReader(scenario=scenario, options=rules.probe_options())
+        runtime = _build_runtime(config, reader, rules, pin_factory=MockFactory())
     except _startup_errors() as exc:
         return _fail(f"cannot start the demo: {exc}")
     runtime.event_listeners.append(lambda kind, data: print_event(kind, data, config))
