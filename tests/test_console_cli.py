@@ -41,6 +41,16 @@ def test_bad_setups_exit_2_with_a_clear_message(tmp_path, console, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_bad_broker_tls_files_exit_2_before_serving(tmp_path, console_accounts):
+    path = tmp_path / "config.toml"
+    path.write_text(f'[mqtt]\nurl = "mqtts://127.0.0.1:1"\nca_file = "{tmp_path}/missing-ca.pem"\n'
+                    f'[console]\naccounts_file = "{console_accounts}"\n')
+    result = kiosk("--config", str(path), "console")
+    assert result.returncode == 2, result.stderr
+    assert "[mqtt] TLS files" in result.stderr and "missing-ca.pem" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_hash_password_prints_an_accounts_line(tmp_path):
     result = kiosk("console", "--hash-password", stdin="a long enough password\n")
     assert result.returncode == 0, result.stderr

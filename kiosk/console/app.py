@@ -19,7 +19,7 @@ def build_app(config: Config):
     from kiosk.console.auth import AccountsError, load_accounts
     from kiosk.console.codes import code_info_for
     from kiosk.console.server import create_app
-    from kiosk.link import parse_broker_url, read_password
+    from kiosk.link import new_client
 
     section = config.console
     if (section.tls_cert_file is None) != (section.tls_key_file is None):
@@ -30,9 +30,7 @@ def build_app(config: Config):
     if section.accounts_file is None:
         raise ConsoleSetupError("[console] accounts_file is not set: nobody could log in "
                                 "(see systemd/console-accounts.example.toml and docs/console.md)")
-    parse_broker_url(config.mqtt.url)  # broker settings fail here, before serving, as ConfigError
-    if config.mqtt.password_file:
-        read_password(config.mqtt.password_file)
+    new_client(config.mqtt, "check")  # broker URL, password file and TLS files fail here as ConfigError
     try:
         accounts = load_accounts(section.accounts_file)
         catalogue = load_catalogue()

@@ -11,7 +11,6 @@ import secrets
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -19,7 +18,7 @@ from kiosk import events
 from kiosk.config import MqttSection
 from kiosk.console.hub import LinkState
 from kiosk.console.messages import Decoded, decode
-from kiosk.link import parse_broker_url, read_password, tls_context
+from kiosk.link import new_client
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +26,14 @@ log = logging.getLogger(__name__)
 class ConsoleLink:
     """One broker connection for the console: kiosk topics of `sites` in, commands out."""
 
-    def __init__(self, mqtt_config: MqttSection, sites: list[str], post: Callable[[Decoded | LinkState], None],
-                 connect: Callable[..., mqtt.Client]):
+    def __init__(self, mqtt_config: MqttSection, sites: list[str], post: Callable[[Decoded | LinkState], None]):
+        """Bad broker settings (URL, password file, TLS files) raise kiosk.config.ConfigError here."""
         self._config = mqtt_config
         self._sites = sites
         self._post = post
         self.client_name = f"console-{secrets.token_hex(4)}"
-        self._client = connect(mqtt_config, self.client_name)
+        self._client, self._address = new_client(mqtt_config, self.client_name)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -42,6 +42,8 @@ class ConsoleLink:
         return events.reply_topic(self._config.prefix, site, self.client_name)
 
     def start(self) -> None:
+        """Connect in the background; paho retries for as long as the console runs."""
+        self._client.connect_async(self._address.host, self._address.port, keepalive=30)
         self._client.loop_start()
 
     def stop(self) -> None:
@@ -89,15 +91,3 @@ class ConsoleLink:
             return
         self._post(decoded)
 
-
-def connect_client(config: MqttSection, client_id: str) -> mqtt.Client:
-    """A paho v5 client for the broker in `config` (the kiosk's own URL/password/TLS rules), retrying forever."""
-    address = parse_broker_url(config.url)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
-    client.reconnect_delay_set(min_delay=1, max_delay=10)
-    if config.username:
-        client.username_pw_set(config.username, read_password(config.password_file) if config.password_file else None)
-    if address.tls:
-        client.tls_set_context(tls_context(config))
-    client.connect_async(address.host, address.port, keepalive=30)
-    return client

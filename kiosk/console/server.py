@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from kiosk.config import Config
 from kiosk.console.auth import Account, LoginThrottle, Session, SessionStore, authenticate
 from kiosk.console.hub import CommandRefused, Hub
-from kiosk.console.mqtt import ConsoleLink, connect_client
+from kiosk.console.mqtt import ConsoleLink
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class CommandRequest(BaseModel):
 
 
 def create_app(config: Config, accounts: dict[str, Account], *, code_info: Callable[[str], dict],
-               clock: Callable[[], float] = time.monotonic, connect=connect_client) -> FastAPI:
+               clock: Callable[[], float] = time.monotonic) -> FastAPI:
     """The console app; its lifespan connects to the broker and disconnects on shutdown."""
     section = config.console
     sites = section.sites or [config.kiosk.site]
@@ -85,7 +85,7 @@ def create_app(config: Config, accounts: dict[str, Account], *, code_info: Calla
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         nonlocal link
         hub.bind(asyncio.get_running_loop())
-        link = ConsoleLink(config.mqtt, sites, hub.post, connect)
+        link = ConsoleLink(config.mqtt, sites, hub.post)
         link.start()
         try:
             yield
