@@ -225,6 +225,7 @@ def test_locales_have_the_same_keys_and_placeholders():
 
 def test_a_browser_too_far_behind_is_cut_off_and_others_keep_their_updates():
     import asyncio
+    import concurrent.futures
 
     from kiosk.console.hub import SUBSCRIBER_QUEUE, Hub
     from kiosk.console.messages import StatusMessage
@@ -243,7 +244,9 @@ def test_a_browser_too_far_behind_is_cut_off_and_others_keep_their_updates():
         hub.handle(StatusMessage("other-site", "x", {"online": True, "backlog": None}))  # not this console's
         return items, fast.get_nowait(), fast.empty(), len(hub.state.kiosks)
 
-    items, latest, drained, kiosk_count = asyncio.run(scenario())
+    # its own thread: the browser tests' session-wide Playwright keeps an event loop running on this one
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        items, latest, drained, kiosk_count = pool.submit(asyncio.run, scenario()).result()
     assert items[-1] is None and len(items) == SUBSCRIBER_QUEUE  # told to reconnect (and redraw)
     assert latest["kiosk"]["kiosk"] == "late" and drained
     assert kiosk_count == SUBSCRIBER_QUEUE + 6
