@@ -38,6 +38,12 @@ LAMP_OFF, LAMP_CALL, LAMP_ACKNOWLEDGED, LAMP_OUTAGE, LAMP_READER_FAULT = (
 # Pre-check outcomes (kiosk.precheck.Outcome values) that mean "this will work on the official reader".
 GOOD_OUTCOMES = frozenset({"mynumber_card", "smartphone_android", "smartphone_iphone"})
 
+# Screens whose guidance the speaker button reads out (when the language has a voice and it is not muted).
+SPEAKABLE_SCREENS = frozenset({RESULT, LOOKUP_RESULT, CALLING, STAFF_COMING, OUTAGE})
+# The patient's display toggles (tap `display:<mode>` on the idle screen; both reset at idle).
+DISPLAY_MODES = ("large_text", "high_contrast")
+VOLUME_STEP = 0.1  # staff mode's volume buttons; volume stays within [VOLUME_STEP, 1] (mute is its own toggle)
+
 # Why a call was opened.
 CALL_PATIENT, CALL_STAFF_CODE, CALL_OUTAGE, CALL_REPEATED_FAILURES = (
     "patient_request", "staff_code", "outage", "repeated_failures")
@@ -112,9 +118,13 @@ class CommandLike(Protocol):
 
 @dataclass(frozen=True)
 class ShowScreen:
+    """`speaker`: show the speaker button; `large_text` / `high_contrast`: the patient's display modes."""
     name: str
     lang: str
     context: Mapping[str, Any] = field(default_factory=dict)
+    speaker: bool = False
+    large_text: bool = False
+    high_contrast: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,9 +188,23 @@ class SetDefaultLanguage:
     lang: str
 
 
+@dataclass(frozen=True)
+class Speak:
+    """Read the current screen's guidance aloud in `lang` (the runtime asks the screen for its text)."""
+    lang: str
+
+
+@dataclass(frozen=True)
+class SetVoice:
+    """Staff changed mute or volume: honour it now and keep it across restarts."""
+    muted: bool
+    volume: float
+
+
 Message = (CardPresented | CardRemoved | ReaderChanged | LinkChanged | Tap | LookupEntered | PinEntered
            | CallButton | ResetButton | Tick | CommandLike)
-Effect = ShowScreen | SetLamp | LampTest | Chirp | Emit | SetCall | Reply | ReloadCatalogue | SetDefaultLanguage
+Effect = (ShowScreen | SetLamp | LampTest | Chirp | Emit | SetCall | Reply | ReloadCatalogue | SetDefaultLanguage
+          | Speak | SetVoice)
 
 
 # --- what the flow needs to know about a code --------------------------------------------------------------
@@ -235,6 +259,9 @@ class Flow:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _utc_now,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        voice_languages: frozenset[str] = frozenset(),
+        voice_muted: bool = False,
+        voice_volume: float = 0.8,
     ) -> None:
         self.codebook = codebook
         self.timings = timings
@@ -252,6 +279,9 @@ class Flow:
         self.link = {"connected": False, "pending": 0}
         self.lamp = ""
         self.last_events: list[dict[str, Any]] = []
+        self.voice_languages = frozenset(voice_languages)  # languages the kiosk has a voice for
+        self.voice_muted = voice_muted
+        self.voice_volume = min(1.0, max(0.0, voice_volume))
         self.failures = 0
         self._forget_failures_at: float | None = None
         self._pin_failures = 0
@@ -260,6 +290,7 @@ class Flow:
         self.screen = ""
         self.lang = self.default_lang
         self.context: dict[str, Any] = {}
+        self.display = dict.fromkeys(DISPLAY_MODES, False)
         self._deadline: float | None = None
         self._pending_verdict: Any = None
         self._card_present = False
@@ -321,12 +352,30 @@ class Flow:
         self.screen = screen
         self.context = dict(context or {})
         self._deadline = None if timeout is None else self._clock() + timeout
-        return [ShowScreen(screen, self.lang, dict(self.context))]
+        return [self._screen_effect()]
+
+    def _screen_effect(self) -> ShowScreen:
+        return ShowScreen(self.screen, self.lang, dict(self.context), speaker=self._speaker(),
+                          large_text=self.display["large_text"], high_contrast=self.display["high_contrast"])
+
+    def _speaker(self) -> bool:
+        """Whether the current screen gets a speaker button: guidance, a voice for the language, not silenced."""
+        audible = not self.voice_muted and self.voice_volume > 0
+        return audible and self.screen in SPEAKABLE_SCREENS and self.lang in self.voice_languages
+
+    def _reshow(self) -> list[Effect]:
+        """The same screen again after a patient's choice (language, display); a changed idle screen returns
+        to the defaults after the idle timeout."""
+        if self.screen == IDLE:
+            changed = self.lang != self.default_lang or any(self.display.values())
+            self._deadline = self._clock() + self.timings.idle_timeout_seconds if changed else None
+        return [self._screen_effect()]
 
     def _go_home(self) -> list[Effect]:
         home = self._home()
         if home == IDLE:  # forget the patient
             self.lang = self.default_lang
+            self.display = dict.fromkeys(DISPLAY_MODES, False)
             self._pending_verdict = None
             self._forget_failures_at = self._clock() + self.timings.idle_timeout_seconds
         return self._show(home, self._home_context(home))
@@ -350,6 +399,8 @@ class Flow:
             "languages": self.languages,
             "open_call": self.call.as_dict() if self.call else None,
             "outage": self.in_outage,
+            "voice": {"available": bool(self.voice_languages), "muted": self.voice_muted,
+                      "volume": self.voice_volume},
         }, self.timings.idle_timeout_seconds)
 
     # --- lamp and events -----------------------------------------------------------------------------------
@@ -447,10 +498,18 @@ class Flow:
             if lang not in self.languages or self.screen in (STAFF, STAFF_PIN):
                 return []
             self.lang = lang
-            return [ShowScreen(self.screen, self.lang, dict(self.context))]
+            return self._reshow()
         if self.screen == STAFF:
             return self._staff_tap(target)
+        if target.startswith("display:"):
+            mode = target.removeprefix("display:")
+            if mode not in DISPLAY_MODES or self.screen in (STAFF_PIN, CHECKING):
+                return []
+            self.display[mode] = not self.display[mode]
+            return self._reshow()
         match target:
+            case "speak":
+                return [Speak(self.lang)] if self._speaker() else []
             case "call":
                 return self._patient_call()
             case "lookup" if self.screen not in (CHECKING, STAFF_PIN):
@@ -575,6 +634,13 @@ class Flow:
                 effects = self._leave_outage("staff_screen")
             case "reload_catalogue":
                 effects = [ReloadCatalogue()]
+            case "voice_mute":
+                self.voice_muted = not self.voice_muted
+                effects = [SetVoice(self.voice_muted, self.voice_volume)]
+            case "voice_louder" | "voice_quieter":
+                step = VOLUME_STEP if target == "voice_louder" else -VOLUME_STEP
+                self.voice_volume = round(min(1.0, max(VOLUME_STEP, self.voice_volume + step)), 2)
+                effects = [SetVoice(self.voice_muted, self.voice_volume)]
             case _ if target.startswith("default_lang:") and target[13:] in self.languages:
                 self.default_lang = target[13:]
                 effects = [SetDefaultLanguage(self.default_lang)]

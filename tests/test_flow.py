@@ -53,14 +53,14 @@ class Cmd:
 
 
 class Harness:
-    def __init__(self, pin_ok: str | None = "2468", **timings):
+    def __init__(self, pin_ok: str | None = "2468", voice: dict[str, Any] | None = None, **timings):
         self.clock = Clock()
         ids = iter(f"call-{i}" for i in range(100))
         verify = None if pin_ok is None else (lambda pin: pin == pin_ok)
         self.flow = F.Flow(Book(), F.FlowTimings(**timings), languages=("ja", "en"), default_lang="ja",
                            verify_pin=verify, clock=self.clock,
                            wall_clock=lambda: datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc),
-                           new_id=lambda: next(ids))
+                           new_id=lambda: next(ids), **(voice or {}))
         self.effects = self.flow.start()
 
     def send(self, message) -> list:
@@ -404,7 +404,7 @@ def test_staff_mode_needs_the_pin():
     staff = h.last_screen()
     assert staff.name == F.STAFF
     assert set(staff.context) == {"reader", "broker", "lamp", "last_events", "default_language", "languages",
-                                  "open_call", "outage"}
+                                  "open_call", "outage", "voice"}
     assert all(set(e) == {"kind", "code", "time"} for e in staff.context["last_events"])
 
 
@@ -502,3 +502,93 @@ def test_staff_screen_ignores_language_and_unknown_taps_and_repeats():
     assert not h.emitted()
     h.send(F.Tap("reload_catalogue"))
     assert F.ReloadCatalogue() in h.effects and h.last_screen().name == F.STAFF
+
+
+# --- voice guidance and the display modes --------------------------------------------------------------------
+
+VOICED = {"voice_languages": frozenset({"ja"}), "voice_muted": False, "voice_volume": 0.8}
+
+
+def staff_screen(h: Harness) -> None:
+    h.send(F.Tap("staff_gesture"))
+    h.send(F.PinEntered("2468"))
+    assert h.flow.screen == F.STAFF
+
+
+def test_display_toggles_reshow_the_screen_and_reset_when_the_patient_leaves():
+    h = Harness()
+    h.send(F.Tap("display:large_text"))
+    assert h.last_screen() == F.ShowScreen(F.IDLE, "ja", {}, large_text=True)
+    h.send(F.Tap("display:high_contrast"))
+    assert h.last_screen() == F.ShowScreen(F.IDLE, "ja", {}, large_text=True, high_contrast=True)
+    h.present(NOT_MYNA)  # the patient's choice carries over to their result
+    assert h.last_screen().name == F.RESULT and h.last_screen().large_text and h.last_screen().high_contrast
+    h.send(F.Tap("done"))
+    assert h.last_screen() == F.ShowScreen(F.IDLE, "ja", {})
+    assert h.send(F.Tap("display:sparkles")) == []
+
+
+def test_a_changed_idle_screen_returns_to_the_defaults_after_the_idle_timeout():
+    h = Harness(idle_timeout_seconds=60)
+    h.send(F.Tap("display:high_contrast"))
+    h.send(F.Tap("lang:en"))
+    assert h.advance(59) == []
+    h.advance(2)
+    assert h.last_screen() == F.ShowScreen(F.IDLE, "ja", {})
+    h.send(F.Tap("display:high_contrast"))
+    h.send(F.Tap("display:high_contrast"))  # toggled back: nothing left to reset, no deadline
+    assert h.flow.next_deadline() == h.flow._forget_failures_at
+
+
+def test_display_toggles_are_ignored_in_staff_mode():
+    h = Harness()
+    staff_screen(h)
+    assert h.send(F.Tap("display:large_text")) == []
+    assert h.flow.display == {"large_text": False, "high_contrast": False}
+
+
+def test_speaker_button_only_on_guidance_screens_in_a_voiced_language():
+    h = Harness(voice=VOICED)
+    assert not h.last_screen().speaker  # idle
+    h.present(NOT_MYNA)
+    assert h.last_screen().name == F.RESULT and h.last_screen().speaker
+    assert h.send(F.Tap("speak")) == [F.Speak("ja")]
+    h.send(F.Tap("lang:en"))  # no English voice on this kiosk
+    assert not h.last_screen().speaker
+    assert h.send(F.Tap("speak")) == []
+    h.send(F.Tap("call"))
+    h.send(F.Tap("lang:ja"))
+    assert h.last_screen().name == F.CALLING and h.last_screen().speaker
+
+
+def test_no_speaker_and_no_speech_without_a_voice_or_when_muted():
+    assert Harness().send(F.Tap("call")) and Harness().send(F.Tap("speak")) == []
+    h = Harness(voice={**VOICED, "voice_muted": True})
+    h.send(F.Tap("call"))
+    assert not h.last_screen().speaker
+    assert h.send(F.Tap("speak")) == []
+
+
+def test_staff_mute_and_volume_are_honoured_at_once():
+    h = Harness(voice=VOICED)
+    staff_screen(h)
+    assert h.last_screen().context["voice"] == {"available": True, "muted": False, "volume": 0.8}
+    h.send(F.Tap("voice_mute"))
+    assert F.SetVoice(True, 0.8) in h.effects
+    assert h.last_screen().context["voice"]["muted"]
+    h.send(F.Tap("voice_louder"))
+    h.send(F.Tap("voice_louder"))
+    h.send(F.Tap("voice_louder"))
+    assert F.SetVoice(True, 1.0) in h.effects
+    for _ in range(12):
+        h.send(F.Tap("voice_quieter"))
+    assert F.SetVoice(True, F.VOLUME_STEP) in h.effects  # never 0: silence is the mute toggle's job
+    h.send(F.Tap("done"))
+    h.send(F.Tap("call"))
+    assert not h.last_screen().speaker and h.send(F.Tap("speak")) == []  # muted: nothing plays
+    staff_screen(h)
+    h.send(F.Tap("voice_mute"))
+    assert F.SetVoice(False, F.VOLUME_STEP) in h.effects
+    h.send(F.Tap("done"))
+    assert h.last_screen().name == F.CALLING and h.last_screen().speaker
+    assert h.send(F.Tap("speak")) == [F.Speak("ja")]
