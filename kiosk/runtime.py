@@ -41,6 +41,8 @@ class Screen(Protocol):
 
     def show_lamp(self, pattern: str) -> None: ...
 
+    def speech(self) -> str: ...  # what the speaker button reads out: the guidance on the screen now
+
 
 class CatalogueCodebook:
     """The flow's view of a kiosk.catalogue.Catalogue: audience, outage mode, whether to call staff.
@@ -79,6 +81,34 @@ def timings_from(config: Config) -> F.FlowTimings:
     )
 
 
+def voice_languages(voice: Any, languages: tuple[str, ...]) -> frozenset[str]:
+    """The languages `voice` can speak on this machine (whatever mute and volume are set to)."""
+    if voice is None or not voice.enabled or voice.player is None:
+        return frozenset()
+    return frozenset(lang for lang in languages if lang in voice.synthesizers)
+
+
+def _open_voice(config: Config) -> Any:
+    """The kiosk's Voice, or None when it cannot be set up (the kiosk goes on without sound)."""
+    from kiosk.voice import Voice
+
+    try:
+        return Voice.from_config(config)
+    except Exception as exc:  # a broken languages.json or locale: no voice, never no kiosk
+        log.warning("voice guidance is off: %s", exc)
+        return None
+
+
+def _voice_settings(settings: dict[str, Any], config: Config) -> tuple[bool, float]:
+    """Mute and volume: what staff last chose (kept in the settings file), else the config's."""
+    muted, volume = settings.get("voice_muted"), settings.get("voice_volume")
+    if not isinstance(muted, bool):
+        muted = config.voice.muted
+    if isinstance(volume, bool) or not isinstance(volume, (int, float)) or not 0 <= volume <= 1:
+        volume = config.voice.volume
+    return muted, float(volume)
+
+
 def load_settings(state_dir: Path) -> dict[str, Any]:
     """Staff choices kept across restarts; an unreadable file is reported and ignored."""
     path = state_dir / SETTINGS_FILE
@@ -108,6 +138,7 @@ class Runtime:
         rules: Any = None,
         notifier: Any = None,
         clock: Callable[[], float] = time.monotonic,
+        voice: Any = None,
     ) -> None:
         self.config = config
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -126,6 +157,11 @@ class Runtime:
         self._clock = clock
         self.settings_path = config.kiosk.state_dir / SETTINGS_FILE
         settings = load_settings(config.kiosk.state_dir)
+        self.voice = voice if voice is not None else _open_voice(config)  # kiosk.voice.Voice
+        muted, volume = _voice_settings(settings, config)
+        if self.voice is not None:
+            self.voice.set_muted(muted)
+            self.voice.set_volume(volume)
         pin_hash = config.staff.pin_hash
         self.flow = F.Flow(
             CatalogueCodebook(self.catalogue),
@@ -134,6 +170,9 @@ class Runtime:
             default_lang=str(settings.get("default_language", config.kiosk.language)),
             verify_pin=(lambda pin: verify_secret(pin, pin_hash)) if pin_hash else None,
             clock=clock,
+            voice_languages=voice_languages(self.voice, languages),
+            voice_muted=muted,
+            voice_volume=volume,
         )
         self.link = None
         if link_factory is not None:
@@ -146,6 +185,7 @@ class Runtime:
         self._kivy_timer: Any = None
         self._shut_down = False
         self._shown = ""  # the screen last shown
+        self._shown_lang = ""
         self._last_housekeeping = clock()
 
     # --- any thread ----------------------------------------------------------------------------------------
@@ -188,6 +228,8 @@ class Runtime:
             self.link.stop()
         if self.signals is not None:
             self.signals.close()
+        if self.voice is not None:
+            self.voice.close()
 
     def run(self) -> None:
         """The headless main loop: start, handle messages until `stop()`, shut down."""
@@ -298,7 +340,9 @@ class Runtime:
                 log.debug("screen %s (%s)", effect.name, effect.lang)
                 if effect.name == F.STAFF and self._shown != F.STAFF and self.link is not None:
                     self.post(_LinkStatsDue())  # fresh broker/outbox figures right after the PIN
-                self._shown = effect.name
+                if self.voice is not None and (effect.name, effect.lang) != (self._shown, self._shown_lang):
+                    self.voice.stop()  # guidance read out belongs to the screen it was read on
+                self._shown, self._shown_lang = effect.name, effect.lang
                 if self.screen is not None:
                     self.screen.show(effect)
             case F.SetLamp(pattern):
@@ -325,6 +369,14 @@ class Runtime:
                 self._reload_catalogue(command)
             case F.SetDefaultLanguage(lang):
                 self._save_settings({"default_language": lang})
+            case F.Speak(lang):
+                if self.voice is not None and self.screen is not None:
+                    self.voice.say(self.screen.speech(), lang)
+            case F.SetVoice(muted, volume):
+                if self.voice is not None:
+                    self.voice.set_muted(muted)
+                    self.voice.set_volume(volume)
+                self._save_settings({"voice_muted": muted, "voice_volume": volume})
 
     def _reload_catalogue(self, command: Any) -> None:
         try:

@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 SYNTH_TIMEOUT_SECONDS = 30.0
 MAX_SPLIT_DEPTH = 3  # a failing text is retried in at most 2**3 pieces
-CHUNK_BYTES = 4096  # how much PCM goes to aplay between checks for an interruption
 
 
 SENTENCE_ENDS = ("。", ".", "!", "?", "！", "？", "।", "။", ":", "：")
@@ -201,6 +200,14 @@ def scaled_wav(clip: Path, volume: float) -> bytes:
     return buffer.getvalue()
 
 
+def _feed(process: subprocess.Popen, data: bytes) -> None:
+    try:
+        process.stdin.write(data)
+        process.stdin.close()
+    except (BrokenPipeError, OSError, ValueError):  # aplay was killed or failed: play() reports it
+        pass
+
+
 class AplayPlayer:
     """Plays WAV audio through ALSA's `aplay` on `device` ("default", "null", "file:FILE=…,FORMAT=raw" …)."""
 
@@ -216,21 +223,18 @@ class AplayPlayer:
         except OSError as exc:
             log.warning("voice: cannot start %s: %s", self.binary, exc)
             return False
+        # aplay reads its stdin only as fast as it plays: a feeder thread writes, so an interruption is never
+        # stuck behind a full pipe (a long clip would otherwise play on for seconds after stop()).
+        feeder = threading.Thread(target=_feed, args=(process, data), name="voice-feed", daemon=True)
+        feeder.start()
         try:
-            for start in range(0, len(data), CHUNK_BYTES):
-                if interrupted.is_set():
-                    process.kill()
-                    return False
-                process.stdin.write(data[start : start + CHUNK_BYTES])
-            process.stdin.close()
             while process.poll() is None:
                 if interrupted.wait(0.02):
                     process.kill()
                     return False
-        except (BrokenPipeError, OSError):
-            pass
         finally:
             process.wait()
+            feeder.join()
             error = process.stderr.read().decode("utf-8", "replace").strip()
             process.stderr.close()
         if process.returncode != 0:

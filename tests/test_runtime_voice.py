@@ -1,0 +1,160 @@
+"""The runtime's voice: Speak plays the screen's guidance through the real Voice and aplay, a screen change or
+idle silences it, staff mute/volume are honoured at once and kept across restarts."""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from hardware.readers.sim import SimReader
+from kiosk import flow as F
+from kiosk.config import Config
+from kiosk.locales import load_locales
+from kiosk.passwords import hash_secret
+from kiosk.runtime import SETTINGS_FILE, Runtime
+from kiosk.voice import Voice
+
+JTALK_DICT = Config().voice.jtalk_dictionary
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("aplay") and shutil.which("open_jtalk") and (JTALK_DICT / "sys.dic").is_file()),
+    reason="aplay (alsa-utils) / open-jtalk / open-jtalk-mecab-naist-jdic not installed")
+
+SPOKEN = "スタッフを呼んでいます。"
+
+
+class Catalogue:
+    version = "t"
+    codes: dict = {}
+
+    def nearest(self, code):
+        return []
+
+    def guidance(self, code, lang):
+        return SimpleNamespace(call_staff=False)
+
+
+class Screen:
+    """A screen that records what it was shown and says SPOKEN when asked for its guidance."""
+
+    def __init__(self):
+        self.shown: list[F.ShowScreen] = []
+
+    def show(self, screen):
+        self.shown.append(screen)
+
+    def show_lamp(self, pattern):
+        pass
+
+    def speech(self):
+        return SPOKEN
+
+
+class Finished:
+    def __init__(self):
+        self.results: list[bool] = []
+        self.event = threading.Event()
+
+    def __call__(self, played):
+        self.results.append(played)
+        self.event.set()
+
+
+def make_runtime(state: Path, device: str, **voice) -> tuple[Runtime, Screen, Finished]:
+    config = Config.model_validate({"kiosk": {"state_dir": str(state)}, "staff": {"pin_hash": hash_secret("2468")},
+                                    "voice": {"device": device, "cache_dir": str(state / "clips"), **voice}})
+    finished = Finished()
+    screen = Screen()
+    runtime = Runtime(config, reader=SimReader(), catalogue_loader=Catalogue, screen=screen,
+                      voice=Voice(config.voice, load_locales(), config.voice.cache_dir, on_finished=finished))
+    runtime._apply(runtime.flow.start())  # the main loop's work, done on the test thread (no reader needed)
+    return runtime, screen, finished
+
+
+def tap(runtime: Runtime, target: str) -> None:
+    runtime._dispatch(F.Tap(target))
+
+
+def test_speak_plays_the_screens_guidance_through_aplay(tmp_path):
+    out = tmp_path / "out.raw"
+    runtime, screen, finished = make_runtime(tmp_path, f"file:FILE={out},FORMAT=raw")
+    try:
+        tap(runtime, "call")
+        assert screen.shown[-1].name == F.CALLING and screen.shown[-1].speaker
+        tap(runtime, "speak")
+        assert finished.event.wait(30) and finished.results == [True]
+        played = array.array("h", out.read_bytes()[: out.stat().st_size // 2 * 2])
+        assert len(played) > 8000 and max(map(abs, played)) > 1000
+    finally:
+        runtime.shutdown()
+
+
+def test_returning_to_idle_silences_the_voice(tmp_path):
+    fifo = tmp_path / "sink.fifo"
+    os.mkfifo(fifo)  # nobody reads it: aplay blocks, as if still speaking
+    runtime, screen, finished = make_runtime(tmp_path, f"file:FILE={fifo},FORMAT=raw")
+    try:
+        tap(runtime, "lookup")
+        runtime._dispatch(F.LookupEntered("999"))  # unknown: stays on lookup (no speaker there)
+        tap(runtime, "call")
+        tap(runtime, "speak")
+        assert not finished.event.wait(1.0)  # still playing into the blocked sink
+        runtime._dispatch(F.ResetButton())  # call resolved: back to idle
+        assert screen.shown[-1].name == F.IDLE
+        assert finished.event.wait(10) and finished.results == [False]  # interrupted
+    finally:
+        runtime.shutdown()
+
+
+def test_mute_and_volume_from_staff_mode_are_honoured_and_kept(tmp_path):
+    runtime, screen, finished = make_runtime(tmp_path, "null")
+    try:
+        tap(runtime, "staff_gesture")
+        runtime._dispatch(F.PinEntered("2468"))
+        tap(runtime, "voice_quieter")
+        tap(runtime, "voice_mute")
+        assert runtime.voice.muted and runtime.voice.volume == pytest.approx(0.7)
+        tap(runtime, "done")
+        tap(runtime, "call")
+        assert not screen.shown[-1].speaker
+        tap(runtime, "speak")
+        assert not runtime.voice.say(SPOKEN, "ja")  # muted: nothing plays
+    finally:
+        runtime.shutdown()
+    assert json.loads((tmp_path / SETTINGS_FILE).read_text())["voice_muted"] is True
+    again, _, _ = make_runtime(tmp_path, "null")
+    try:
+        assert again.voice.muted and again.flow.voice_muted
+        assert again.voice.volume == again.flow.voice_volume == pytest.approx(0.7)
+    finally:
+        again.shutdown()
+
+
+def test_bad_voice_settings_fall_back_to_the_config(tmp_path):
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps({"voice_muted": "yes", "voice_volume": 7}))
+    runtime, _, _ = make_runtime(tmp_path, "null", volume=0.6)
+    try:
+        assert not runtime.voice.muted and runtime.voice.volume == pytest.approx(0.6)
+        assert runtime.flow.voice_languages >= {"ja"}
+    finally:
+        runtime.shutdown()
+
+
+def test_without_audio_programs_the_kiosk_runs_without_a_speaker(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    config = Config.model_validate({"kiosk": {"state_dir": str(tmp_path)}})
+    runtime = Runtime(config, reader=SimReader(), catalogue_loader=Catalogue, screen=Screen())
+    try:
+        assert runtime.flow.voice_languages == frozenset()
+        runtime._apply(runtime.flow.start())
+        tap(runtime, "call")
+        tap(runtime, "speak")
+        assert runtime.screen.shown[-1].name == F.CALLING and not runtime.screen.shown[-1].speaker
+    finally:
+        runtime.shutdown()
