@@ -124,6 +124,14 @@ def status_payload(online: bool, *, kiosk: str, site: str, catalogue_version: st
             "catalogue_version": catalogue_version, "details": dict(details or {})}
 
 
+def kiosk_state(*, reader_available: bool, reader_detail: str, lamp: str, outage: bool,
+                outage_code: str | None) -> dict[str, Any]:
+    """What an online `status` carries about the kiosk itself (`details.reader`, `.lamp`, `.outage`), so a
+    subscriber that connects later knows it without waiting for the next reader/lamp/outage event."""
+    return {"reader": {"available": reader_available, "detail": reader_detail},
+            "lamp": lamp, "outage": {"active": outage, "code": outage_code if outage else None}}
+
+
 def call_payload(call: Any, *, kiosk: str, site: str, time: str | None = None) -> dict[str, Any]:
     """The retained `call` payload from a kiosk.flow.Call (or its as_dict() mapping)."""
     fields = call.as_dict() if hasattr(call, "as_dict") else dict(call)

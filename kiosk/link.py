@@ -154,6 +154,7 @@ class EventLink:
         self._last_handed = 0
         self._synced = 0  # outbox rows up to this seq are known to be on disk
         self._call = b""
+        self._state: dict[str, Any] = {}  # events.kiosk_state(): reader, lamp, outage (in the online status)
         self._awaiting: dict[str, tuple[float, str, bytes | None]] = {}  # command id -> deadline, reply to
         self._reconnect_at = 0.0
         self._connack_deadline = 0.0
@@ -185,6 +186,10 @@ class EventLink:
         """Retain the open call (a kiosk.flow.Call), or clear it with None."""
         payload = events.encode(events.call_payload(call, kiosk=self.kiosk, site=self.site)) if call else b""
         self._inbox.put(("call", payload))
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """The kiosk's reader, lamp and outage state (events.kiosk_state); re-published in the retained status."""
+        self._inbox.put(("state", dict(state)))
 
     def stats(self) -> LinkStats:
         box: OutboxStats = self.outbox.stats()
@@ -251,6 +256,10 @@ class EventLink:
             self._call = rest[0]
             self._publish_call()
             return
+        if kind == "state":
+            self._state = rest[0]
+            self._publish_online()
+            return
         if kind == "reply":
             self._answer(*rest)
             return
@@ -304,8 +313,7 @@ class EventLink:
         if self._section.ha_discovery:
             subscriptions.append((ha_discovery.status_topic(self._section.ha_prefix), 1))
         client.subscribe(subscriptions)
-        client.publish(self.topics.status, self._status(True, {"outbox": self.outbox.stats().as_dict()}),
-                       qos=1, retain=True)
+        self._publish_online()
         self._publish_call()
         self._announce()
         self._report_drops()
@@ -364,6 +372,12 @@ class EventLink:
             self.outbox.refused(1, error)
         else:
             acked.append(seq)
+
+    def _publish_online(self) -> None:
+        """The retained "online" status with the outbox figures and the kiosk's state."""
+        if self._connected:
+            details = {"outbox": self.outbox.stats().as_dict(), **self._state}
+            self._client.publish(self.topics.status, self._status(True, details), qos=1, retain=True)
 
     def _publish_call(self) -> None:
         if self._connected:

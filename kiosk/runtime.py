@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from hardware.readers.base import Presented, ReaderStatus, Removed
 from hardware.signals import Lamp
+from kiosk import events
 from kiosk import flow as F
 from kiosk.config import Config
 from kiosk.passwords import verify_secret
@@ -186,6 +187,7 @@ class Runtime:
         self._shut_down = False
         self._shown = ""  # the screen last shown
         self._shown_lang = ""
+        self._shared_state: dict[str, Any] | None = None  # the kiosk state last given to the link
         self._last_housekeeping = clock()
 
     # --- any thread ----------------------------------------------------------------------------------------
@@ -202,10 +204,10 @@ class Runtime:
     # --- lifecycle -----------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the link and the reader thread and show the first screen; call on the main thread."""
+        """Show the first screen, start the link and the reader thread; call on the main thread."""
+        self._apply(self.flow.start())  # first: the link's first "online" status already carries the state
         if self.link is not None:
             self.link.start()
-        self._apply(self.flow.start())
         self._reader_thread = threading.Thread(target=self._run_reader, name="reader", daemon=True)
         self._reader_thread.start()
         self.notifier.ready("kiosk running")
@@ -333,6 +335,17 @@ class Runtime:
                 self._apply_one(effect)
             except Exception:
                 log.exception("effect %s failed", type(effect).__name__)
+        if effects:
+            self._share_state()
+
+    def _share_state(self) -> None:
+        """Give the link the reader / lamp / outage state when it changed (it goes into the retained status)."""
+        flow = self.flow
+        state = events.kiosk_state(reader_available=flow.reader["available"], reader_detail=flow.reader["detail"],
+                                   lamp=flow.lamp, outage=flow.in_outage, outage_code=flow.outage_code)
+        if self.link is not None and state != self._shared_state:
+            self._shared_state = state
+            self.link.set_state(state)
 
     def _apply_one(self, effect: F.Effect) -> None:
         match effect:

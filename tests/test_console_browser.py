@@ -202,3 +202,54 @@ def test_outage_banner_display_account_and_bad_login(tmp_path, mosquitto, consol
     page.click("button[type=submit]")
     assert page.inner_text("#login-error") == "Wrong user name or password."
     page.close()
+
+
+def test_a_console_started_later_shows_reader_lamp_and_outage_from_the_retained_status(
+        tmp_path, mosquitto, mqtt_listener, console_accounts, console_process, headless_kiosk, chromium):
+    """No reader/lamp/outage event after the console starts: all it knows comes from the retained `status`."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from kiosk import events
+    from tests.rigs import contract
+
+    scenario = tmp_path / "unplugged.toml"
+    scenario.write_text('description = "the reader is unplugged and stays away"\n[[steps]]\nunplug = 600.0\n')
+    topics = events.Topics("kiosk", SITE, "k3")
+    listener = mqtt_listener(mosquitto, f"kiosk/{SITE}/#")
+    headless_kiosk(write_config(tmp_path / "kiosk.toml", mosquitto, console_accounts, kiosk="k3",
+                                scenario=scenario))
+    listener.wait(lambda ms: any(m.topic == topics.event("reader_status") for m in ms), timeout=30)
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTProtocolVersion.MQTTv5)
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.ResponseTopic = events.reply_topic("kiosk", SITE, "test")
+    properties.CorrelationData = b"outage"
+    command = events.command_payload("outage_enter", {"code": "950"}, kiosk="k3")
+    client.publish(topics.cmd, events.encode(command), qos=1, properties=properties).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+    def latest_status():
+        statuses = [json.loads(m.payload) for m in listener.on(topics.status) if m.payload]
+        return statuses[-1] if statuses else {}
+
+    listener.wait(lambda ms: latest_status().get("details", {}).get("outage", {}).get("active"), timeout=15)
+    late_subscriber = mqtt_listener(mosquitto, topics.status).wait(lambda ms: len(ms) >= 1)[0]
+    status = json.loads(late_subscriber.payload)
+    contract.validate("Status", status)
+    assert late_subscriber.retain and status["state"] == "online"
+    assert status["details"]["reader"] == {"available": False, "detail": "simulated unplug"}
+    assert status["details"]["lamp"] == "outage"
+    assert status["details"]["outage"] == {"active": True, "code": "950"}
+
+    console = console_process(write_config(tmp_path / "console.toml", mosquitto, console_accounts))
+    page = open_console(chromium, console.url, lang="en")
+    page.wait_for_selector("tr[data-kiosk='site-1/k3'][data-lamp='outage']")
+    row = page.inner_text("tr[data-kiosk='site-1/k3']")
+    assert "FAULT" in row and "unknown" not in row
+    page.wait_for_selector("#outage:not([hidden])")
+    assert "k3" in page.inner_text("#outage")

@@ -43,11 +43,15 @@ def dec(topic, payload, correlation=None):
 # --- decoding ---------------------------------------------------------------------------------------------
 
 def test_decodes_the_contract_payloads_built_by_kiosk_events():
-    status = events.status_payload(True, kiosk=KIOSK, site=SITE, catalogue_version="v",
-                                   details={"outbox": {"backlog": 7, "dropped": 0, "refused": 0, "last_error": None}})
-    assert dec(T.status, events.encode(status)) == StatusMessage(SITE, KIOSK, {"online": True, "backlog": 7})
+    kiosk_state = events.kiosk_state(reader_available=False, reader_detail="no card reader found", lamp="outage",
+                                     outage=True, outage_code="950")
+    status = events.status_payload(True, kiosk=KIOSK, site=SITE, catalogue_version="v", details={
+        "outbox": {"backlog": 7, "dropped": 0, "refused": 0, "last_error": None}, **kiosk_state})
+    assert dec(T.status, events.encode(status)) == StatusMessage(SITE, KIOSK, {
+        "online": True, "backlog": 7, "reader_ok": False, "lamp": "outage", "outage": True, "outage_code": "950"})
     lwt = events.status_payload(False, kiosk=KIOSK, site=SITE, catalogue_version="v", details={"reason": "lost"})
-    assert dec(T.status, events.encode(lwt)) == StatusMessage(SITE, KIOSK, {"online": False, "backlog": None})
+    assert dec(T.status, events.encode(lwt)) == StatusMessage(SITE, KIOSK, {
+        "online": False, "backlog": None, "reader_ok": None, "lamp": None, "outage": None, "outage_code": None})
     call = events.encode(events.call_payload(call_dict(), kiosk=KIOSK, site=SITE))
     assert dec(T.call, call) == CallMessage(SITE, KIOSK, call_dict())
     assert dec(T.call, b"") == CallMessage(SITE, KIOSK, None)
@@ -91,6 +95,31 @@ def test_any_payload_decodes_or_is_ignored_never_raises(topic, payload):
 def ev(kind, data, event_id, time="2026-11-25T12:00:01+09:00"):
     base = {"code": None, "reason": None, "pattern": None, "available": None, "backlog": None}
     return {"id": event_id, "kind": kind, "time": time, "data": {**base, **data}}
+
+
+def test_a_malformed_kiosk_state_in_the_status_still_counts_as_presence():
+    status = {"state": "online", "details": {"outbox": {"backlog": 2}, "reader": "fine", "lamp": "<b>",
+                                             "outage": {"active": "perhaps"}}}
+    assert dec(T.status, json.dumps(status).encode()) == StatusMessage(SITE, KIOSK, {
+        "online": True, "backlog": 2, "reader_ok": None, "lamp": None, "outage": None, "outage_code": None})
+
+
+def test_the_retained_status_alone_gives_reader_lamp_and_outage():
+    """A console started after the kiosk entered outage mode / lost its reader knows it from `status`."""
+    state = ConsoleState()
+    key = (SITE, KIOSK)
+    online = {"online": True, "backlog": 0, "reader_ok": False, "lamp": "outage", "outage": True,
+              "outage_code": "950"}
+    state.on_status(key, online, NOON)
+    view = state.kiosks[key]
+    assert (view.reader_ok, view.lamp, view.outage, view.outage_code) == (False, "outage", True, "950")
+    assert state.outage_kiosks == [key]
+    state.on_status(key, {"online": False, "backlog": None, "reader_ok": None, "lamp": None, "outage": None,
+                          "outage_code": None}, NOON)  # offline says nothing about them: the last known stay
+    assert (view.online, view.reader_ok, view.lamp, view.outage) == (False, False, "outage", True)
+    state.on_status(key, {**online, "reader_ok": True, "lamp": "off", "outage": False}, NOON)
+    assert (view.reader_ok, view.lamp, view.outage, view.outage_code) == (True, "off", False, None)
+    assert state.outage_kiosks == []
 
 
 def test_status_call_and_events_build_the_kiosk_view():

@@ -348,3 +348,22 @@ def test_backlog_reaches_the_main_loop_while_offline(mosquitto_factory, link_fac
         link.emit("lamp_status", {"pattern": "call"})
     change = posted.next(LinkChanged)
     assert change.connected is False and change.pending >= 4  # three events + the heartbeat itself
+
+
+def test_kiosk_state_is_retained_in_the_status_and_republished_when_it_changes(mosquitto, mqtt_listener,
+                                                                               link_factory):
+    link, posted = link_factory(mosquitto.url)
+    link.set_state(events.kiosk_state(reader_available=True, reader_detail="reader", lamp="off", outage=False,
+                                      outage_code=None))
+    posted.next(LinkChanged)
+    link.set_state(events.kiosk_state(reader_available=False, reader_detail="card reader 'X' was unplugged",
+                                      lamp="outage", outage=True, outage_code="950"))
+    watcher = mqtt_listener(mosquitto, TOPICS.status)
+    watcher.wait(lambda ms: any(m.payload and json.loads(m.payload)["details"].get("lamp") == "outage" for m in ms))
+    status = payloads(watcher, TOPICS.status)[-1]
+    contract.validate("Status", status)
+    assert status["state"] == "online" and status["details"]["outbox"]["backlog"] == 0
+    assert status["details"]["reader"] == {"available": False, "detail": "card reader 'X' was unplugged"}
+    assert status["details"]["outage"] == {"active": True, "code": "950"}
+    late = mqtt_listener(mosquitto, TOPICS.status).wait(lambda ms: len(ms) >= 1)[0]  # retained, as last sent
+    assert late.retain and json.loads(late.payload)["details"] == status["details"]

@@ -73,6 +73,7 @@ class RecordingLink:
     def __init__(self, version, post, on_turn):
         self.catalogue_version, self.post = version, post
         self.events = Recorder()
+        self.states = Recorder()
         self.calls: list = []
         self.started = self.stopped = False
 
@@ -88,6 +89,9 @@ class RecordingLink:
 
     def set_call(self, call):
         self.calls.append(call)
+
+    def set_state(self, state):
+        self.states.add(state)
 
     def stats(self):
         return SimpleNamespace(connected=True, backlog=len(self.events.items))
@@ -381,3 +385,16 @@ def test_a_hung_reader_stops_the_watchdog_pings_though_its_thread_is_alive(tmp_p
         thread.join(timeout=10)
         systemd.close()
     assert not thread.is_alive()
+
+
+def test_reader_lamp_and_outage_state_go_to_the_link_when_they_change(kiosk):
+    """The link keeps them in the retained status, so a console that connects later knows them."""
+    k = kiosk()
+    k.link.states.wait_for(lambda s: s["lamp"] == "off" and s["reader"]["available"] and not s["outage"]["active"])
+    k.reader.unplug()
+    k.link.states.wait_for(lambda s: s["reader"] == {"available": False, "detail": "simulated unplug"}
+                           and s["lamp"] == "reader_fault")
+    k.runtime.post(Command("outage_enter", {"code": "950"}))
+    k.link.states.wait_for(lambda s: s["outage"] == {"active": True, "code": "950"} and s["lamp"] == "outage")
+    states = list(k.link.states.items)
+    assert all(a != b for a, b in zip(states, states[1:]))  # only changes are passed on

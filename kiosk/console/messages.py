@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator
 
 from kiosk import events
 
@@ -26,8 +26,29 @@ class _Outbox(_Lenient):
     backlog: int = Field(ge=0)
 
 
+def _none_if_invalid(value: Any, handler: Any) -> Any:
+    try:
+        return handler(value)
+    except ValidationError:
+        return None
+
+
+class _Reader(_Lenient):
+    available: bool
+
+
+class _Outage(_Lenient):
+    active: bool
+    code: str | None = Field(default=None, pattern=_CODE)
+
+
 class _StatusDetails(_Lenient):
+    """A malformed kiosk-state field is read as absent: presence and the backlog still count."""
+
     outbox: _Outbox | None = None
+    reader: Annotated[_Reader | None, WrapValidator(_none_if_invalid)] = None
+    lamp: Annotated[str | None, Field(pattern=_ID), WrapValidator(_none_if_invalid)] = None
+    outage: Annotated[_Outage | None, WrapValidator(_none_if_invalid)] = None
 
 
 class _Status(_Lenient):
@@ -63,7 +84,8 @@ class _Event(_Lenient):
 class StatusMessage:
     site: str
     kiosk: str
-    status: dict | None  # {"online": bool, "backlog": int | None}; None = retained status cleared
+    status: dict | None  # {"online", "backlog", "reader_ok", "lamp", "outage", "outage_code"}; None = cleared
+    # (each but "online" is None when the status did not say: an offline status, or an older kiosk)
 
 
 @dataclass(frozen=True)
@@ -112,8 +134,15 @@ def decode(prefix: str, topic: str, payload: bytes, correlation: bytes | None, r
         status = _model(_Status, payload)
         if status is None:
             return None
-        backlog = status.details.outbox.backlog if status.details.outbox else None
-        return StatusMessage(site, kiosk, {"online": status.state == "online", "backlog": backlog})
+        details = status.details
+        return StatusMessage(site, kiosk, {
+            "online": status.state == "online",
+            "backlog": details.outbox.backlog if details.outbox else None,
+            "reader_ok": details.reader.available if details.reader else None,
+            "lamp": details.lamp,
+            "outage": details.outage.active if details.outage else None,
+            "outage_code": details.outage.code if details.outage else None,
+        })
     if rest.startswith("event/"):
         event = _model(_Event, payload)
         if event is None or rest != f"event/{event.kind}":

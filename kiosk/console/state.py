@@ -68,14 +68,22 @@ class ConsoleState:
     _seen: OrderedDict = field(default_factory=OrderedDict)
 
     def on_status(self, key: Key, status: dict | None, now: datetime) -> list[Update]:
-        """A retained `status` payload, decoded by `kiosk.console.messages`: {online, backlog}, or None when
-        the retained status was cleared (a kiosk taken out of service): it leaves the page."""
+        """A retained `status` payload, decoded by `kiosk.console.messages` ({online, backlog, reader_ok, lamp,
+        outage, outage_code}; None where it did not say), or None when the retained status was cleared (a kiosk
+        taken out of service): it leaves the page."""
         if status is None:
             return self._forget(key, now)
         view = self._kiosk(key)
         view.online = status["online"]
-        if status["backlog"] is not None:
+        if status.get("backlog") is not None:
             view.backlog = status["backlog"]
+        if status.get("reader_ok") is not None:
+            view.reader_ok = status["reader_ok"]
+        if status.get("lamp") is not None:
+            view.lamp = status["lamp"]
+        if status.get("outage") is not None:
+            view.outage = status["outage"]
+            view.outage_code = status.get("outage_code") if view.outage else None
         return self._touch(view, now)
 
     def on_call(self, key: Key, call: dict | None, now: datetime) -> list[Update]:
