@@ -42,7 +42,7 @@ GOOD_OUTCOMES = frozenset({"mynumber_card", "smartphone_android", "smartphone_ip
 SPEAKABLE_SCREENS = frozenset({RESULT, LOOKUP_RESULT, CALLING, STAFF_COMING, OUTAGE})
 # The patient's display toggles (tap `display:<mode>` on the idle screen; both reset at idle).
 DISPLAY_MODES = ("large_text", "high_contrast")
-VOLUME_STEP = 0.1  # staff mode's volume buttons; volume stays within [VOLUME_STEP, 1] (mute is its own toggle)
+VOLUME_LEVELS = (0.2, 0.4, 0.6, 0.8, 1.0)  # staff mode's volume button steps through these (mute is its own toggle)
 
 # Why a call was opened.
 CALL_PATIENT, CALL_STAFF_CODE, CALL_OUTAGE, CALL_REPEATED_FAILURES = (
@@ -637,9 +637,9 @@ class Flow:
             case "voice_mute":
                 self.voice_muted = not self.voice_muted
                 effects = [SetVoice(self.voice_muted, self.voice_volume)]
-            case "voice_louder" | "voice_quieter":
-                step = VOLUME_STEP if target == "voice_louder" else -VOLUME_STEP
-                self.voice_volume = round(min(1.0, max(VOLUME_STEP, self.voice_volume + step)), 2)
+            case "voice_volume":
+                louder = [level for level in VOLUME_LEVELS if level > self.voice_volume + 1e-6]
+                self.voice_volume = louder[0] if louder else VOLUME_LEVELS[0]
                 effects = [SetVoice(self.voice_muted, self.voice_volume)]
             case _ if target.startswith("default_lang:") and target[13:] in self.languages:
                 self.default_lang = target[13:]

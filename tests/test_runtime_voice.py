@@ -117,9 +117,9 @@ def test_mute_and_volume_from_staff_mode_are_honoured_and_kept(tmp_path):
     try:
         tap(runtime, "staff_gesture")
         runtime._dispatch(F.PinEntered("2468"))
-        tap(runtime, "voice_quieter")
+        tap(runtime, "voice_volume")
         tap(runtime, "voice_mute")
-        assert runtime.voice.muted and runtime.voice.volume == pytest.approx(0.7)
+        assert runtime.voice.muted and runtime.voice.volume == pytest.approx(1.0)
         tap(runtime, "done")
         tap(runtime, "call")
         assert not screen.shown[-1].speaker
@@ -131,7 +131,7 @@ def test_mute_and_volume_from_staff_mode_are_honoured_and_kept(tmp_path):
     again, _, _ = make_runtime(tmp_path, "null")
     try:
         assert again.voice.muted and again.flow.voice_muted
-        assert again.voice.volume == again.flow.voice_volume == pytest.approx(0.7)
+        assert again.voice.volume == again.flow.voice_volume == pytest.approx(1.0)
     finally:
         again.shutdown()
 

@@ -49,6 +49,8 @@ MAX_LANGUAGE_BUTTONS = 2  # in the title bar; more languages open a picker (LANG
 PINNED_LANGUAGES = ("ja", "en")  # always one tap away
 LANGUAGE_MENU = "menu:languages"
 STAFF_ACTIONS = ("lamp_test", "clear_call", "outage_enter", "outage_leave", "reload_catalogue")
+SPEAK = "speak"  # the speaker button's tap target
+DISPLAY_MODES = ("large_text", "high_contrast")  # the patient's toggles on the idle screen (`display:<mode>`)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,13 @@ class View:
     languages: tuple[Action, ...] = ()  # the language switch (empty where the flow ignores it)
     language_menu: tuple[Action, ...] = ()  # every other language, when too many for the title bar
     dense: bool = False  # staff-facing status text: may go smaller than patient text
+    speech: tuple[str, ...] = ()  # what the speaker button reads (title, then sentences); () = what is shown
+
+    def spoken(self) -> tuple[str, list[str]]:
+        """(title, sentences) for kiosk.voice.speech_text: the screen's guidance, without the buttons."""
+        if self.speech:
+            return self.speech[0], list(self.speech[1:])
+        return self.title, [self.banner, *self.lines, *self.steps]
 
     def texts(self) -> list[str]:
         """Every string the view shows (for glyph and translation checks)."""
@@ -103,8 +112,12 @@ class GuidanceSource(Protocol):
 
 
 def build_view(name: str, lang: str, context: Mapping[str, Any], texts: UiTexts,
-               guidance: GuidanceSource | None = None, languages: Sequence[str] = ("ja", "en")) -> View:
-    """The View for one ShowScreen effect; unknown screens and odd contexts degrade, never raise."""
+               guidance: GuidanceSource | None = None, languages: Sequence[str] = ("ja", "en"),
+               speaker: bool = False, display: Mapping[str, bool] | None = None) -> View:
+    """The View for one ShowScreen effect; unknown screens and odd contexts degrade, never raise.
+
+    `speaker` adds the speaker button (the flow decides where); `display` ({mode: on}) marks the idle screen's
+    display toggles that are on."""
     builder = _BUILDERS.get(name)
     if builder is None:
         log.warning("no layout for screen %r; showing the idle screen", name)
@@ -115,6 +128,12 @@ def build_view(name: str, lang: str, context: Mapping[str, Any], texts: UiTexts,
     except Exception:  # a malformed context must never blank the kiosk: show where the patient can start over
         log.exception("screen %r could not be built from its context; showing the idle screen", name)
         view = _idle(t, {}, guidance)
+    if speaker:
+        view = _with(view, actions=view.actions + (Action(SPEAK, t("button.speak"), "plain"),))
+    if view.screen == "idle":
+        modes = display or {}
+        view = _with(view, choices=tuple(Action(f"display:{mode}", t(f"display.{mode}"),
+                                                "primary" if modes.get(mode) else "plain") for mode in DISPLAY_MODES))
     if name in ("staff", "staff_pin"):  # the flow ignores language taps there
         return view
     others = tuple(Action(f"lang:{code}", texts.text(code, "lang.self_name"), "plain", code)
@@ -222,9 +241,11 @@ def _lookup_result(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> Vie
     actions = [Action("done", t("button.done"), "primary"), _lookup_button(t)]
     if not called:
         actions.append(_call_button(t))
+    banner = t("call.called") if called else ""
+    speech = (found.title, *steps, *lines, banner) if found is not None else ()
     return View("lookup_result", t.lang, title, tone="alert" if ctx.get("outage") else "info",
-                banner=t("call.called") if called else "", lines=tuple(lines), steps=steps,
-                illustrations=pictures, actions=tuple(actions))
+                banner=banner, lines=tuple(lines), steps=steps, illustrations=pictures, actions=tuple(actions),
+                speech=speech)
 
 
 def _reason_line(t: _Texts, ctx: dict) -> tuple[str, ...]:
@@ -273,15 +294,24 @@ def _staff(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
         if call else t("staff.call.none"),
         t("staff.outage.on" if ctx.get("outage") else "staff.outage.off"),
     ]
+    tools = [Action(name, t(f"staff.{name}"), "plain") for name in STAFF_ACTIONS
+             if not (name == "clear_call" and not call)
+             and not (name == "outage_enter" and ctx.get("outage"))
+             and not (name == "outage_leave" and not ctx.get("outage"))]
+    voice = _mapping(ctx.get("voice"))
+    if voice.get("available"):
+        volume = round(100 * float(voice.get("volume") or 0))
+        lines.append(t("staff.voice.muted" if voice.get("muted") else "staff.voice.on", volume=volume))
+        tools.append(Action("voice_mute", t("staff.voice_unmute" if voice.get("muted") else "staff.voice_mute"),
+                            "plain"))
+        tools.append(Action("voice_volume", t("staff.voice_volume", volume=volume), "plain"))
+    elif voice:
+        lines.append(t("staff.voice.none"))
     events = [e for e in _items(ctx.get("last_events")) if isinstance(e, Mapping)]
     if events:
         lines.append(t("staff.events"))
         lines += [t("staff.event_row", time=e.get("time", ""), kind=e.get("kind", ""), code=e.get("code") or "")
                   for e in events[-5:]]
-    tools = [Action(name, t(f"staff.{name}"), "plain") for name in STAFF_ACTIONS
-             if not (name == "clear_call" and not call)
-             and not (name == "outage_enter" and ctx.get("outage"))
-             and not (name == "outage_leave" and not ctx.get("outage"))]
     languages = [str(code) for code in _items(ctx.get("languages"))]
     default = ctx.get("default_language")
     if languages:  # one button, however many languages: it names the current default and steps to the next
