@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 action=${1:-}
 [ $# -gt 0 ] && shift
 
-read_packages() { grep -v '^\s*#' "$@" | grep -v '^\s*$' | tr '\n' ' '; }
+read_packages() { cat "$@" | sed -e 's/#.*//' | tr -s ' \t\n' ' '; }
 
 install_debian_packages() {
     local wanted missing=()
