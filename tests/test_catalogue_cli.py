@@ -106,7 +106,7 @@ def test_import_check(capsys):
 
 
 @pytest.mark.slow
-def test_works_from_any_directory_after_a_non_editable_install(tmp_path):
+def test_installs_every_data_file_and_works_from_any_directory_after_a_non_editable_install(tmp_path):
     """pip install . (no deps, offline) into a fresh venv; run the installed `kiosk` from an unrelated folder."""
     source = tmp_path / "src"
     source.mkdir()
@@ -125,6 +125,12 @@ def test_works_from_any_directory_after_a_non_editable_install(tmp_path):
                                 "--no-build-isolation", "--no-index", str(source)],
                                capture_output=True, text=True, timeout=300)
     assert installed.returncode == 0, installed.stderr
+    shipped = {f"{package}/{path.relative_to(source / package)}"
+               for package in ("kiosk", "hardware") for path in (source / package).rglob("*") if path.is_file()}
+    shipped |= {f"kiosk/catalogue_data/{path.relative_to(source / 'catalogue')}"
+                for path in (source / "catalogue").rglob("*") if path.is_file()}
+    missing = sorted(name for name in shipped if not (site / name).is_file())
+    assert not missing, f"files not shipped in the installed package: {missing}"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     kiosk = env_dir / "bin" / "kiosk"
