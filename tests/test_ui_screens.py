@@ -47,18 +47,46 @@ def test_every_screen_in_every_language_has_every_glyph_and_fits(kiosk_ui, layou
     assert not problems, "\n".join(problems)
 
 
+DISPLAY_MODES = {"large": {"large_text": True}, "contrast": {"high_contrast": True},
+                 "large+contrast": {"large_text": True, "high_contrast": True}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_every_screen_fits_in_large_text_and_high_contrast(kiosk_ui, layout, tmp_path, request):
+    """ja and en, each display mode, every screen (with its speaker button where the flow shows one): no tofu,
+    no overflow, in the mode's palette."""
+    kiosk_ui.offscreen.resize(LAYOUTS[layout])
+    window = kiosk_ui.offscreen.window
+    problems = []
+    for mode, flags in DISPLAY_MODES.items():
+        for lang in ("ja", "en"):
+            for n, screen in enumerate(SCREENS_AND_OUTCOMES):
+                kiosk_ui.app.show(F.ShowScreen(screen.name, lang, screen.context,
+                                               speaker=screen.name in F.SPEAKABLE_SCREENS, **flags))
+                kiosk_ui.settle()
+                problems += [f"{layout} {mode} {lang} {screen.name}#{n}: {p}" for p in screen_problems(window)]
+                look = kiosk_ui.app.display_modes.look(**flags)
+                assert kiosk_ui.app.kiosk.tone_color == list(look.rgba(f"tone.{kiosk_ui.app.view.tone}"))
+                if lang == "ja":
+                    kiosk_ui.offscreen.shoot(tmp_path / f"{mode}-{n:02d}-{screen.name}.png")
+    assert not problems, "\n".join(problems)
+
+
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_every_tap_target_is_at_least_9_mm(kiosk_ui, layout):
     kiosk_ui.offscreen.resize(LAYOUTS[layout])
     min_px = MIN_TAP_MM / MM_PER_INCH * DISPLAY_DPI[layout]
     small = []
-    for screen in SAMPLE_SCREENS:
-        kiosk_ui.app.show(F.ShowScreen(screen.name, "ja", screen.context))
-        kiosk_ui.settle()
-        buttons = kiosk_ui.buttons()
-        assert buttons, screen.name
-        small += [f"{screen.name} {b.text!r}: {b.width:.0f}x{b.height:.0f} px" for b in buttons
-                  if min(b.width, b.height) < min_px]
+    for flags in ({}, DISPLAY_MODES["large+contrast"]):
+        for screen in SAMPLE_SCREENS:
+            kiosk_ui.app.show(F.ShowScreen(screen.name, "ja", screen.context,
+                                           speaker=screen.name in F.SPEAKABLE_SCREENS, **flags))
+            kiosk_ui.settle()
+            buttons = kiosk_ui.buttons()
+            assert buttons, screen.name
+            small += [f"{screen.name} {flags} {b.text!r}: {b.width:.0f}x{b.height:.0f} px" for b in buttons
+                      if min(b.width, b.height) < min_px]
     assert small == [], f"smaller than {MIN_TAP_MM} mm ({min_px:.0f} px at {DISPLAY_DPI[layout]} dpi)"
 
 

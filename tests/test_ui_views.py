@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from kiosk import flow as F
 from kiosk.app.offscreen import SAMPLE_SCREENS
 from kiosk.app.texts import UiTexts
-from kiosk.app.views import HINT_ILLUSTRATIONS, ILLUSTRATIONS, LANGUAGE_MENU, MAX_STEPS, SCREENS, build_view
+from kiosk.app.views import HINT_ILLUSTRATIONS, ILLUSTRATIONS, LANGUAGE_MENU, MAX_STEPS, SCREENS, Action, build_view
 from kiosk.catalogue import load_catalogue
 from kiosk.locales import LocaleError
 from kiosk.paths import catalogue_root
@@ -139,7 +139,9 @@ def test_staff_screen_shows_codes_and_status_but_no_language_switch(texts):
     view = build_view("staff", "en", staff.context, texts)
     assert any("021" in line for line in view.lines)
     assert [a.target for a in view.choices] == ["lamp_test", "clear_call", "outage_enter", "reload_catalogue",
-                                                "default_lang:en"]
+                                                "voice_mute", "voice_volume", "default_lang:en"]
+    assert texts.text("en", "staff.voice.on", volume=80) in view.lines
+    assert view.choices[-2].text == texts.text("en", "staff.voice_volume", volume=80)
     assert (view.choices[-1].text, view.choices[-1].lang) == ("日本語", "ja")  # the current default, its own font
     assert view.languages == ()
     many = build_view("staff", "ja", {**staff.context, "languages": ("ja", "en", "th"), "default_language": "th"},
@@ -203,3 +205,32 @@ def test_a_missing_text_falls_back_along_the_locale_chain_then_shows_its_id(tmp_
     assert texts.text("en", "button.call") == texts.text("ja", "button.call") == "スタッフを呼ぶ"
     assert texts.text("en", "no.such.id") == "no.such.id"
     assert texts.text("en", "outage.code") == texts.by_lang["en"]["outage.code"]  # placeholder missing: shown raw
+
+
+def test_speaker_button_where_the_flow_shows_one_and_what_it_reads(texts):
+    result = next(s for s in SAMPLE_SCREENS if s.name == "result" and s.context.get("called"))
+    view = build_view("result", "ja", result.context, texts, speaker=True)
+    assert view.actions[-1] == Action("speak", texts.text("ja", "button.speak"), "plain")
+    title, sentences = view.spoken()
+    assert title == view.title and sentences == [view.banner, *view.lines, *view.steps]
+    assert "speak" not in [a.target for a in build_view("result", "ja", result.context, texts).actions]
+
+
+def test_idle_offers_the_display_toggles_marked_when_on(texts):
+    idle = build_view("idle", "en", {}, texts)
+    assert [(a.target, a.style) for a in idle.choices] == [("display:large_text", "plain"),
+                                                          ("display:high_contrast", "plain")]
+    on = build_view("idle", "en", {}, texts, display={"large_text": True, "high_contrast": False})
+    assert [a.style for a in on.choices] == ["primary", "plain"]
+    assert build_view("result", "en", {"outcome": "mynumber_card"}, texts).choices == ()
+
+
+def test_staff_screen_says_when_the_unit_has_no_voice(texts):
+    staff = next(s for s in SAMPLE_SCREENS if s.name == "staff")
+    view = build_view("staff", "en", {**staff.context, "voice": {"available": False}}, texts)
+    assert texts.text("en", "staff.voice.none") in view.lines
+    assert not {"voice_mute", "voice_volume"} & {a.target for a in view.choices}
+    muted = build_view("staff", "en", {**staff.context, "voice": {"available": True, "muted": True, "volume": 1}},
+                       texts)
+    assert texts.text("en", "staff.voice.muted", volume=100) in muted.lines
+    assert next(a.text for a in muted.choices if a.target == "voice_mute") == texts.text("en", "staff.voice_unmute")

@@ -21,7 +21,7 @@ from kivy.app import App
 from kivy.core.text import LabelBase
 from kivy.core.window import Window
 from kivy.lang import Builder
-from kivy.properties import ColorProperty, NumericProperty, StringProperty
+from kivy.properties import ColorProperty, DictProperty, NumericProperty, StringProperty
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.modalview import ModalView
@@ -30,26 +30,22 @@ from kivy.utils import escape_markup
 from kiosk.app.texts import UiTexts
 from kiosk.app.views import LANGUAGE_MENU, View, build_view
 from kiosk.app.widgets import FitButton, Illustration, Keypad  # also registers LampView, StaffCorner for kiosk.kv
+from kiosk.display import Look, load_display_modes
 from kiosk.flow import LookupEntered, PinEntered, ShowScreen, Tap
+from kiosk.voice import speech_text
 
 log = logging.getLogger(__name__)
 
 KV_FILE = Path(__file__).resolve().parent / "kiosk.kv"
 BASE_SHORT_SIDE = 480  # px: u = 1 on the 800×480 display
 
-TONES = {  # title bar colours; white text on each is ≥ 7:1 contrast
-    "info": (0.10, 0.21, 0.36, 1),
-    "ok": (0.13, 0.33, 0.24, 1),
-    "warn": (0.48, 0.20, 0.12, 1),
-    "alert": (0.61, 0.17, 0.17, 1),
-}
-BUTTON_COLOURS = {
-    "plain": (0.89, 0.91, 0.94, 1),
-    "primary": (0.17, 0.42, 0.69, 1),
-    "call": (0.61, 0.26, 0.13, 1),
-}
+TONES = ("info", "ok", "warn", "alert")  # title bar colours: `tone.<tone>` in the display palette
 PATIENT_MIN_FONT = 14  # px per u: the smallest text a patient is shown
 DENSE_MIN_FONT = 10  # the staff screen's status lines
+# In large text, a box whose text does not fit may step down to this multiple of the usual minimum (never below
+# what standard text would use in the same box: the fit ladder only has more sizes to try).
+LARGE_MIN_SCALE = 1.2
+MAX_ACTIONS_PER_PORTRAIT_ROW = 3  # the portrait action bar is narrow: a fourth button (speaker) starts a 2nd row
 DEMO_PRESETS = {  # demo button → hardware.readers.sim preset
     "present_card": "mynumber_card",
     "present_iphone": "iphone",
@@ -92,22 +88,24 @@ def compose_text(lines: Sequence[str], steps: Sequence[str]) -> str:
 class KioskRoot(BoxLayout):
     """The one screen layout (kiosk.kv); `show(view)` fills it."""
 
-    tone_color = ColorProperty(TONES["info"])
+    tone = StringProperty("info")
+    tone_color = ColorProperty((0, 0, 0, 1))  # kiosk.kv: the palette's `tone.<tone>`
 
     def show(self, view: View, app: KioskApp) -> None:
         ids = self.ids
-        self.tone_color = TONES.get(view.tone, TONES["info"])
+        self.tone = view.tone if view.tone in TONES else "info"
         ids.title.text = view.title
         ids.banner.text = view.banner
         ids.text.text = compose_text(view.lines, view.steps)
-        ids.text.min_font_size = app.u * (DENSE_MIN_FONT if view.dense else PATIENT_MIN_FONT)
+        ids.text.min_font_size = app.u * (DENSE_MIN_FONT if view.dense else PATIENT_MIN_FONT * app.min_text_scale)
         ids.corner.send = lambda: app.tap("staff_gesture")
 
         ids.languages.clear_widgets()
         ids.languages_row.clear_widgets()
         switch = ids.languages if self.width >= self.height else ids.languages_row
         for action in view.languages:
-            switch.add_widget(app.button(action, size_hint_x=None, width=app.u * 132, max_font_size=app.u * 22))
+            switch.add_widget(app.button(action, size_hint_x=None, width=app.u * 132,
+                                         max_font_size=app.u * 22 * app.text_scale))
 
         ids.aside.clear_widgets()
         ids.choices.clear_widgets()
@@ -127,16 +125,19 @@ class KioskRoot(BoxLayout):
             aside = ""
         choices_box = ids.choices
         if aside == "choices":
-            choices_box = GridLayout(cols=2, spacing=app.u * 6, row_default_height=app.u * 72,
+            rows = (len(view.choices) + 1) // 2
+            choices_box = GridLayout(cols=2, spacing=app.u * 6, row_default_height=app.u * (72 if rows <= 3 else 60),
                                      row_force_default=True, size_hint_y=None)
             choices_box.bind(minimum_height=choices_box.setter("height"))
             ids.aside.add_widget(choices_box)
         for action in view.choices:
-            choices_box.add_widget(app.button(action, max_font_size=app.u * 20))
+            choices_box.add_widget(app.button(action, max_font_size=app.u * 20 * app.text_scale))
         self._aside_kind = aside
         self.layout_aside()
 
         ids.actions.clear_widgets()
+        two_rows = self.width < self.height and len(view.actions) > MAX_ACTIONS_PER_PORTRAIT_ROW
+        ids.actions.cols = (len(view.actions) + 1) // 2 if two_rows else None
         for action in view.actions:
             ids.actions.add_widget(app.button(action))
 
@@ -177,6 +178,9 @@ class KioskApp(App):
     title = "kiosk"
     font = StringProperty("Roboto")  # the current language's font (kv binds every label to it)
     u = NumericProperty(1.0)  # size unit: short side of the window / 480 px
+    text_scale = NumericProperty(1.0)  # large-text mode scales every font size (kiosk/display.json)
+    min_text_scale = NumericProperty(1.0)  # ... and the smallest size a box may step down to, up to LARGE_MIN_SCALE
+    palette = DictProperty()  # colour name → rgba, from the display mode's palette (kv binds every colour to it)
 
     def __init__(self, runtime, fullscreen: bool = False, demo_reader=None, *, texts: UiTexts | None = None,
                  **kwargs) -> None:
@@ -186,6 +190,8 @@ class KioskApp(App):
         self.fullscreen = fullscreen
         self.demo_reader = demo_reader
         self.texts = texts or UiTexts()
+        self.display_modes = load_display_modes()
+        self.apply_look(self.display_modes.look())
         self.languages = tuple(runtime.flow.languages)
         self.fonts: dict[str, str] = {}
         self.lang = "ja"
@@ -232,6 +238,12 @@ class KioskApp(App):
         if self.view is not None and self.kiosk is not None:
             self.kiosk.show(self.view, self)
 
+    def apply_look(self, look: Look) -> None:
+        """Large text and high contrast: every font size and colour in kiosk.kv follows these two properties."""
+        self.text_scale = look.scale
+        self.min_text_scale = min(look.scale, LARGE_MIN_SCALE)
+        self.palette = {name: look.rgba(name) for name in look.palette}
+
     def load_kv(self, filename=None):
         return None  # kiosk.kv is loaded explicitly in build() (App's name-based lookup would not find it)
 
@@ -240,8 +252,7 @@ class KioskApp(App):
 
     def button(self, action, **kwargs) -> FitButton:
         """A FitButton for a views.Action that taps its target."""
-        button = FitButton(text=action.text, target=action.target, **kwargs)
-        button.background = BUTTON_COLOURS.get(action.style, BUTTON_COLOURS["plain"])
+        button = FitButton(text=action.text, target=action.target, style=action.style, **kwargs)
         if action.lang:
             button.font_name = self.fonts.get(action.lang, self.font)
         button.bind(on_release=lambda b: self.tap(b.target))
@@ -254,7 +265,7 @@ class KioskApp(App):
         buttons.clear_widgets()
         for name in DEMO_ACTIONS:
             button = FitButton(text=self.texts.text(self.lang, f"demo.{name}"), target=name,
-                               max_font_size=self.u * 16)
+                               max_font_size=self.u * 16 * self.text_scale)
             button.bind(on_release=lambda b: self.demo_action(b.target))
             buttons.add_widget(button)
 
@@ -281,13 +292,19 @@ class KioskApp(App):
         """Render a flow ShowScreen effect (Kivy main thread only)."""
         self.lang = screen.lang
         self.font = self.fonts.get(screen.lang, self.fonts.get("ja", "Roboto"))
+        self.apply_look(self.display_modes.look(screen.large_text, screen.high_contrast))
         self.view = build_view(screen.name, screen.lang, screen.context, self.texts, self.runtime.catalogue,
-                               self.languages)
+                               self.languages, speaker=screen.speaker,
+                               display={"large_text": screen.large_text, "high_contrast": screen.high_contrast})
         self.close_language_menu()
         if self.kiosk is not None and self.window_ready:
             self.kiosk.show(self.view, self)
         if self.demo is not None:
             self._fill_demo_panel()
+
+    def speech(self) -> str:
+        """What the speaker button reads out: the guidance on the screen now (kiosk.voice.speech_text)."""
+        return speech_text(*self.view.spoken()) if self.view is not None else ""
 
     def show_lamp(self, pattern: str) -> None:
         """Draw the lamp pattern on the demo panel (the real lamp is hardware.signals)."""
@@ -315,7 +332,7 @@ class KioskApp(App):
         portrait = Window.height > Window.width
         grid = GridLayout(cols=2 if portrait else 3, spacing=self.u * 8, padding=self.u * 12)
         for action in self.view.language_menu:
-            grid.add_widget(self.button(action, max_font_size=self.u * 24))
+            grid.add_widget(self.button(action, max_font_size=self.u * 24 * self.text_scale))
         self.menu = ModalView(size_hint=(0.94, 0.9), auto_dismiss=True)
         self.menu.add_widget(grid)
         self.menu.open(animation=False)

@@ -38,7 +38,8 @@ SAMPLE_SCREENS: tuple[ShowScreen, ...] = tuple(ShowScreen(name, "ja", context) f
                                                {"kind": "call", "code": None, "time": "10:01:09"}],
                "default_language": "ja", "languages": ("ja", "en"),
                "open_call": {"call_id": "c1", "reason": "patient_request", "code": None, "audience": "patient",
-                             "since": "10:01:09", "acknowledged": False}, "outage": False}),
+                             "since": "10:01:09", "acknowledged": False}, "outage": False,
+               "voice": {"available": True, "muted": False, "volume": 0.8}}),
 ))
 LAYOUTS: dict[str, tuple[int, int]] = {"800x480": (800, 480), "1280x720": (1280, 720), "720x1280": (720, 1280)}
 

@@ -60,7 +60,7 @@ class FitButton(ButtonBehavior, FitLabel):
     """A big button: a tap posts `target` (the app decides what that means)."""
 
     target = StringProperty("")
-    background = ColorProperty((0.89, 0.91, 0.94, 1))
+    style = StringProperty("plain")  # plain | primary | call: colours `button.<style>` of the display palette
 
 
 class Illustration(Widget):
