@@ -131,7 +131,10 @@ class KioskRoot(BoxLayout):
             choices_box.bind(minimum_height=choices_box.setter("height"))
             ids.aside.add_widget(choices_box)
         for action in view.choices:
-            choices_box.add_widget(app.button(action, max_font_size=app.u * 20 * app.text_scale))
+            button = app.button(action, max_font_size=app.u * 20 * app.text_scale)
+            if view.dense:  # staff tools: as many as the aside holds, in any language
+                button.min_font_size = app.u * DENSE_MIN_FONT
+            choices_box.add_widget(button)
         self._aside_kind = aside
         self.layout_aside()
 
