@@ -42,8 +42,9 @@ BASE_SHORT_SIDE = 480  # px: u = 1 on the 800×480 display
 TONES = ("info", "ok", "warn", "alert")  # title bar colours: `tone.<tone>` in the display palette
 PATIENT_MIN_FONT = 14  # px per u: the smallest text a patient is shown
 DENSE_MIN_FONT = 10  # the staff screen's status lines
-# In large text, a box whose text does not fit may step down to this multiple of the usual minimum (never below
-# what standard text would use in the same box: the fit ladder only has more sizes to try).
+# In large text, bars, banners and buttons grow by this much and their text never goes below this multiple of the
+# usual minimum; pictures make room for the guidance text (LARGE_TEXT_PICTURES), which starts at the full scale and
+# only the longest texts (Burmese, portrait keypad screens) step down towards the patient minimum.
 LARGE_MIN_SCALE = 1.2
 MAX_ACTIONS_PER_PORTRAIT_ROW = 3  # the portrait action bar is narrow: a fourth button (speaker) starts a 2nd row
 DEMO_PRESETS = {  # demo button → hardware.readers.sim preset
@@ -57,6 +58,7 @@ DEMO_ACTIONS = (*DEMO_PRESETS, "remove", "call_button", "reset_button", "acknowl
                 "outage_leave")
 # Share of the body the aside takes, (landscape, portrait): a portrait keypad needs height for 9 mm keys.
 ASIDE_SHARE = {"pictures": (0.42, 0.42), "keypad": (0.46, 0.58), "choices": (0.52, 0.52)}
+LARGE_TEXT_PICTURES = 0.6  # large text: pictures keep this fraction of their room, the text gets the rest
 
 
 def register_fonts(texts: UiTexts) -> dict[str, str]:
@@ -97,7 +99,7 @@ class KioskRoot(BoxLayout):
         ids.title.text = view.title
         ids.banner.text = view.banner
         ids.text.text = compose_text(view.lines, view.steps)
-        ids.text.min_font_size = app.u * (DENSE_MIN_FONT if view.dense else PATIENT_MIN_FONT * app.min_text_scale)
+        ids.text.min_font_size = app.u * (DENSE_MIN_FONT if view.dense else PATIENT_MIN_FONT)
         ids.corner.send = lambda: app.tap("staff_gesture")
 
         ids.languages.clear_widgets()
@@ -146,7 +148,11 @@ class KioskRoot(BoxLayout):
 
     def layout_aside(self, *args) -> None:
         landscape = self.ids.body.orientation == "horizontal"
-        share = ASIDE_SHARE.get(getattr(self, "_aside_kind", ""), (0, 0))[0 if landscape else 1]
+        kind = getattr(self, "_aside_kind", "")
+        share = ASIDE_SHARE.get(kind, (0, 0))[0 if landscape else 1]
+        app = App.get_running_app()
+        if kind == "pictures" and app is not None and app.text_scale > 1:
+            share *= LARGE_TEXT_PICTURES
         aside, main = self.ids.aside, self.ids.main
         if share:
             aside.size_hint = (share, 1) if landscape else (1, share)
