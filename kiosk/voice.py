@@ -218,6 +218,8 @@ class AplayPlayer:
     def play(self, data: bytes, interrupted: threading.Event) -> bool:
         """Plays WAV bytes, blocking the calling (worker) thread; True unless interrupted or failed."""
         command = [self.binary, "-q", "-D", self.device, "-"]
+        if interrupted.is_set():
+            return False
         try:
             process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         except OSError as exc:
