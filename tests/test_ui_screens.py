@@ -249,3 +249,59 @@ def test_the_demo_panel_presents_cards_and_draws_the_lamp(kivy_window, tmp_path)
         assert offscreen.wait_for(lambda: lamp.lit, 2) and offscreen.wait_for(lambda: not lamp.lit, 2)
     finally:
         offscreen.close()  # on_stop: the runtime shuts down
+
+
+SHAPED_LOCALES = ("ne", "my")  # Devanagari and Myanmar: drawn wrongly unless HarfBuzz is told the script
+
+
+def rendered(label) -> tuple[tuple[int, int], bytes]:
+    return tuple(label.texture_size), bytes(label.texture.pixels)
+
+
+@pytest.mark.parametrize("lang", SHAPED_LOCALES)
+def test_complex_scripts_are_drawn_shaped_on_every_label(kiosk_ui, lang):
+    """Every label of a Nepali / Burmese screen carries the locale's script, and what is on screen is the shaped
+    rendering (rendering it again gives the same pixels; without the script they differ)."""
+    script = UiTexts().locales[lang].script
+    kiosk_ui.app.show(F.ShowScreen("idle", lang, {}))
+    kiosk_ui.settle()
+    labels = [w for w in kiosk_ui.app.kiosk.walk(restrict=True) if hasattr(w, "font_script_name") and w.text]
+    assert labels
+    assert {(w.font_script_name, w.font_direction) for w in labels if w.font_name == kiosk_ui.app.fonts[lang]} == {
+        (script, "ltr")}
+    title = kiosk_ui.app.kiosk.ids.title
+    shown = rendered(title)
+    title.texture_update()
+    assert rendered(title) == shown
+    title.font_script_name = "Zyyy"
+    title.texture_update()
+    title.texture_update()
+    assert rendered(title) != shown, "the unshaped rendering must look different"
+    kiosk_ui.app.show(F.ShowScreen("idle", "ja", {}))
+    kiosk_ui.settle()
+    assert title.font_script_name == kiosk_ui.app.scripts["ja"], "the script follows the language"
+
+
+
+@pytest.mark.parametrize("lang", SHAPED_LOCALES)
+def test_fitting_measures_the_shaped_text_on_a_fonts_first_render(kiosk_ui, lang):
+    """Kivy measures with the script of the font's last drawing: leave the font unshaped at the size, then fit
+    a label; what it shows must be what a shaped measurement gives (measuring and drawing again changes nothing)."""
+    from kivy.core.text import Label as CoreLabel
+
+    from kiosk.app.widgets import FitLabel
+    from tests.test_locales_render import NEEDS_SHAPING
+
+    kiosk_ui.app.show(F.ShowScreen("idle", lang, {}))  # kiosk.kv: labels take the app's font and script
+    kiosk_ui.settle()
+    font, size, text = kiosk_ui.app.fonts[lang], 40, NEEDS_SHAPING[lang]
+    unshaped = CoreLabel(text=text, font_name=font, font_size=size, font_script_name="Zyyy", font_direction="ltr")
+    unshaped.refresh()
+    unshaped.texture.bind()  # drawn: the font object at this size is now in the unshaped state
+    label = FitLabel(text=text, halign="center", max_font_size=size, size_hint=(None, None), size=(700, 400))
+    assert (label.font_name, label.font_script_name) == (font, UiTexts().locales[lang].script)
+    label.fit()
+    assert label.font_size == size
+    fitted = rendered(label)
+    label.texture_update()
+    assert rendered(label) == fitted

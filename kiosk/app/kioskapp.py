@@ -24,6 +24,7 @@ from kivy.lang import Builder
 from kivy.properties import ColorProperty, DictProperty, NumericProperty, StringProperty
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
+from kivy.uix.label import Label
 from kivy.uix.modalview import ModalView
 from kivy.utils import escape_markup
 
@@ -75,6 +76,13 @@ def register_fonts(texts: UiTexts) -> dict[str, str]:
         names[code] = f"kiosk-{code}"
         LabelBase.register(name=names[code], fn_regular=str(regular), fn_bold=str(bold))
     return names
+
+
+def shaping_scripts(texts: UiTexts) -> dict[str, str]:
+    """{lang: Kivy `font_script_name`}: the locale's ISO 15924 script, so HarfBuzz shapes Devanagari and Myanmar.
+    Tags Kivy's Label does not accept (Jpan, Hans, Hant, Kore: mixed scripts) become Zyyy (HarfBuzz guesses)."""
+    accepted = Label.font_script_name.options
+    return {code: locale.script if locale.script in accepted else "Zyyy" for code, locale in texts.locales.items()}
 
 
 def compose_text(lines: Sequence[str], steps: Sequence[str]) -> str:
@@ -186,6 +194,7 @@ class KioskApp(App):
 
     title = "kiosk"
     font = StringProperty("Roboto")  # the current language's font (kv binds every label to it)
+    font_script = StringProperty("Zyyy")  # ... and its script, for shaping (kv: every label's font_script_name)
     u = NumericProperty(1.0)  # size unit: short side of the window / 480 px
     text_scale = NumericProperty(1.0)  # large-text mode scales every font size (kiosk/display.json)
     min_text_scale = NumericProperty(1.0)  # ... and the smallest size a box may step down to, up to LARGE_MIN_SCALE
@@ -203,6 +212,7 @@ class KioskApp(App):
         self.apply_look(self.display_modes.look())
         self.languages = tuple(runtime.flow.languages)
         self.fonts: dict[str, str] = {}
+        self.scripts = shaping_scripts(self.texts)
         self.lang = "ja"
         self.view: View | None = None
         self.kiosk: KioskRoot | None = None
@@ -221,6 +231,7 @@ class KioskApp(App):
     def build(self):
         self.fonts = register_fonts(self.texts)
         self.font = self.fonts.get(self.lang, "Roboto")
+        self.font_script = self.scripts.get(self.lang, "Zyyy")
         if self.fullscreen:
             Window.fullscreen = "auto"
             Window.show_cursor = False
@@ -264,6 +275,7 @@ class KioskApp(App):
         button = FitButton(text=action.text, target=action.target, style=action.style, **kwargs)
         if action.lang:
             button.font_name = self.fonts.get(action.lang, self.font)
+            button.font_script_name = self.scripts.get(action.lang, "Zyyy")
         button.bind(on_release=lambda b: self.tap(b.target))
         return button
 
@@ -301,6 +313,7 @@ class KioskApp(App):
         """Render a flow ShowScreen effect (Kivy main thread only)."""
         self.lang = screen.lang
         self.font = self.fonts.get(screen.lang, self.fonts.get("ja", "Roboto"))
+        self.font_script = self.scripts.get(screen.lang, self.scripts.get("ja", "Zyyy"))
         self.apply_look(self.display_modes.look(screen.large_text, screen.high_contrast))
         self.view = build_view(screen.name, screen.lang, screen.context, self.texts, self.runtime.catalogue,
                                self.languages, speaker=screen.speaker,

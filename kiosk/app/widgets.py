@@ -30,7 +30,12 @@ FONT_LADDER = tuple(sorted({round(10 * 1.08 ** k) for k in range(45)}))
 
 
 class FitLabel(Label):
-    """A wrapping label that steps its font down the ladder (to `min_font_size`) until the text fits its box."""
+    """A wrapping label that steps its font down the ladder (to `min_font_size`) until the text fits its box.
+
+    Kivy 2.3 (SDL_ttf) measures text with the script the font object had at its last real render and applies
+    the label's `font_script_name` only when it draws the texture (lazily, at the next frame), so the first
+    render of a font at a size (or after Kivy's cache of 64 open fonts dropped it) is measured unshaped: Burmese
+    came out ~10 % clipped. A size is accepted only when, drawn once, it measures as fitting again."""
 
     max_font_size = NumericProperty(28)
     min_font_size = NumericProperty(12)
@@ -42,6 +47,7 @@ class FitLabel(Label):
         self.fbind("text", self._fit_trigger)
         self.fbind("max_font_size", self._fit_trigger)
         self.fbind("font_name", self._fit_trigger)
+        self.fbind("font_script_name", self._fit_trigger)
 
     def fit(self) -> None:
         if self.width <= 1 or self.height <= 1:
@@ -51,9 +57,16 @@ class FitLabel(Label):
         sizes = [size for size in reversed(FONT_LADDER) if self.min_font_size < size <= self.max_font_size]
         for size in sizes + [self.min_font_size]:
             self.font_size = size
-            self.texture_update()
-            if self.texture_size[0] <= self.width + 1 and self.texture_size[1] <= self.height + 1:
+            if self._drawn_fits() and self._drawn_fits():  # the second measures the shaped text
                 return
+        self._drawn_fits()  # too long even at the minimum: still show (and report) the shaped text
+
+    def _drawn_fits(self) -> bool:
+        """Measure the text at the current size and draw it now (drawing sets the script on the font)."""
+        self.texture_update()
+        if self.texture is not None:
+            self.texture.bind()  # runs the label's pending render into the texture
+        return self.texture_size[0] <= self.width + 1 and self.texture_size[1] <= self.height + 1
 
 
 class FitButton(ButtonBehavior, FitLabel):
