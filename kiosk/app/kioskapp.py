@@ -219,11 +219,13 @@ class KioskApp(App):
         self.demo: DemoPanel | None = None
         self.menu: ModalView | None = None
         self.window_ready = False
+        self.stopped = False  # after on_stop nothing renders: kiosk.kv's `app` is gone (App.stop → None)
 
     def on_start(self) -> None:
         self.runtime.attach_kivy()
 
     def on_stop(self) -> None:
+        self.stopped = True
         self.runtime.shutdown()
 
     # --- building ------------------------------------------------------------------------------------------
@@ -254,6 +256,8 @@ class KioskApp(App):
         """Render the first screen only once the window has drawn a frame: widgets filled in earlier (in
         on_start) cost ~40 MiB more, measured offscreen with Mesa llvmpipe (bench/bench_ui.py)."""
         window.unbind(on_flip=self._first_frame_drawn)
+        if self.stopped:  # stopped (SIGTERM) before the first frame: this flip is the last one
+            return
         self.window_ready = True
         if self.view is not None and self.kiosk is not None:
             self.kiosk.show(self.view, self)
@@ -310,7 +314,9 @@ class KioskApp(App):
     # --- the runtime's side --------------------------------------------------------------------------------
 
     def show(self, screen: ShowScreen) -> None:
-        """Render a flow ShowScreen effect (Kivy main thread only)."""
+        """Render a flow ShowScreen effect (Kivy main thread only); nothing once the app has stopped."""
+        if self.stopped:
+            return
         self.lang = screen.lang
         self.font = self.fonts.get(screen.lang, self.fonts.get("ja", "Roboto"))
         self.font_script = self.scripts.get(screen.lang, self.scripts.get("ja", "Zyyy"))
@@ -330,7 +336,7 @@ class KioskApp(App):
 
     def show_lamp(self, pattern: str) -> None:
         """Draw the lamp pattern on the demo panel (the real lamp is hardware.signals)."""
-        if self.demo is not None:
+        if self.demo is not None and not self.stopped:
             self.demo.ids.lamp.pattern = pattern
 
     # --- the patient's side --------------------------------------------------------------------------------
