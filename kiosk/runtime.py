@@ -183,7 +183,9 @@ class Runtime:
         self._stop = threading.Event()
         self._reader_stop = threading.Event()
         self._reader_thread: threading.Thread | None = None
-        self._kivy_timer: Any = None
+        self._kivy_timer: Any = None  # the one-shot for the flow's next deadline
+        self._kivy_housekeeping: Any = None  # the repeating once-a-second turn
+        self._kivy_trigger: Any = None  # what post() wakes
         self._shut_down = False
         self._shown = ""  # the screen last shown
         self._shown_lang = ""
@@ -223,6 +225,10 @@ class Runtime:
             return
         self._shut_down = True
         self.notifier.stopping()
+        self._wake = lambda: None  # detach from Kivy's Clock, which would otherwise go on calling pump()
+        for timer in (self._kivy_trigger, self._kivy_housekeeping, self._kivy_timer):
+            if timer is not None:
+                timer.cancel()
         self._reader_stop.set()
         if self._reader_thread is not None:
             self._reader_thread.join(timeout=5)
@@ -252,11 +258,10 @@ class Runtime:
         """Drive the loop from Kivy's Clock (call from App.on_start): posts wake a trigger, timers are one-shot."""
         from kivy.clock import Clock
 
-        trigger = Clock.create_trigger(lambda _dt: self.pump())
-        self._wake = trigger
-        Clock.schedule_interval(lambda _dt: self.pump(), HOUSEKEEPING_SECONDS)
+        self._kivy_trigger = self._wake = Clock.create_trigger(lambda _dt: self.pump())
+        self._kivy_housekeeping = Clock.schedule_interval(lambda _dt: self.pump(), HOUSEKEEPING_SECONDS)
         self.start()
-        trigger()
+        self._kivy_trigger()
 
     def pump(self) -> None:
         """Handle everything posted so far, then any deadline that has passed (Kivy mode)."""
