@@ -22,7 +22,6 @@ from kiosk import events
 from kiosk import flow as F
 from kiosk.config import Config
 from kiosk.passwords import verify_secret
-from kiosk.precheck import DEFAULT_RULES, classify
 from kiosk.sdnotify import Notifier, Watchdog
 
 log = logging.getLogger(__name__)
@@ -144,7 +143,7 @@ class Runtime:
         self.config = config
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._wake: Callable[[], None] = lambda: None
-        self._rules = rules or DEFAULT_RULES
+        self._rules = rules  # None: the shipped table, loaded when the reader starts
         self.reader = reader
         self.screen = screen
         self._catalogue_loader = catalogue_loader
@@ -208,8 +207,18 @@ class Runtime:
     def start(self) -> None:
         """Show the first screen, start the link and the reader thread; call on the main thread."""
         self._apply(self.flow.start())  # first: the link's first "online" status already carries the state
+        self._start_workers()
+
+    def _start_workers(self) -> None:
+        """The link, the pre-check rules and the reader thread, then READY=1 (nothing once shut down)."""
+        if self._shut_down:
+            return
         if self.link is not None:
             self.link.start()
+        if self._rules is None:
+            from kiosk.precheck import DEFAULT_RULES
+
+            self._rules = DEFAULT_RULES
         self._reader_thread = threading.Thread(target=self._run_reader, name="reader", daemon=True)
         self._reader_thread.start()
         self.notifier.ready("kiosk running")
@@ -255,12 +264,21 @@ class Runtime:
             self.shutdown()
 
     def attach_kivy(self) -> None:
-        """Drive the loop from Kivy's Clock (call from App.on_start): posts wake a trigger, timers are one-shot."""
+        """Drive the loop from Kivy's Clock (call from App.on_start): posts wake a trigger, timers are one-shot.
+
+        The first screen is shown now; the link and the reader start once the window has drawn its first frame
+        (they are not running before, so no event is lost; start-up time: bench/bench_ui.py)."""
         from kivy.clock import Clock
+        from kivy.core.window import Window
+
+        def first_frame_drawn(window: Any) -> None:
+            window.unbind(on_flip=first_frame_drawn)
+            Clock.schedule_once(lambda _dt: self._start_workers())  # after every handler of this flip
 
         self._kivy_trigger = self._wake = Clock.create_trigger(lambda _dt: self.pump())
         self._kivy_housekeeping = Clock.schedule_interval(lambda _dt: self.pump(), HOUSEKEEPING_SECONDS)
-        self.start()
+        self._apply(self.flow.start())
+        Window.bind(on_flip=first_frame_drawn)
         self._kivy_trigger()
 
     def pump(self) -> None:
@@ -325,6 +343,8 @@ class Runtime:
             stats = self.link.stats()
             return F.LinkChanged(stats.connected, stats.backlog)
         if isinstance(message, Presented):
+            from kiosk.precheck import classify
+
             return F.CardPresented(classify(message.observation, rules=self._rules))
         if isinstance(message, Removed):
             return F.CardRemoved()
