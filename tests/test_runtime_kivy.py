@@ -30,3 +30,36 @@ def test_shutdown_cancels_the_kivy_timers(kivy_window, tmp_path):
         Clock.tick()
         time.sleep(0.05)
     assert turns == [], "Kivy still pumps the runtime after shutdown"
+
+
+def test_the_reader_starts_after_the_first_frame_and_ready_follows_it(kivy_window, tmp_path):
+    """attach_kivy shows the idle screen at once; the reader thread and READY=1 wait for the window's first frame."""
+    from kivy.base import EventLoop
+
+    from hardware.readers.sim import SimReader
+    from kiosk.catalogue import load_catalogue
+    from kiosk.config import Config
+    from kiosk.runtime import Runtime
+    from kiosk.sdnotify import Notifier
+
+    readies: list[str] = []
+
+    class RecordingNotifier(Notifier):
+        def ready(self, status: str = "") -> bool:
+            readies.append(status)
+            return True
+
+    notifier = RecordingNotifier(None)
+    config = Config.model_validate({"kiosk": {"state_dir": str(tmp_path)}, "reader": {"backend": "sim"}})
+    runtime = Runtime(config, reader=SimReader(), catalogue_loader=load_catalogue, languages=("ja", "en"),
+                      notifier=notifier)
+    try:
+        runtime.attach_kivy()
+        assert runtime.flow.screen == "idle"
+        assert runtime._reader_thread is None and readies == [], "nothing starts before the first frame"
+        for _ in range(3):
+            EventLoop.idle()  # a frame, then the clock tick after it
+        assert runtime._reader_thread is not None and runtime._reader_thread.is_alive()
+        assert readies == ["kiosk running"]
+    finally:
+        runtime.shutdown()
