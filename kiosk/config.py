@@ -6,11 +6,12 @@ environment or global settings. Errors name the file, the field and the value.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from kiosk.tomldata import read_toml, validate
 
 DEFAULT_CONFIG_PATH = Path("/etc/kiosk/config.toml")
 
@@ -148,25 +149,8 @@ def load_config(path: Path | None) -> Config:
         if not DEFAULT_CONFIG_PATH.exists():
             return Config()
         path = DEFAULT_CONFIG_PATH
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return config_from_dict(data, source=str(path))
+    return config_from_dict(read_toml(path, ConfigError, "config file"), source=str(path))
 
 
 def config_from_dict(data: dict, source: str = "<config>") -> Config:
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"])
-            value = err.get("input")
-            shown = "" if isinstance(value, dict) else f" (value: {value!r})"
-            problems.append(f"{source}: [{field}] {err['msg']}{shown}")
-        raise ConfigError("\n".join(problems)) from None
+    return validate(Config, data, ConfigError, source)

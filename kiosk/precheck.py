@@ -7,15 +7,15 @@ count as what, hints) is data in `precheck_rules.toml`. Each outcome carries its
 from __future__ import annotations
 
 import importlib.resources
-import tomllib
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hardware.readers.base import Failure, Family, Observation, ProbeOptions
+from kiosk.tomldata import load_toml
 
 Expect = Literal["card", "iphone", "android"]
 Seen = Literal["card", "android", "iphone", "wrong_card", "unreadable"]
@@ -137,18 +137,7 @@ def default_rules_path() -> Path:
 
 def load_rules(path: Path | None = None) -> Rules:
     """Read and validate a rule table (default: the shipped one)."""
-    path = path or default_rules_path()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RulesError(f"{path}: rule table not found") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise RulesError(f"{path}: cannot read rule table: {exc}") from None
-    try:
-        return Rules.model_validate(data)
-    except ValidationError as exc:
-        problems = [f"{path}: [{'.'.join(map(str, e['loc']))}] {e['msg']}" for e in exc.errors()]
-        raise RulesError("\n".join(problems)) from None
+    return load_toml(path or default_rules_path(), Rules, RulesError, "rule table")
 
 
 DEFAULT_RULES = load_rules()

@@ -140,7 +140,7 @@ def test_unreadable_rule_files(tmp_path):
         load_rules(tmp_path / "missing.toml")
     broken = tmp_path / "broken.toml"
     broken.write_bytes(b"[probe\n")
-    with pytest.raises(RulesError, match="cannot read"):
+    with pytest.raises(RulesError, match="broken.toml: not valid TOML"):
         load_rules(broken)
 
 

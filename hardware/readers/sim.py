@@ -11,11 +11,10 @@ import importlib.resources
 import queue
 import threading
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hardware.readers.atr import family_of
 from hardware.readers.base import (
@@ -35,6 +34,7 @@ from hardware.readers.base import (
 )
 from hardware.readers.cards import PROFILES, CardProfile
 from hardware.readers.probe import observe
+from kiosk.tomldata import load_toml
 
 FLAPPING_PRESETS = ("flapping", "two_cards")  # several items in the field: the reader sees a burst
 FLAP_BURST = 3
@@ -81,18 +81,10 @@ def load_scenario(name_or_path: str) -> Scenario:
     path = Path(name_or_path)
     if not path.suffix:
         path = scenario_dir() / f"{name_or_path}.toml"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists():
         known = ", ".join(sorted(p.stem for p in scenario_dir().glob("*.toml")))
-        raise ReaderError(f"{path}: no such scenario (shipped: {known})") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ReaderError(f"{path}: cannot read scenario: {exc}") from None
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"[{'.'.join(map(str, e['loc']))}] {e['msg']}" for e in exc.errors())
-        raise ReaderError(f"{path}: {problems}") from None
+        raise ReaderError(f"{path}: no such scenario (shipped: {known})")
+    return load_toml(path, Scenario, ReaderError, "scenario")
 
 
 @dataclass(frozen=True)

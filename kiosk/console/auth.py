@@ -7,16 +7,16 @@ The clock is injected so expiry and lockout are tested without waiting.
 from __future__ import annotations
 
 import secrets
-import tomllib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kiosk.passwords import is_hash, verify_secret
+from kiosk.tomldata import load_toml
 
 Role = Literal["staff", "display"]
 EXPIRED_REMEMBERED_SECONDS = 86_400.0  # an expired session says "expired" (not "log in") for this long
@@ -54,19 +54,8 @@ class _AccountsFile(BaseModel):
 
 def load_accounts(path: Path) -> dict[str, Account]:
     """Accounts by name from a TOML file of `[[account]]` tables; every problem names file and field."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AccountsError(f"{path}: accounts file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AccountsError(f"{path}: cannot read accounts file: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise AccountsError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        accounts = _AccountsFile.model_validate(data).account
-    except ValidationError as exc:
-        problems = [f"{path}: [{'.'.join(str(p) for p in err['loc'])}] {err['msg']}" for err in exc.errors()]
-        raise AccountsError("\n".join(problems)) from None
+    # no values in the errors: a misplaced plain password must not reach the journal
+    accounts = load_toml(path, _AccountsFile, AccountsError, "accounts file", show_values=False).account
     by_name: dict[str, Account] = {}
     for account in accounts:
         if account.name in by_name:
