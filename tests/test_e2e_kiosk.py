@@ -50,6 +50,22 @@ def send_command(broker, name, args, correlation=b"e2e"):
     client.loop_stop()
 
 
+def config_file(tmp_path, broker, reader: str, extra: str = ""):
+    """A config.toml for a kiosk process: this test's kiosk and site, a state dir, `reader` lines, the broker."""
+    path = tmp_path / "config.toml"
+    path.write_text(f"""
+[kiosk]
+id = "{KIOSK}"
+site = "{SITE}"
+state_dir = "{tmp_path / 'state'}"
+[reader]
+{reader}
+[mqtt]
+url = "{broker.url}"
+{extra}""")
+    return path
+
+
 def kiosk_config(tmp_path, broker, **gpio) -> Config:
     return Config.model_validate({
         "kiosk": {"id": KIOSK, "site": SITE, "state_dir": str(tmp_path / "state")},
@@ -138,18 +154,7 @@ def run_kiosk(args, tmp_path, env_extra=None, **kwargs):
 @pytest.mark.pcsc
 @pytest.mark.mqtt
 def test_kiosk_run_headless_process(tmp_path, virtual_card, mosquitto, mqtt_listener):
-    config = tmp_path / "config.toml"
-    config.write_text(f"""
-[kiosk]
-id = "{KIOSK}"
-site = "{SITE}"
-state_dir = "{tmp_path / 'state'}"
-[reader]
-backend = "pcsc"
-name = "{reader_name(0)}"
-[mqtt]
-url = "{mosquitto.url}"
-""")
+    config = config_file(tmp_path, mosquitto, f'backend = "pcsc"\nname = "{reader_name(0)}"')
     watcher = mqtt_listener(mosquitto, events.subscription("kiosk", SITE, KIOSK))
     process = run_kiosk(["--config", str(config), "run", "--headless"], tmp_path)
     try:
@@ -284,19 +289,7 @@ def test_offscreen_kiosk_card_lookup_call_and_acknowledge(kivy_window, tmp_path,
 @pytest.mark.ui
 def test_kiosk_run_with_screen_leaves_cleanly_on_sigterm(tmp_path, mosquitto, mqtt_listener):
     """systemd stops the full-screen kiosk with SIGTERM: it must say "offline" (stopped), not just vanish."""
-    config = tmp_path / "config.toml"
-    config.write_text(f"""
-[kiosk]
-id = "{KIOSK}"
-site = "{SITE}"
-state_dir = "{tmp_path / 'state'}"
-[reader]
-backend = "sim"
-[mqtt]
-url = "{mosquitto.url}"
-[ui]
-fullscreen = false
-""")
+    config = config_file(tmp_path, mosquitto, 'backend = "sim"', "[ui]\nfullscreen = false\n")
     watcher = mqtt_listener(mosquitto, events.subscription("kiosk", SITE, KIOSK))
     process = run_kiosk(["--config", str(config), "run"], tmp_path,
                         env_extra={"SDL_VIDEODRIVER": "offscreen", "KIVY_HOME": str(tmp_path / "kivy")})
@@ -330,19 +323,8 @@ def test_kiosk_run_gives_the_rule_tables_probe_settings_to_the_reader(tmp_path, 
                                                                       mqtt_listener):
     from hardware.readers import apdu
 
-    config = tmp_path / "config.toml"
-    config.write_text(f"""
-[kiosk]
-id = "{KIOSK}"
-site = "{SITE}"
-state_dir = "{tmp_path / 'state'}"
-[reader]
-backend = "pcsc"
-name = "{reader_name(0)}"
-rules = "{probe_rules(tmp_path)}"
-[mqtt]
-url = "{mosquitto.url}"
-""")
+    config = config_file(tmp_path, mosquitto,
+                         f'backend = "pcsc"\nname = "{reader_name(0)}"\nrules = "{probe_rules(tmp_path)}"')
     watcher = mqtt_listener(mosquitto, events.subscription("kiosk", SITE, KIOSK))
     process = run_kiosk(["--config", str(config), "run", "--headless"], tmp_path)
     try:
