@@ -3,11 +3,9 @@ idle silences it, staff mute/volume are honoured at once and kept across restart
 
 from __future__ import annotations
 
-import array
 import json
 import os
 import shutil
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,11 +18,9 @@ from kiosk.locales import load_locales
 from kiosk.passwords import hash_secret
 from kiosk.runtime import SETTINGS_FILE, Runtime
 from kiosk.voice import Voice
+from tests.rigs.voice import Finished, needs_voice, played_samples
 
-JTALK_DICT = Config().voice.jtalk_dictionary
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("aplay") and shutil.which("open_jtalk") and (JTALK_DICT / "sys.dic").is_file()),
-    reason="aplay (alsa-utils) / open-jtalk / open-jtalk-mecab-naist-jdic not installed")
+pytestmark = needs_voice
 
 SPOKEN = "スタッフを呼んでいます。"
 
@@ -56,15 +52,6 @@ class Screen:
         return SPOKEN
 
 
-class Finished:
-    def __init__(self):
-        self.results: list[bool] = []
-        self.event = threading.Event()
-
-    def __call__(self, played):
-        self.results.append(played)
-        self.event.set()
-
 
 def make_runtime(state: Path, device: str, **voice) -> tuple[Runtime, Screen, Finished]:
     config = Config.model_validate({"kiosk": {"state_dir": str(state)}, "staff": {"pin_hash": hash_secret("2468")},
@@ -89,7 +76,7 @@ def test_speak_plays_the_screens_guidance_through_aplay(tmp_path):
         assert screen.shown[-1].name == F.CALLING and screen.shown[-1].speaker
         tap(runtime, "speak")
         assert finished.event.wait(30) and finished.results == [True]
-        played = array.array("h", out.read_bytes()[: out.stat().st_size // 2 * 2])
+        played = played_samples(out)
         assert len(played) > 8000 and max(map(abs, played)) > 1000
     finally:
         runtime.shutdown()

@@ -4,35 +4,17 @@ is gone. The large-text and high-contrast toggles on the idle screen, tapped, ch
 
 from __future__ import annotations
 
-import array
-import shutil
-import threading
-
 import pytest
 
 from kiosk.config import Config
 from kiosk.flow import Tap
 from kiosk.voice import speech_text
 from tests.rigs.kivy import STAFF_PIN
+from tests.rigs.voice import Finished, needs_voice, played_samples
 
 pytestmark = pytest.mark.ui
 
-JTALK_DICT = Config().voice.jtalk_dictionary
-needs_voice = pytest.mark.skipif(
-    not (shutil.which("aplay") and shutil.which("open_jtalk") and (JTALK_DICT / "sys.dic").is_file()),
-    reason="aplay (alsa-utils) / open-jtalk / open-jtalk-mecab-naist-jdic not installed")
 
-
-class Finished:
-    """on_finished(played) from the voice thread (only recorded here; the kiosk posts nothing back)."""
-
-    def __init__(self):
-        self.results: list[bool] = []
-        self.event = threading.Event()
-
-    def __call__(self, played):
-        self.results.append(played)
-        self.event.set()
 
 
 def voiced_kiosk(kiosk_ui_factory, tmp_path):
@@ -49,9 +31,6 @@ def voiced_kiosk(kiosk_ui_factory, tmp_path):
     return ui, out, finished
 
 
-def played_samples(out) -> array.array:
-    data = out.read_bytes() if out.exists() else b""
-    return array.array("h", data[: len(data) // 2 * 2])
 
 
 @needs_voice
