@@ -33,6 +33,17 @@ class FacilitySection(Section):
     type: Literal["clinic", "pharmacy"] = "clinic"
     e_prescription: bool = False
     e_karte: bool = False
+    timezone: str = "Asia/Tokyo"  # IANA zone: reports count days and hours in it
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> FacilitySection:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone (e.g. Asia/Tokyo)") from None
+        return self
 
 
 class ReaderSection(Section):
@@ -116,6 +127,18 @@ class ConsoleSection(Section):
     tls_key_file: Path | None = None
 
 
+class RecorderSection(Section):
+    """The event recorder (kiosk.recorder): every event stored once; see docs/history.md."""
+
+    database: str = ""  # SQLAlchemy URL; empty = SQLite <state dir>/history.sqlite3 (console's, or [kiosk] state_dir)
+    in_console: bool = True  # `kiosk console` records too; false when a separate `kiosk recorder` runs
+    sites: list[Annotated[str, Field(pattern=r"^(\+|[A-Za-z0-9_-]{1,64})$")]] = []  # "+" = every site; empty = console's
+    client_id: str = Field(default="kiosk-recorder", pattern=r"^[A-Za-z0-9_-]{1,64}$")  # the persistent session's
+    session_expiry_hours: float = Field(default=168.0, ge=72.0)  # the broker keeps the queue this long (>= a weekend)
+    retention_days: int = Field(default=400, ge=1)  # older events are pruned once a day
+    offline_after_seconds: float = Field(default=180.0, gt=0)  # a silence this long counts as offline time
+
+
 class VoiceSection(Section):
     """Offline voice guidance (kiosk.voice); staff mode can change muted/volume at run time."""
 
@@ -137,6 +160,7 @@ class Config(Section):
     staff: StaffSection = StaffSection()
     console: ConsoleSection = ConsoleSection()
     voice: VoiceSection = VoiceSection()
+    recorder: RecorderSection = RecorderSection()
 
 
 class ConfigError(Exception):
