@@ -1,0 +1,308 @@
+"""Facility reports from recorded events: pure computations, no database and no clock.
+
+`build_report(events, gaps, start, end, tz)` turns the events of a date range (rows from
+`kiosk.recorder.store.Store.report_events`) and the kiosks' silences (`Store.gaps`) into a `Report`: per day,
+ISO week, month and hour of day, and in total —
+
+- pre-check outcomes (`kiosk.precheck.Outcome` values), codes looked up, staff calls by reason and by code;
+- staff response time, from the events' own timestamps: call → `call_acknowledged` and call → `call_resolved`,
+  median and 90th percentile in seconds (linear interpolation between the closest ranks, as numpy's default;
+  a call is counted in the period it was raised, its answer may come later);
+- kiosk offline time in seconds (silences longer than `[recorder] offline_after_seconds`, split across the
+  periods they cover) and reader faults (`reader_status` events saying the reader is unavailable).
+
+Periods are local to the facility's time zone (`[facility] timezone`): days and hours are the clinic's.
+`Report.as_dict()` is the JSON of `kiosk report --json` and the console's reports page; `to_csv(report)` is
+its spreadsheet form (one value a row: period_type, period, metric, key, value).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+from kiosk.precheck import Outcome
+from kiosk.vocabulary import CALL_REASONS
+
+OUTCOMES = tuple(outcome.value for outcome in Outcome)
+PERIOD_TYPES = ("day", "week", "month", "hour")
+_SLOT_MS = 15 * 60_000  # every zone's UTC offset is a multiple of 15 minutes: one local calendar per slot
+
+
+class ReportError(ValueError):
+    """A report that cannot be made as asked (e.g. a date range that ends before it starts)."""
+
+
+class ReportEvent(NamedTuple):
+    """The columns of one recorded event a report reads."""
+
+    ts_ms: int  # the event's `time`, Unix milliseconds
+    site: str
+    kiosk: str
+    kind: str
+    code: str | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    call_id: str | None = None
+    available: bool | None = None
+
+
+class Gap(NamedTuple):
+    """A kiosk heard nothing from between start_ms and end_ms (Unix ms): offline."""
+
+    site: str
+    kiosk: str
+    start_ms: int
+    end_ms: int
+
+
+def parse_range(start: str | None, end: str | None, today: date, default_days: int = 30) -> tuple[date, date]:
+    """`--from` / `--to` (YYYY-MM-DD, both inclusive) → (first day, last day). Missing `end` is `today`, missing
+    `start` is `default_days` - 1 days before `end`. Raises ReportError with a sentence to show."""
+    try:
+        last = date.fromisoformat(end) if end else today
+    except ValueError:
+        raise ReportError(f"the end date {end!r} is not a date (YYYY-MM-DD)") from None
+    try:
+        first = date.fromisoformat(start) if start else last - timedelta(days=default_days - 1)
+    except ValueError:
+        raise ReportError(f"the start date {start!r} is not a date (YYYY-MM-DD)") from None
+    if first > last:
+        raise ReportError(f"the range starts ({first}) after it ends ({last})")
+    if (last - first).days >= 3 * 366:
+        raise ReportError(f"the range {first} – {last} is longer than three years")
+    return first, last
+
+
+def range_ms(first: date, last: date, tz: ZoneInfo) -> tuple[int, int]:
+    """[start, end) in Unix ms of the local days first … last."""
+    def midnight(day: date) -> int:
+        return round(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp() * 1000)
+    return midnight(first), midnight(last + timedelta(days=1))
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Seconds from a call to its answer."""
+
+    count: int
+    median_seconds: float | None
+    p90_seconds: float | None
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Latency:
+        if not seconds:
+            return cls(0, None, None)
+        ordered = sorted(seconds)
+        p90 = ordered[0] if len(ordered) == 1 else statistics.quantiles(ordered, n=10, method="inclusive")[8]
+        return cls(len(ordered), round(statistics.median(ordered), 3), round(p90, 3))
+
+
+@dataclass
+class Bucket:
+    """What happened in one period (a day, week, month, hour of day, or the whole range)."""
+
+    period: str
+    events: Counter = field(default_factory=Counter)  # kind -> n
+    outcomes: Counter = field(default_factory=Counter)  # pre-check outcome -> n
+    lookups: Counter = field(default_factory=Counter)  # code looked up -> n
+    calls_by_reason: Counter = field(default_factory=Counter)
+    calls_by_code: Counter = field(default_factory=Counter)  # calls that named a code
+    acknowledged: list[float] = field(default_factory=list)  # seconds call -> acknowledged
+    resolved: list[float] = field(default_factory=list)  # seconds call -> resolved
+    unanswered: int = 0  # calls with neither answer in the data
+    offline_ms: int = 0
+    reader_faults: int = 0
+    outages: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "period": self.period,
+            "events": dict(sorted(self.events.items())),
+            "outcomes": {outcome: self.outcomes[outcome] for outcome in OUTCOMES},
+            "prechecks": sum(self.outcomes.values()),
+            "lookups": dict(sorted(self.lookups.items())),
+            "calls": sum(self.calls_by_reason.values()),
+            "calls_by_reason": {reason: self.calls_by_reason[reason] for reason in
+                                (*CALL_REASONS, *sorted(set(self.calls_by_reason) - set(CALL_REASONS)))},
+            "calls_by_code": dict(sorted(self.calls_by_code.items())),
+            "acknowledged": Latency.of(self.acknowledged).__dict__,
+            "resolved": Latency.of(self.resolved).__dict__,
+            "unanswered": self.unanswered,
+            "offline_seconds": round(self.offline_ms / 1000, 3),
+            "reader_faults": self.reader_faults,
+            "outages": self.outages,
+        }
+
+
+@dataclass
+class Report:
+    first: date
+    last: date
+    timezone: str
+    sites: list[str] | None
+    total: Bucket
+    periods: dict[str, dict[str, Bucket]]  # period type -> period -> bucket, in order
+    kiosks: dict[tuple[str, str], Bucket]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "from": self.first.isoformat(), "to": self.last.isoformat(), "timezone": self.timezone,
+            "sites": self.sites,
+            "total": self.total.as_dict(),
+            **{kind: [b.as_dict() for b in buckets.values()] for kind, buckets in self.periods.items()},
+            "kiosks": [{"site": site, "kiosk": kiosk, **bucket.as_dict()}
+                       for (site, kiosk), bucket in sorted(self.kiosks.items())],
+        }
+
+
+class _Calendar:
+    """Local period names of an instant, cached per 15-minute slot."""
+
+    def __init__(self, tz: ZoneInfo):
+        self.tz = tz
+        self._cache: dict[int, tuple[str, str, str, str]] = {}
+
+    def keys(self, ts_ms: int) -> tuple[str, str, str, str]:
+        slot = ts_ms // _SLOT_MS
+        found = self._cache.get(slot)
+        if found is None:
+            local = datetime.fromtimestamp(slot * _SLOT_MS / 1000, self.tz)
+            found = self._cache[slot] = (local.date().isoformat(), _week(local.date()), local.strftime("%Y-%m"),
+                                         local.strftime("%H"))
+        return found
+
+    def next_boundary(self, ts_ms: int) -> int:
+        """The next local hour boundary after ts_ms (pieces of offline time never cross an hour)."""
+        local = datetime.fromtimestamp(ts_ms / 1000, self.tz).replace(minute=0, second=0, microsecond=0)
+        boundary = round((local + timedelta(hours=1)).astimezone(UTC).timestamp() * 1000)
+        return boundary if boundary > ts_ms else ts_ms + 3_600_000
+
+
+def _week(day: date) -> str:
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _empty_periods(first: date, last: date) -> dict[str, dict[str, Bucket]]:
+    periods: dict[str, dict[str, Bucket]] = {kind: {} for kind in PERIOD_TYPES}
+    day = first
+    while day <= last:
+        for kind, key in (("day", day.isoformat()), ("week", _week(day)), ("month", day.strftime("%Y-%m"))):
+            periods[kind].setdefault(key, Bucket(key))
+        day += timedelta(days=1)
+    periods["hour"] = {f"{hour:02d}": Bucket(f"{hour:02d}") for hour in range(24)}
+    return periods
+
+
+def build_report(events: Iterable[ReportEvent], gaps: Iterable[Gap], first: date, last: date, tz: ZoneInfo,
+                 *, sites: list[str] | None = None, other_kinds: Mapping[str, int] | None = None) -> Report:
+    """The report of the local days first … last (inclusive) in `tz`.
+
+    `events` may include answers (`call_acknowledged` / `call_resolved`) after the range, to time calls raised
+    near its end; events outside the range are otherwise ignored. `other_kinds`: counts of kinds not passed
+    row by row (heartbeats), added to the total's `events`. Raises ReportError if last < first.
+    """
+    if last < first:
+        raise ReportError(f"the range starts ({first}) after it ends ({last})")
+    start_ms, end_ms = range_ms(first, last, tz)
+    calendar = _Calendar(tz)
+    total = Bucket("total")
+    periods = _empty_periods(first, last)
+    kiosks: dict[tuple[str, str], Bucket] = defaultdict(lambda: Bucket("kiosk"))
+    calls: dict[tuple[str, str, str], tuple[int, list[Bucket]]] = {}
+    answers: dict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
+
+    for ev in events:
+        if ev.kind in ("call_acknowledged", "call_resolved") and ev.call_id:
+            answers[(ev.site, ev.kiosk, ev.call_id)].setdefault(ev.kind, ev.ts_ms)
+        if not start_ms <= ev.ts_ms < end_ms:
+            continue
+        day, week, month, hour = calendar.keys(ev.ts_ms)
+        targets = [total, periods["day"][day], periods["week"][week], periods["month"][month],
+                   periods["hour"][hour], kiosks[(ev.site, ev.kiosk)]]
+        for bucket in targets:
+            _count(bucket, ev)
+        if ev.kind == "call" and ev.call_id:
+            calls.setdefault((ev.site, ev.kiosk, ev.call_id), (ev.ts_ms, targets))
+
+    for key, (raised, targets) in calls.items():
+        answer = answers.get(key, {})
+        acknowledged, resolved = answer.get("call_acknowledged"), answer.get("call_resolved")
+        for bucket in targets:
+            if acknowledged is not None and acknowledged >= raised:
+                bucket.acknowledged.append((acknowledged - raised) / 1000)
+            if resolved is not None and resolved >= raised:
+                bucket.resolved.append((resolved - raised) / 1000)
+            if acknowledged is None and resolved is None:
+                bucket.unanswered += 1
+
+    for gap in gaps:
+        position, stop = max(gap.start_ms, start_ms), min(gap.end_ms, end_ms)
+        while position < stop:
+            piece_end = min(calendar.next_boundary(position), stop)
+            day, week, month, hour = calendar.keys(position)
+            for bucket in (total, periods["day"][day], periods["week"][week], periods["month"][month],
+                           periods["hour"][hour], kiosks[(gap.site, gap.kiosk)]):
+                bucket.offline_ms += piece_end - position
+            position = piece_end
+
+    for kind, n in (other_kinds or {}).items():
+        total.events[kind] += n
+    return Report(first, last, tz.key, sites, total, periods, dict(kiosks))
+
+
+def _count(bucket: Bucket, ev: ReportEvent) -> None:
+    bucket.events[ev.kind] += 1
+    if ev.kind == "precheck" and ev.outcome:
+        bucket.outcomes[ev.outcome] += 1
+    elif ev.kind == "lookup" and ev.code:
+        bucket.lookups[ev.code] += 1
+    elif ev.kind == "call":
+        bucket.calls_by_reason[ev.reason or "unknown"] += 1
+        if ev.code:
+            bucket.calls_by_code[ev.code] += 1
+    elif ev.kind == "reader_status" and ev.available is False:
+        bucket.reader_faults += 1
+    elif ev.kind == "outage_entered":
+        bucket.outages += 1
+
+
+CSV_COLUMNS = ("period_type", "period", "metric", "key", "value")
+
+
+def csv_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """One value a row from `Report.as_dict()`: (period_type, period, metric, key, value); `key` is the
+    outcome, code, reason, kind or latency statistic, empty for plain numbers; None values are empty."""
+    rows: list[tuple[str, str, str, str, str]] = []
+    sections = [("total", [report["total"]])] + [(kind, report[kind]) for kind in PERIOD_TYPES]
+    sections.append(("kiosk", [{**k, "period": f"{k['site']}/{k['kiosk']}"} for k in report["kiosks"]]))
+    for period_type, buckets in sections:
+        for bucket in buckets:
+            for metric, value in bucket.items():
+                if metric in ("period", "site", "kiosk"):
+                    continue
+                if isinstance(value, dict):
+                    rows.extend((period_type, bucket["period"], metric, str(key), _cell(v)) for key, v in value.items())
+                else:
+                    rows.append((period_type, bucket["period"], metric, "", _cell(value)))
+    return rows
+
+
+def to_csv(report: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(csv_rows(report))
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
