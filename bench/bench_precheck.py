@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from smartcard import scard  # noqa: E402
 
-from hardware.readers.base import Presented, ProbeOptions, ReaderStatus  # noqa: E402
+from hardware.readers.contract import Presented, ProbeOptions, ReaderStatus  # noqa: E402
 from hardware.readers.cards import PROFILES  # noqa: E402
 from hardware.readers.pcsc import PcscReader  # noqa: E402
 from kiosk.precheck import classify  # noqa: E402

@@ -15,10 +15,28 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-
-from kiosk.config import GpioSection
+from typing import Any
 
 log = logging.getLogger(__name__)
+
+DEFAULT_BOUNCE_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class GpioPins:
+    """Where the parts are wired: BCM GPIO numbers (0-27), None = that part is absent.
+
+    `lamp_active_high`: False for active-low relay boards. `bounce_seconds`: a press counts only after this
+    long without any edge (`Debouncer`). The kiosk builds it from `[gpio]` (`kiosk.config.GpioSection.pins()`),
+    which also checks that each part has a pin of its own.
+    """
+
+    lamp: int | None = None
+    buzzer: int | None = None
+    call_button: int | None = None
+    reset_button: int | None = None
+    lamp_active_high: bool = True
+    bounce_seconds: float = DEFAULT_BOUNCE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -123,14 +141,19 @@ class Debouncer:
 
 
 class Signals:
-    """Lamp, buzzer and buttons built from the GPIO config; parts with no pin are simply absent."""
+    """Lamp, buzzer and buttons on the pins in `gpio`; parts with no pin are simply absent.
+
+    `on_call` / `on_reset` run on gpiozero's threads after a debounced press (post, never touch state).
+    `pin_factory`: a gpiozero pin factory (None: gpiozero's default, i.e. the Pi's GPIO). Raises whatever
+    gpiozero raises when the pins cannot be used (`open_signals` turns that into None).
+    """
 
     def __init__(
         self,
-        gpio: GpioSection,
+        gpio: GpioPins,
         on_call: Callable[[], None],
         on_reset: Callable[[], None],
-        pin_factory=None,
+        pin_factory: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from gpiozero import Button, DigitalOutputDevice  # imported here: devices only when asked for
@@ -168,8 +191,8 @@ class Signals:
         self._devices.clear()
 
 
-def open_signals(gpio: GpioSection, on_call: Callable[[], None], on_reset: Callable[[], None],
-                 pin_factory=None) -> Signals | None:
+def open_signals(gpio: GpioPins, on_call: Callable[[], None], on_reset: Callable[[], None],
+                 pin_factory: Any = None) -> Signals | None:
     """Signals, or None (logged) when this machine has no usable GPIO: the kiosk runs on without a lamp."""
     try:
         return Signals(gpio, on_call, on_reset, pin_factory=pin_factory)

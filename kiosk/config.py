@@ -9,8 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hardware.readers import registry
+from hardware.readers.contract import ReaderError
+from hardware.signals import DEFAULT_BOUNCE_SECONDS, GpioPins
 from kiosk.tomldata import read_toml, validate
 
 DEFAULT_CONFIG_PATH = Path("/etc/kiosk/config.toml")
@@ -47,13 +50,24 @@ class FacilitySection(Section):
 
 
 class ReaderSection(Section):
-    backend: str = "pcsc"  # pcsc | nfc | sim[:SCENARIO]
+    """The card reader. `backend`: a spec of `hardware.readers.registry` (`registry.spec_choices()`)."""
+
+    backend: str = "pcsc"  # back-end spec, e.g. pcsc, nfc, sim:demo; checked against registry.BACKENDS
     name: str = ""  # substring of the reader name; empty = first found
     nfc_path: str = "usb"  # nfcpy device path
     rules: Path | None = None  # precheck rule table override
 
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, backend: str) -> str:
+        try:
+            registry.find_backend(backend)
+        except ReaderError as exc:
+            raise ValueError(str(exc)) from None
+        return backend
+
     def spec(self) -> str:
-        """The `open_reader` spec: `pcsc`, `nfc:PATH` or `sim[:SCENARIO]`."""
+        """The `open_reader` spec: `backend`, except a bare `nfc` becomes `nfc:<nfc_path>`."""
         return f"nfc:{self.nfc_path}" if self.backend == "nfc" else self.backend
 
 
@@ -82,7 +96,13 @@ class GpioSection(Section):
     call_button: BcmPin | None = 27
     reset_button: BcmPin | None = 22
     lamp_active_high: bool = True
-    bounce_seconds: float = Field(default=0.05, ge=0, le=1)
+    bounce_seconds: float = Field(default=DEFAULT_BOUNCE_SECONDS, ge=0, le=1)
+
+    def pins(self) -> GpioPins:
+        """The plain pin numbers and options `hardware.signals.Signals` takes."""
+        return GpioPins(lamp=self.lamp, buzzer=self.buzzer, call_button=self.call_button,
+                        reset_button=self.reset_button, lamp_active_high=self.lamp_active_high,
+                        bounce_seconds=self.bounce_seconds)
 
     @model_validator(mode="after")
     def _pins_distinct(self) -> GpioSection:

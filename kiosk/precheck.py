@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hardware.readers.base import Failure, Family, Observation, ProbeOptions
+from hardware.readers.contract import Failure, Family, Observation, ProbeOptions
 from kiosk.tomldata import load_toml
 
 Expect = Literal["card", "iphone", "android"]

@@ -16,13 +16,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from hardware.readers.base import Presented, ReaderStatus, Removed
+from hardware.readers.contract import Presented, ReaderStatus, Removed
 from hardware.signals import Lamp
 from kiosk import events
-from kiosk import flow as F
 from kiosk.config import Config
+from kiosk.effects import (Chirp, Effect, Emit, LampTest, ReloadCatalogue, Reply, SetCall, SetDefaultLanguage, SetLamp,
+                           SetVoice, ShowScreen, Speak)
+from kiosk.flow import CodeFacts, Flow, FlowTimings
+from kiosk.messages import CardPresented, CardRemoved, Command, LinkChanged, Message, ReaderChanged, Tick
 from kiosk.passwords import verify_secret
 from kiosk.sdnotify import Notifier, Watchdog
+from kiosk.vocabulary import STAFF
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ class _LinkStatsDue:
 class Screen(Protocol):
     """What the runtime needs from a display (kiosk.app's KioskApp; nothing at all headless)."""
 
-    def show(self, screen: F.ShowScreen) -> None: ...
+    def show(self, screen: ShowScreen) -> None: ...
 
     def show_lamp(self, pattern: str) -> None: ...
 
@@ -57,20 +61,20 @@ class CatalogueCodebook:
     def __init__(self, catalogue: Any) -> None:
         self.catalogue = catalogue
 
-    def facts(self, code: str) -> F.CodeFacts | None:
+    def facts(self, code: str) -> CodeFacts | None:
         entry = self.catalogue.codes.get(code)
         if entry is None:
             return None
         outage = bool(entry.outage) and code.startswith(self.OUTAGE_MODE_PREFIX)
-        return F.CodeFacts(code, entry.audience, outage, self.catalogue.guidance(code, "ja").call_staff)
+        return CodeFacts(code, entry.audience, outage, self.catalogue.guidance(code, "ja").call_staff)
 
     def nearest(self, code: str) -> list[str]:
         return list(self.catalogue.nearest(code))
 
 
-def timings_from(config: Config) -> F.FlowTimings:
+def timings_from(config: Config) -> FlowTimings:
     ui, staff = config.ui, config.staff
-    return F.FlowTimings(
+    return FlowTimings(
         checking_seconds=ui.checking_seconds,
         result_timeout_seconds=ui.result_timeout_seconds,
         linger_after_removal_seconds=ui.linger_after_removal_seconds,
@@ -163,7 +167,7 @@ class Runtime:
             self.voice.set_muted(muted)
             self.voice.set_volume(volume)
         pin_hash = config.staff.pin_hash
-        self.flow = F.Flow(
+        self.flow = Flow(
             CatalogueCodebook(self.catalogue),
             timings_from(config),
             languages=languages,
@@ -316,12 +320,12 @@ class Runtime:
         """Deadlines that have passed, and housekeeping once a second."""
         deadline = self.flow.next_deadline()
         if deadline is not None and self._clock() >= deadline:
-            self._apply(self.flow.handle(F.Tick()))
+            self._apply(self.flow.handle(Tick()))
         now = self._clock()
         if now - self._last_housekeeping >= HOUSEKEEPING_SECONDS:
             self._last_housekeeping = now
             self.watchdog.tick()
-            if self.flow.screen == F.STAFF and self.link is not None:  # keep the staff screen's backlog current
+            if self.flow.screen == STAFF and self.link is not None:  # keep the staff screen's backlog current
                 self._dispatch(_LinkStatsDue())
 
     def _run_reader(self) -> None:
@@ -329,7 +333,7 @@ class Runtime:
             self.reader.run(self.post, self._reader_stop, heartbeat=lambda: self.watchdog.beat("reader"))
         except Exception:
             log.exception("the reader thread failed")
-            self.post(F.ReaderChanged(False, "reader thread failed"))
+            self.post(ReaderChanged(False, "reader thread failed"))
 
     def _dispatch(self, message: Any) -> None:
         """Turn one posted message into flow input and carry out the effects; a failure is logged, not fatal."""
@@ -338,23 +342,23 @@ class Runtime:
         except Exception:
             log.exception("could not handle %s", type(message).__name__)
 
-    def _translate(self, message: Any) -> Any:
+    def _translate(self, message: Any) -> Message:
         if isinstance(message, _LinkStatsDue):
             stats = self.link.stats()
-            return F.LinkChanged(stats.connected, stats.backlog)
+            return LinkChanged(stats.connected, stats.backlog)
         if isinstance(message, Presented):
             from kiosk.precheck import classify
 
-            return F.CardPresented(classify(message.observation, rules=self._rules))
+            return CardPresented(classify(message.observation, rules=self._rules))
         if isinstance(message, Removed):
-            return F.CardRemoved()
+            return CardRemoved()
         if isinstance(message, ReaderStatus):
-            return F.ReaderChanged(message.available, message.detail)
+            return ReaderChanged(message.available, message.detail)
         return message
 
     # --- effects -------------------------------------------------------------------------------------------
 
-    def _apply(self, effects: list[F.Effect]) -> None:
+    def _apply(self, effects: list[Effect]) -> None:
         for effect in effects:
             try:
                 self._apply_one(effect)
@@ -372,51 +376,51 @@ class Runtime:
             self._shared_state = state
             self.link.set_state(state)
 
-    def _apply_one(self, effect: F.Effect) -> None:
+    def _apply_one(self, effect: Effect) -> None:
         match effect:
-            case F.ShowScreen():
+            case ShowScreen():
                 log.debug("screen %s (%s)", effect.name, effect.lang)
-                if effect.name == F.STAFF and self._shown != F.STAFF and self.link is not None:
+                if effect.name == STAFF and self._shown != STAFF and self.link is not None:
                     self.post(_LinkStatsDue())  # fresh broker/outbox figures right after the PIN
                 if self.voice is not None and (effect.name, effect.lang) != (self._shown, self._shown_lang):
                     self.voice.stop()  # guidance read out belongs to the screen it was read on
                 self._shown, self._shown_lang = effect.name, effect.lang
                 if self.screen is not None:
                     self.screen.show(effect)
-            case F.SetLamp(pattern):
+            case SetLamp(pattern):
                 self.lamp.show(pattern)
                 if self.screen is not None:
                     self.screen.show_lamp(pattern)
-            case F.LampTest(seconds):
+            case LampTest(seconds):
                 self.lamp.test(seconds)
-            case F.Chirp():
+            case Chirp():
                 if self.buzzer is not None:
                     self.buzzer.chirp()
-            case F.Emit(kind, data):
+            case Emit(kind, data):
                 log.info("event %s %s", kind, json.dumps(data, ensure_ascii=False))
                 if self.link is not None:
                     self.link.emit(kind, dict(data))
                 for listener in self.event_listeners:
                     listener(kind, dict(data))
-            case F.SetCall(call):
+            case SetCall(call):
                 if self.link is not None:
                     self.link.set_call(call)
-            case F.Reply(command, ok, detail):
+            case Reply(command, ok, detail):
                 command.reply(ok, detail)
-            case F.ReloadCatalogue(command):
+            case ReloadCatalogue(command):
                 self._reload_catalogue(command)
-            case F.SetDefaultLanguage(lang):
+            case SetDefaultLanguage(lang):
                 self._save_settings({"default_language": lang})
-            case F.Speak(lang):
+            case Speak(lang):
                 if self.voice is not None and self.screen is not None:
                     self.voice.say(self.screen.speech(), lang)
-            case F.SetVoice(muted, volume):
+            case SetVoice(muted, volume):
                 if self.voice is not None:
                     self.voice.set_muted(muted)
                     self.voice.set_volume(volume)
                 self._save_settings({"voice_muted": muted, "voice_volume": volume})
 
-    def _reload_catalogue(self, command: Any) -> None:
+    def _reload_catalogue(self, command: Command | None) -> None:
         try:
             catalogue = self._catalogue_loader()
         except Exception as exc:  # CatalogueError names file, code and field

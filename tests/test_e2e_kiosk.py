@@ -16,14 +16,15 @@ from gpiozero.pins.mock import MockFactory
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from hardware.readers.base import open_reader
+from hardware.readers.registry import open_reader
 from hardware.signals import Signals
 from kiosk import events
-from kiosk import flow as F
 from kiosk.catalogue import load_catalogue
 from kiosk.config import Config
 from kiosk.link import EventLink
+from kiosk.messages import CallButton, LookupEntered, ResetButton, Tap
 from kiosk.runtime import Runtime
+from kiosk.vocabulary import IDLE, RESULT, STAFF_COMING
 from tests.rigs import contract
 from tests.rigs.pcsc import reader_name
 from tests.test_runtime import RecordingScreen
@@ -84,8 +85,8 @@ def headless_kiosk(tmp_path, mosquitto):
     screen = RecordingScreen()
     runtime = Runtime(
         config, reader=open_reader("pcsc", config.reader.name), catalogue_loader=load_catalogue, screen=screen,
-        signals_factory=lambda post: Signals(config.gpio, lambda: post(F.CallButton()),
-                                             lambda: post(F.ResetButton()), pin_factory=factory),
+        signals_factory=lambda post: Signals(config.gpio.pins(), lambda: post(CallButton()),
+                                             lambda: post(ResetButton()), pin_factory=factory),
         link_factory=lambda version, post, on_turn: EventLink(config, version, post, on_turn=on_turn))
     thread = threading.Thread(target=runtime.run, name="kiosk-main")
     thread.start()
@@ -103,7 +104,7 @@ def test_virtual_card_to_a_subscriber_then_a_staff_code_call_acknowledged_over_m
     runtime, screen, lamp = headless_kiosk
     watcher = mqtt_listener(mosquitto, events.subscription("kiosk", SITE, KIOSK), "kiosk/s1/reply/#")
     watcher.wait(lambda ms: any(p["state"] == "online" for p in payloads(watcher, TOPICS.status)))
-    screen.shown.wait_for(lambda s: s.name == F.IDLE)
+    screen.shown.wait_for(lambda s: s.name == IDLE)
 
     # 1. A My Number card on the companion's reader → the precheck event reaches the subscriber.
     card = virtual_card("transit_card")
@@ -111,12 +112,12 @@ def test_virtual_card_to_a_subscriber_then_a_staff_code_call_acknowledged_over_m
     precheck = payloads(watcher, TOPICS.event("precheck"))[0]
     contract.validate_event(precheck)
     assert precheck["data"]["outcome"] == "not_mynumber" and precheck["data"]["code"] == "002"
-    assert screen.shown.wait_for(lambda s: s.name == F.RESULT).context["code"] == "002"
+    assert screen.shown.wait_for(lambda s: s.name == RESULT).context["code"] == "002"
     card.remove()
 
     # 2. The patient keys in a code addressed to staff → a call event, the retained call, the lamp blinking.
-    runtime.post(F.Tap("lookup"))
-    runtime.post(F.LookupEntered("013"))
+    runtime.post(Tap("lookup"))
+    runtime.post(LookupEntered("013"))
     watcher.wait(lambda ms: payloads(watcher, TOPICS.event("call")))
     call = payloads(watcher, TOPICS.event("call"))[0]
     assert call["data"]["reason"] == "staff_code" and call["data"]["code"] == "013"
@@ -137,8 +138,8 @@ def test_virtual_card_to_a_subscriber_then_a_staff_code_call_acknowledged_over_m
     lamp.clear_states()
     threading.Event().wait(1.1)
     assert lamp.state is True and len(lamp.states) == 1  # steady: no edge in a second
-    runtime.post(F.Tap("home"))
-    screen.shown.wait_for(lambda s: s.name == F.STAFF_COMING)
+    runtime.post(Tap("home"))
+    screen.shown.wait_for(lambda s: s.name == STAFF_COMING)
     retained = payloads(watcher, TOPICS.call)[-1]
     assert retained["acknowledged"] is True
 
@@ -239,8 +240,8 @@ def test_offscreen_kiosk_card_lookup_call_and_acknowledge(kivy_window, tmp_path,
     runtime = Runtime(
         config, reader=open_reader("pcsc", config.reader.name), catalogue_loader=load_catalogue,
         languages=("ja", "en"),
-        signals_factory=lambda post: Signals(config.gpio, lambda: post(F.CallButton()),
-                                             lambda: post(F.ResetButton()), pin_factory=factory),
+        signals_factory=lambda post: Signals(config.gpio.pins(), lambda: post(CallButton()),
+                                             lambda: post(ResetButton()), pin_factory=factory),
         link_factory=lambda version, post, on_turn: EventLink(config, version, post, on_turn=on_turn))
     watcher = mqtt_listener(mosquitto, events.subscription("kiosk", SITE, KIOSK), "kiosk/s1/reply/#")
     app = KioskApp(runtime)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hardware.readers import apdu
-from hardware.readers.base import (
+from hardware.readers.contract import (
     Failure,
     Family,
     Observation,
@@ -15,8 +15,9 @@ from hardware.readers.base import (
     ReaderStatus,
     Removed,
 )
-from hardware.readers.sim import SimReader, load_scenario, scenario_dir
+from hardware.readers.sim import SimReader
 from kiosk.precheck import CODES, Outcome, RulesError, classify, default_rules_path, load_rules
+from kiosk.scenarios import load_scenario, scenario_dir
 from tests.rigs.pcsc import EXPECTED_OUTCOMES
 
 
@@ -194,12 +195,12 @@ def test_every_hint_in_the_rule_table_has_a_japanese_text():
 
 
 def test_open_reader_specs():
-    from hardware.readers.base import open_reader
+    from hardware.readers.registry import open_reader
     from hardware.readers.nfc import NfcReader
     from hardware.readers.pcsc import PcscReader
 
     assert isinstance(open_reader("sim"), SimReader)
-    assert open_reader("sim:demo").scenario.repeat is True
+    assert open_reader("sim:demo", load_scenario=load_scenario).scenario.repeat is True
     pcsc = open_reader("pcsc", "RC-S300", ProbeOptions(read_token=False))
     assert isinstance(pcsc, PcscReader) and pcsc.name == "RC-S300" and pcsc.options.read_token is False
     nfc = open_reader("nfc:udp:127.0.0.1:5000")
@@ -207,3 +208,33 @@ def test_open_reader_specs():
     assert open_reader("nfc").path == "usb"
     with pytest.raises(ReaderError, match="unknown reader back-end 'serial'"):
         open_reader("serial")
+    with pytest.raises(ReaderError, match="no such scenario"):
+        open_reader("sim:no-such-scenario", load_scenario=load_scenario)
+    with pytest.raises(ReaderError, match="no scenario loader"):
+        open_reader("sim:demo")
+
+
+def test_every_registered_back_end_loads_and_names_itself():
+    """A row of the registry is the whole wiring: its class loads lazily, is a Reader and has the row's kind."""
+    from hardware.readers import registry
+    from hardware.readers.contract import Reader
+    from hardware.readers.registry import open_reader
+
+    for backend in registry.BACKENDS:
+        cls = backend.load()
+        assert issubclass(cls, Reader) and cls.kind == backend.name
+        assert backend.grammar in registry.spec_metavar() and backend.grammar in registry.spec_help()
+        assert open_reader(backend.name, load_scenario=load_scenario).kind == backend.name
+    assert registry.spec_metavar() == "pcsc|nfc[:PATH]|sim[:SCENARIO]"
+    assert registry.spec_choices() == "pcsc, nfc[:PATH] or sim[:SCENARIO]"
+
+
+def test_the_config_accepts_exactly_the_registered_back_ends():
+    from kiosk.config import ConfigError, config_from_dict
+
+    for spec in ("pcsc", "nfc", "nfc:udp:127.0.0.1:5000", "sim", "sim:", "sim:demo"):
+        assert config_from_dict({"reader": {"backend": spec}}).reader.backend == spec
+    with pytest.raises(ConfigError) as error:
+        config_from_dict({"reader": {"backend": "usb-magic"}}, source="kiosk.toml")
+    assert "kiosk.toml: [reader.backend]" in str(error.value)
+    assert "unknown reader back-end 'usb-magic': use pcsc, nfc[:PATH] or sim[:SCENARIO]" in str(error.value)

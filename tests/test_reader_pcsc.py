@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from hardware.readers import apdu
 from hardware.readers.atr import contactless_atr
-from hardware.readers.base import Failure, Family, ProbeOptions, ReaderStatus, Removed
+from hardware.readers.contract import Failure, Family, ProbeOptions, ReaderStatus, Removed
 from hardware.readers.cards import CardProfile
 from hardware.readers.pcsc import PcscReader
 from kiosk.precheck import CODES, Outcome, classify

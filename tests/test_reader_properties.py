@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from hardware.readers import apdu
 from hardware.readers.atr import contactless_atr, family_of
-from hardware.readers.base import CardGone, CardTransportError, Failure, Family, Observation, ProbeOptions
+from hardware.readers.contract import CardGone, CardTransportError, Failure, Family, Observation, ProbeOptions
 from hardware.readers.probe import PROBED_FAMILIES, observe, token_label
 from kiosk.precheck import CODES, Outcome, classify
 

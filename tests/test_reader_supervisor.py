@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from hardware.readers.base import ReaderLost, ReaderStatus, StatusLatch, supervise
+from hardware.readers.contract import ReaderLost, ReaderStatus
+from hardware.readers.toolkit import StatusLatch, supervise
 
 
 def test_failures_are_posted_retried_and_never_escape(caplog):

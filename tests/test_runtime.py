@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from hardware.readers.base import ReaderStatus
+from hardware.readers.contract import ReaderStatus
 from hardware.readers.sim import SimReader
 from hardware.signals import Signals
-from kiosk import flow as F
 from kiosk.config import Config
+from kiosk.effects import Call
+from kiosk.flow import CodeFacts
+from kiosk.messages import CallButton, Command, LookupEntered, PinEntered, ResetButton, Tap
 from kiosk.passwords import hash_secret
 from kiosk.runtime import CatalogueCodebook, Runtime
+from kiosk.vocabulary import CALLING, IDLE, LOOKUP_RESULT, RESULT, STAFF, STAFF_COMING
 
 
 class FakeCatalogue:
@@ -97,14 +99,10 @@ class RecordingLink:
         return SimpleNamespace(connected=True, backlog=len(self.events.items))
 
 
-@dataclass
-class Command:
-    name: str
-    args: dict[str, Any] = field(default_factory=dict)
-    replies: Recorder = field(default_factory=Recorder)
-
-    def reply(self, ok, detail):
-        self.replies.add((ok, detail))
+def staff_command(name: str, args: dict[str, Any] | None = None) -> tuple[Command, Recorder]:
+    """A real kiosk.messages.Command and the Recorder its replies land in."""
+    replies = Recorder()
+    return Command(f"test-{name}", name, dict(args or {}), reply=lambda ok, detail: replies.add((ok, detail))), replies
 
 
 @pytest.fixture
@@ -129,7 +127,7 @@ def kiosk(tmp_path, factory):
         reader, screen = reader or SimReader(), RecordingScreen()
 
         def signals(post):
-            return Signals(config.gpio, on_call=lambda: post(F.CallButton()), on_reset=lambda: post(F.ResetButton()),
+            return Signals(config.gpio.pins(), on_call=lambda: post(CallButton()), on_reset=lambda: post(ResetButton()),
                            pin_factory=factory)
 
         runtime = Runtime(config, reader=reader, catalogue_loader=loader, screen=screen, signals_factory=signals,
@@ -149,47 +147,47 @@ def kiosk(tmp_path, factory):
 
 def test_card_on_the_sim_reader_reaches_the_result_screen_and_a_precheck_event(kiosk):
     k = kiosk()
-    k.screen.shown.wait_for(lambda s: s.name == F.IDLE)
+    k.screen.shown.wait_for(lambda s: s.name == IDLE)
     k.reader.present("transit_card")
-    shown = k.screen.shown.wait_for(lambda s: s.name == F.RESULT)
+    shown = k.screen.shown.wait_for(lambda s: s.name == RESULT)
     assert shown.context["outcome"] == "not_mynumber" and shown.context["code"] == "002"
     kind, data = k.link.events.wait_for(lambda e: e[0] == "precheck")
     assert data["outcome"] == "not_mynumber" and data["code"] == "002"
     seen = len(k.screen.shown.items)
     k.reader.remove()
-    k.screen.shown.wait_for(lambda s: s.name == F.IDLE, after=seen)
+    k.screen.shown.wait_for(lambda s: s.name == IDLE, after=seen)
     assert k.link.started
 
 
 def test_lookup_of_a_staff_code_calls_staff_and_blinks_the_lamp_then_acknowledge(kiosk):
     k = kiosk()
-    k.screen.shown.wait_for(lambda s: s.name == F.IDLE)
-    k.runtime.post(F.Tap("lookup"))
-    k.runtime.post(F.LookupEntered("013"))
-    k.screen.shown.wait_for(lambda s: s.name == F.LOOKUP_RESULT and s.context["called"])
+    k.screen.shown.wait_for(lambda s: s.name == IDLE)
+    k.runtime.post(Tap("lookup"))
+    k.runtime.post(LookupEntered("013"))
+    k.screen.shown.wait_for(lambda s: s.name == LOOKUP_RESULT and s.context["called"])
     kind, call = k.link.events.wait_for(lambda e: e[0] == "call")
     assert call["reason"] == "staff_code" and call["code"] == "013"
-    assert isinstance(k.link.calls[-1], F.Call)
+    assert isinstance(k.link.calls[-1], Call)
     k.screen.lamps.wait_for(lambda p: p == "call")
     time.sleep(1.2)
     assert sum(1 for s in k.lamp_pin.states if s.state) >= 2  # blinking
-    command = Command("acknowledge", {"call_id": call["call_id"]})
+    command, replies = staff_command("acknowledge", {"call_id": call["call_id"]})
     k.runtime.post(command)
-    assert command.replies.wait_for(lambda r: True) == (True, "acknowledged")
+    assert replies.wait_for(lambda r: True) == (True, "acknowledged")
     k.screen.lamps.wait_for(lambda p: p == "acknowledged")
     k.lamp_pin.clear_states()
     time.sleep(1.1)
     assert k.lamp_pin.state is True and len(k.lamp_pin.states) == 1  # steady
-    k.runtime.post(F.Tap("home"))
-    k.screen.shown.wait_for(lambda s: s.name == F.STAFF_COMING)
+    k.runtime.post(Tap("home"))
+    k.screen.shown.wait_for(lambda s: s.name == STAFF_COMING)
 
 
 def test_physical_call_button_and_reset_button(kiosk, factory):
     k = kiosk()
-    k.screen.shown.wait_for(lambda s: s.name == F.IDLE)
+    k.screen.shown.wait_for(lambda s: s.name == IDLE)
     factory.pin(27).drive_low()
     factory.pin(27).drive_high()
-    k.screen.shown.wait_for(lambda s: s.name == F.CALLING)
+    k.screen.shown.wait_for(lambda s: s.name == CALLING)
     time.sleep(0.1)
     factory.pin(22).drive_low()
     factory.pin(22).drive_high()
@@ -216,9 +214,9 @@ def test_reload_catalogue_failure_keeps_the_old_one(kiosk):
             raise ValueError("catalogue/codes.json: [013.audience] bad value") from None
 
     k = kiosk(loader=loader)
-    command = Command("reload_catalogue")
+    command, replies = staff_command("reload_catalogue")
     k.runtime.post(command)
-    ok, detail = command.replies.wait_for(lambda r: True)
+    ok, detail = replies.wait_for(lambda r: True)
     assert not ok and "013.audience" in detail
     assert k.runtime.catalogue.version == "v1"
 
@@ -226,27 +224,27 @@ def test_reload_catalogue_failure_keeps_the_old_one(kiosk):
 def test_reload_catalogue_swaps_the_codebook(kiosk):
     versions = iter(["v1", "v2"])
     k = kiosk(loader=lambda: FakeCatalogue(next(versions)))
-    command = Command("reload_catalogue")
+    command, replies = staff_command("reload_catalogue")
     k.runtime.post(command)
-    assert command.replies.wait_for(lambda r: True) == (True, "catalogue version v2")
+    assert replies.wait_for(lambda r: True) == (True, "catalogue version v2")
     assert k.runtime.flow.codebook.catalogue.version == "v2"
     assert k.link.catalogue_version == "v2"
 
 
 def test_default_language_chosen_by_staff_survives_a_restart(kiosk):
     k = kiosk()
-    k.runtime.post(F.Tap("staff_gesture"))
-    k.runtime.post(F.PinEntered("2468"))
-    k.screen.shown.wait_for(lambda s: s.name == F.STAFF)
+    k.runtime.post(Tap("staff_gesture"))
+    k.runtime.post(PinEntered("2468"))
+    k.screen.shown.wait_for(lambda s: s.name == STAFF)
     # fresh broker/outbox figures right after the PIN (then housekeeping keeps them current)
-    k.screen.shown.wait_for(lambda s: s.name == F.STAFF and s.context["broker"]["connected"], timeout=0.9)
-    k.runtime.post(F.Tap("default_lang:en"))
-    k.runtime.post(F.Tap("home"))
-    k.screen.shown.wait_for(lambda s: s.name == F.IDLE and s.lang == "en")
+    k.screen.shown.wait_for(lambda s: s.name == STAFF and s.context["broker"]["connected"], timeout=0.9)
+    k.runtime.post(Tap("default_lang:en"))
+    k.runtime.post(Tap("home"))
+    k.screen.shown.wait_for(lambda s: s.name == IDLE and s.lang == "en")
     k.runtime.stop()
     k.thread.join(timeout=10)
     again = kiosk()
-    again.screen.shown.wait_for(lambda s: s.name == F.IDLE and s.lang == "en")
+    again.screen.shown.wait_for(lambda s: s.name == IDLE and s.lang == "en")
 
 
 def test_a_failing_screen_never_stops_the_loop(kiosk):
@@ -256,22 +254,22 @@ def test_a_failing_screen_never_stops_the_loop(kiosk):
         raise RuntimeError("widget exploded")
 
     k.screen.show = broken
-    k.runtime.post(F.Tap("lookup"))
-    k.runtime.post(F.CallButton())
+    k.runtime.post(Tap("lookup"))
+    k.runtime.post(CallButton())
     k.link.events.wait_for(lambda e: e[0] == "call")
 
 
 def test_unknown_messages_are_ignored(kiosk):
     k = kiosk()
     k.runtime.post("garbage")
-    k.runtime.post(F.CallButton())
+    k.runtime.post(CallButton())
     k.link.events.wait_for(lambda e: e[0] == "call")
 
 
 def test_catalogue_codebook_adapts_the_catalogue():
     book = CatalogueCodebook(FakeCatalogue())
-    assert book.facts("950") == F.CodeFacts("950", "staff", True, True)
-    assert book.facts("001") == F.CodeFacts("001", "patient", False, False)
+    assert book.facts("950") == CodeFacts("950", "staff", True, True)
+    assert book.facts("001") == CodeFacts("001", "patient", False, False)
     assert book.facts("999") is None
     assert book.nearest("999") == ["001"]
 
@@ -323,7 +321,7 @@ def test_a_crashing_reader_thread_shows_as_a_reader_fault(kiosk):
 def test_an_unreadable_settings_file_is_ignored(kiosk, tmp_path, caplog):
     (tmp_path / "kiosk-ui.json").write_text("{not json")
     k = kiosk()
-    assert k.screen.shown.wait_for(lambda s: s.name == F.IDLE).lang == "ja"
+    assert k.screen.shown.wait_for(lambda s: s.name == IDLE).lang == "ja"
     assert "kiosk-ui.json: ignored" in caplog.text
 
 
@@ -394,7 +392,7 @@ def test_reader_lamp_and_outage_state_go_to_the_link_when_they_change(kiosk):
     k.reader.unplug()
     k.link.states.wait_for(lambda s: s["reader"] == {"available": False, "detail": "simulated unplug"}
                            and s["lamp"] == "reader_fault")
-    k.runtime.post(Command("outage_enter", {"code": "950"}))
+    k.runtime.post(staff_command("outage_enter", {"code": "950"})[0])
     k.link.states.wait_for(lambda s: s["outage"] == {"active": True, "code": "950"} and s["lamp"] == "outage")
     states = list(k.link.states.items)
     assert all(a != b for a, b in zip(states, states[1:]))  # only changes are passed on

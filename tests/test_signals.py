@@ -7,7 +7,7 @@ import time
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from hardware.signals import PATTERNS, Debouncer, Lamp, Signals, open_signals
+from hardware.signals import PATTERNS, Debouncer, GpioPins, Lamp, Signals, open_signals
 from kiosk.config import ConfigError, GpioSection, config_from_dict
 
 
@@ -25,7 +25,7 @@ def presses():
 
 @pytest.fixture
 def signals(factory, presses):
-    gpio = GpioSection(lamp=17, buzzer=18, call_button=27, reset_button=22, bounce_seconds=0.05)
+    gpio = GpioPins(lamp=17, buzzer=18, call_button=27, reset_button=22, bounce_seconds=0.05)
     signals = Signals(gpio, on_call=lambda: presses.append("call"), on_reset=lambda: presses.append("reset"),
                       pin_factory=factory)
     yield signals
@@ -82,7 +82,7 @@ def test_lamp_test_plays_every_pattern_then_restores(signals, factory):
 
 
 def test_active_low_lamp(factory):
-    signals = Signals(GpioSection(lamp=5, lamp_active_high=False, call_button=None, reset_button=None),
+    signals = Signals(GpioPins(lamp=5, lamp_active_high=False, call_button=None, reset_button=None),
                       on_call=lambda: None, on_reset=lambda: None, pin_factory=factory)
     signals.lamp.show("acknowledged")
     assert factory.pin(5).state is False
@@ -148,7 +148,7 @@ def test_debouncer_rule():
 
 
 def test_disabled_parts_are_absent(factory):
-    signals = Signals(GpioSection(lamp=None, buzzer=None, call_button=None, reset_button=None),
+    signals = Signals(GpioPins(lamp=None, buzzer=None, call_button=None, reset_button=None),
                       on_call=lambda: None, on_reset=lambda: None, pin_factory=factory)
     signals.lamp.show("call")
     signals.buzzer.chirp()
@@ -161,7 +161,7 @@ def test_no_gpio_degrades_to_none(caplog):
         def __getattr__(self, name):
             raise OSError("no GPIO chip")
 
-    assert open_signals(GpioSection(), lambda: None, lambda: None, pin_factory=Broken()) is None
+    assert open_signals(GpioSection().pins(), lambda: None, lambda: None, pin_factory=Broken()) is None
     assert "running without lamp" in caplog.text
 
 
@@ -175,3 +175,11 @@ def test_bad_gpio_config_is_named(gpio, problem):
     with pytest.raises(ConfigError) as error:
         config_from_dict({"gpio": gpio}, source="kiosk.toml")
     assert problem in str(error.value) and "kiosk.toml" in str(error.value)
+
+
+def test_the_config_hands_signals_plain_pins():
+    section = GpioSection(lamp=5, buzzer=6, call_button=None, reset_button=26, lamp_active_high=False,
+                          bounce_seconds=0.2)
+    assert section.pins() == GpioPins(lamp=5, buzzer=6, call_button=None, reset_button=26, lamp_active_high=False,
+                                      bounce_seconds=0.2)
+    assert GpioSection().pins() == GpioPins(lamp=17, buzzer=None, call_button=27, reset_button=22)

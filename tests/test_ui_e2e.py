@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.ui, pytest.mark.pcsc, pytest.mark.mqtt, pytest.mark.sl
 
 def test_card_to_subscriber_then_staff_code_by_touch_and_acknowledge_on_screen(
         kiosk_ui_factory, virtual_card, mosquitto, mqtt_listener, tmp_path):
-    from hardware.readers.base import open_reader
+    from hardware.readers.registry import open_reader
 
     config = kiosk_config(tmp_path, mosquitto, lamp=17, buzzer=None, call_button=27, reset_button=22)
     ui = kiosk_ui_factory(config, open_reader("pcsc", config.reader.name), link=True)

@@ -1,6 +1,11 @@
-"""Card reader back-ends (PC/SC, nfcpy, simulated) behind one interface; see `base.py`."""
+"""Card reader back-ends (PC/SC, nfcpy, simulated) behind one contract.
 
-from hardware.readers.base import (
+`contract` (what every back-end reports and implements), `registry` (back-ends by name, `open_reader`),
+`toolkit` (shared by the device back-ends), `probe` + `apdu` (what may be asked, enforced in one place),
+`atr` (family from an ATR), `cards` (card profiles played by the simulator and the test rigs).
+"""
+
+from hardware.readers.contract import (
     NOTHING,
     Failure,
     Family,
@@ -12,8 +17,8 @@ from hardware.readers.base import (
     ReaderEvent,
     ReaderStatus,
     Removed,
-    open_reader,
 )
+from hardware.readers.registry import open_reader
 
 __all__ = [
     "NOTHING",

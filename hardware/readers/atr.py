@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import re
 
-from hardware.readers.base import Family
+from hardware.readers.contract import Family
 
-CONTACTLESS_PREFIX = bytes.fromhex("3B")
 STORAGE_MARKER = bytes.fromhex("804F0CA000000306")
 SONY_FELICA_PREFIX = bytes.fromhex("0443FD")  # some Sony readers report FeliCa this way
 

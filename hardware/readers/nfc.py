@@ -13,14 +13,14 @@ import threading
 import time
 
 from hardware.readers.atr import contactless_atr, family_of
-from hardware.readers.base import (
+from hardware.readers.contract import (
     CardGone,
     CardTransportError,
     Failure,
     Family,
-    FlapCounter,
     Heartbeat,
     Observation,
+    OpenRequest,
     Post,
     Presented,
     ProbeOptions,
@@ -28,11 +28,10 @@ from hardware.readers.base import (
     ReaderLost,
     ReaderStatus,
     Removed,
-    StatusLatch,
     no_heartbeat,
-    supervise,
 )
 from hardware.readers.probe import PROBED_FAMILIES, observe
+from hardware.readers.toolkit import FlapCounter, StatusLatch, supervise
 
 TECHNOLOGIES = ("106A", "106B", "212F")
 IDLE_SECONDS = 0.1  # pause between sense rounds when nothing answered
@@ -72,6 +71,13 @@ def target_family(target) -> Family:
 
 class NfcReader(Reader):
     """Watches one nfcpy device (`path`: usb, usb:054c:06c3, udp:HOST:PORT, ...)."""
+
+    kind = "nfc"
+
+    @classmethod
+    def open(cls, request: OpenRequest) -> NfcReader:
+        """Spec `nfc[:PATH]`: PATH is nfcpy's device path (default `usb`); checked when the reader runs."""
+        return cls(path=request.arg or "usb", options=request.options)
 
     def __init__(self, path: str = "usb", options: ProbeOptions | None = None,
                  technologies: tuple[str, ...] = TECHNOLOGIES) -> None:

@@ -15,14 +15,14 @@ import time
 from smartcard import scard
 
 from hardware.readers.atr import family_of
-from hardware.readers.base import (
+from hardware.readers.contract import (
     CardGone,
     CardTransportError,
     Failure,
     Family,
-    FlapCounter,
     Heartbeat,
     Observation,
+    OpenRequest,
     Post,
     Presented,
     ProbeOptions,
@@ -30,11 +30,10 @@ from hardware.readers.base import (
     ReaderLost,
     ReaderStatus,
     Removed,
-    StatusLatch,
     no_heartbeat,
-    supervise,
 )
 from hardware.readers.probe import PROBED_FAMILIES, observe
+from hardware.readers.toolkit import FlapCounter, StatusLatch, supervise
 
 PNP_READER = "\\\\?PnP?\\Notification"
 WAIT_MS = 1_000  # the longest wait between heartbeats (well within the watchdog's window); `stop` cancels it
@@ -55,7 +54,14 @@ def _code(result: int) -> int:
 
 
 class PcscReader(Reader):
-    """Watches one PC/SC reader (the first whose name contains `name`, case-insensitive)."""
+    """Watches one PC/SC reader (the first whose name contains `name`, case-insensitive; "": the first found)."""
+
+    kind = "pcsc"
+
+    @classmethod
+    def open(cls, request: OpenRequest) -> PcscReader:
+        """Spec `pcsc`: the reader is picked by `request.name`."""
+        return cls(name=request.name, options=request.options)
 
     def __init__(self, name: str = "", options: ProbeOptions | None = None) -> None:
         self.name = name

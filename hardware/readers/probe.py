@@ -10,7 +10,7 @@ import re
 import time
 
 from hardware.readers import apdu
-from hardware.readers.base import CardGone, CardTransportError, Failure, Family, Observation, ProbeOptions
+from hardware.readers.contract import CardGone, CardTransportError, Failure, Family, Observation, ProbeOptions
 
 PROBED_FAMILIES = frozenset({Family.ISO_DEP_A, Family.ISO_DEP_B, Family.OTHER})
 

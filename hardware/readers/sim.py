@@ -1,28 +1,31 @@
-"""The simulated reader: scriptable from a scenario file and from code (the demo panel, tests).
+"""The simulated reader: scriptable from a scenario and from code (the demo panel, tests).
 
 `sim.present("iphone")`, `sim.remove()`, `sim.unplug()` / `sim.plug()` may be called from any thread; the
 reader thread applies them in order and runs the same probe and allow-list as the real back-ends.
-Presets: the card profiles in `hardware.readers.cards` plus `flapping` / `two_cards` and `nothing`.
+Presets (`PRESETS`): the card profiles in `hardware.readers.cards` plus `flapping` / `two_cards` and `nothing`.
+A `Scenario` is plain data; the kiosk reads scenario files (`kiosk.scenarios.load_scenario`) and passes
+the parsed scenario in.
 """
 
 from __future__ import annotations
 
-import importlib.resources
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hardware.readers.atr import family_of
-from hardware.readers.base import (
+from hardware.readers.cards import PROFILES, CardProfile
+from hardware.readers.contract import (
     CardGone,
     Failure,
     Family,
     Heartbeat,
     Observation,
+    OpenRequest,
     Post,
     Presented,
     ProbeOptions,
@@ -32,9 +35,7 @@ from hardware.readers.base import (
     Removed,
     no_heartbeat,
 )
-from hardware.readers.cards import PROFILES, CardProfile
 from hardware.readers.probe import observe
-from kiosk.tomldata import load_toml
 
 FLAPPING_PRESETS = ("flapping", "two_cards")  # several items in the field: the reader sees a burst
 FLAP_BURST = 3
@@ -59,6 +60,8 @@ class Step(BaseModel):
 
 
 class Scenario(BaseModel):
+    """A script for the simulated reader: `steps` in order (once, or forever when `repeat`)."""
+
     model_config = ConfigDict(extra="forbid")
     description: str = ""
     repeat: bool = False
@@ -70,21 +73,6 @@ class Scenario(BaseModel):
         if self.repeat and duration <= 0:
             raise ValueError("a repeating scenario must take some time (hold, wait or unplug > 0)")
         return self
-
-
-def scenario_dir() -> Path:
-    return Path(str(importlib.resources.files("kiosk") / "scenarios"))
-
-
-def load_scenario(name_or_path: str) -> Scenario:
-    """A scenario by shipped name (`kiosk/scenarios/NAME.toml`) or by file path; errors name file and field."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = scenario_dir() / f"{name_or_path}.toml"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in scenario_dir().glob("*.toml")))
-        raise ReaderError(f"{path}: no such scenario (shipped: {known})")
-    return load_toml(path, Scenario, ReaderError, "scenario")
 
 
 @dataclass(frozen=True)
@@ -103,15 +91,32 @@ class _Plug:
 
 
 class SimReader(Reader):
-    """A reader whose items come from presets; `wire` records every APDU that reached the simulated card."""
+    """A reader whose items come from presets; `wire` records every APDU that reached the simulated card.
 
+    Beyond the `Reader` contract it has the verbs `present(preset)`, `remove()`, `unplug()`, `plug()`
+    (the demo panel and tests drive it with them); other back-ends need not have them.
+    """
+
+    kind = "sim"
     description = "simulated reader"
+
+    @classmethod
+    def open(cls, request: OpenRequest) -> SimReader:
+        """Spec `sim[:SCENARIO]`: SCENARIO goes through `request.load_scenario` (errors are its ReaderErrors)."""
+        if not request.arg:
+            return cls(options=request.options)
+        if request.load_scenario is None:
+            raise ReaderError(f"sim:{request.arg}: no scenario loader given (pass kiosk.scenarios.load_scenario)")
+        scenario = request.load_scenario(request.arg)
+        if not isinstance(scenario, Scenario):
+            raise TypeError(f"load_scenario returned {type(scenario).__name__}, not a Scenario")
+        return cls(scenario=scenario, options=request.options)
 
     def __init__(self, scenario: Scenario | None = None, options: ProbeOptions | None = None) -> None:
         self.scenario = scenario
         self.options = options or ProbeOptions()
         self.wire: list[bytes] = []
-        self._commands: queue.Queue = queue.Queue()
+        self._commands: queue.Queue[_Present | _Remove | _Plug] = queue.Queue()
         self._present = False
 
     def present(self, item: str) -> None:
@@ -121,12 +126,15 @@ class SimReader(Reader):
         self._commands.put(_Present(item))
 
     def remove(self) -> None:
+        """Take the item away (nothing happens when nothing is there)."""
         self._commands.put(_Remove())
 
     def unplug(self) -> None:
+        """Simulate pulling the reader's cable: posts ReaderStatus(False, "simulated unplug")."""
         self._commands.put(_Plug(False))
 
     def plug(self) -> None:
+        """Plug the reader back in: posts ReaderStatus(True, "simulated reader")."""
         self._commands.put(_Plug(True))
 
     def run(self, post: Post, stop: threading.Event, heartbeat: Heartbeat = no_heartbeat) -> None:
@@ -145,7 +153,7 @@ class SimReader(Reader):
                 self._apply(due[1], post)
                 due = next(timeline, None)
 
-    def _timeline(self):
+    def _timeline(self) -> Iterator[tuple[float, _Present | _Remove | _Plug]]:
         """(monotonic time, command) pairs from the scenario, lazily, repeating if asked."""
         if self.scenario is None:
             return
@@ -164,7 +172,7 @@ class SimReader(Reader):
             if not self.scenario.repeat:
                 return
 
-    def _apply(self, command, post: Post) -> None:
+    def _apply(self, command: _Present | _Remove | _Plug, post: Post) -> None:
         if isinstance(command, _Plug):
             if not command.available:
                 self._take_away(post)

@@ -12,6 +12,11 @@ import queue
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hardware.readers.contract import Observation
+    from kiosk.precheck import Verdict
 
 EXIT_TIMEOUT = 3
 EXIT_NO_READER = 4
@@ -19,10 +24,12 @@ FIRST_STATUS_SECONDS = 10.0  # how long a back-end may take to say whether it fo
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from hardware.readers import registry
+
     parser = subparsers.add_parser("precheck", help="pre-check cards and phones on the reader",
                                    description=__doc__.splitlines()[0])
-    parser.add_argument("--reader", metavar="pcsc|nfc[:PATH]|sim[:SCENARIO]",
-                        help="reader back-end (default: reader.backend in the config)")
+    parser.add_argument("--reader", metavar=registry.spec_metavar(),
+                        help=f"reader back-end (default: reader.backend in the config): {registry.spec_help()}")
     parser.add_argument("--reader-name", metavar="TEXT", help="pick the reader whose name contains TEXT")
     parser.add_argument("--expect", choices=("card", "iphone", "android"),
                         help="what the patient will choose on the face-auth reader")
@@ -34,9 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hardware.readers.base import Presented, ReaderError, ReaderStatus, open_reader
+    from hardware.readers.contract import Presented, ReaderError, ReaderStatus
+    from hardware.readers.registry import open_reader
     from kiosk.cli import config_from_args
     from kiosk.precheck import DEFAULT_RULES, RulesError, classify, load_rules
+    from kiosk.scenarios import load_scenario
 
     config = config_from_args(args)
     try:
@@ -44,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         section = config.reader.model_copy(update={"backend": args.reader}) if args.reader else config.reader
         reader = open_reader(section.spec(),
                              args.reader_name if args.reader_name is not None else config.reader.name,
-                             rules.probe_options())
+                             rules.probe_options(), load_scenario=load_scenario)
     except RulesError as exc:
         print(f"kiosk precheck: bad rule table:\n{exc}", file=sys.stderr)
         return 2
@@ -92,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         thread.join(timeout=5)
 
 
-def _line(verdict, observation, as_json: bool) -> str:
+def _line(verdict: Verdict, observation: Observation, as_json: bool) -> str:
+    """One output line for a presentation: JSON (outcome, code, hints, family, elapsed_ms) or `outcome  code  (hints)`."""
     if as_json:
         return json.dumps({
             "outcome": verdict.outcome.value,

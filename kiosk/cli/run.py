@@ -17,7 +17,6 @@ from kiosk.cli import add_network_options, config_from_args
 from kiosk.config import Config
 
 SCENARIO_GRACE_SECONDS = 3.0  # after a scenario's last step, before the headless demo ends
-DEMO_PIN = "0000"  # the demo's staff PIN, printed at start; a real kiosk's PIN hash comes from its config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,13 +65,13 @@ def _link_factory(config: Config):
 
 def _signals_factory(config: Config, pin_factory=None):
     from hardware.signals import Signals, open_signals
-    from kiosk.flow import CallButton, ResetButton
+    from kiosk.messages import CallButton, ResetButton
 
     def make(post):
         buttons = dict(on_call=lambda: post(CallButton()), on_reset=lambda: post(ResetButton()))
         if pin_factory is not None:  # the demo's mock GPIO: a failure there is a bug, not a missing Pi
-            return Signals(config.gpio, pin_factory=pin_factory, **buttons)
-        return open_signals(config.gpio, **buttons)
+            return Signals(config.gpio.pins(), pin_factory=pin_factory, **buttons)
+        return open_signals(config.gpio.pins(), **buttons)
 
     return make
 
@@ -93,7 +92,7 @@ def _fail(message: str) -> int:
 
 def _startup_errors() -> tuple[type[Exception], ...]:
     """The errors bad data or a missing device raise at start; each message names the file or device."""
-    from hardware.readers.base import ReaderError
+    from hardware.readers.contract import ReaderError
     from kiosk.catalogue import CatalogueError
     from kiosk.locales import LocaleError
     from kiosk.precheck import RulesError
@@ -109,13 +108,15 @@ def _stop_on_signals(runtime) -> None:
 # --- kiosk run -------------------------------------------------------------------------------------------
 
 def run_kiosk(args: argparse.Namespace) -> int:
-    from hardware.readers.base import open_reader
+    from hardware.readers.registry import open_reader
+    from kiosk.scenarios import load_scenario
     from kiosk.sdnotify import Notifier
 
     config = config_from_args(args)
     try:
         rules = _rules(config)
-        reader = open_reader(config.reader.spec(), config.reader.name, rules.probe_options())
+        reader = open_reader(config.reader.spec(), config.reader.name, rules.probe_options(),
+                             load_scenario=load_scenario)
         runtime = _build_runtime(config, reader, rules, notifier=Notifier.from_environ())
     except _startup_errors() as exc:
         return _fail(f"cannot start: {exc}")
@@ -142,6 +143,7 @@ def _kiosk_app(runtime, *, fullscreen: bool, demo_reader=None):
 
 def demo_config(args: argparse.Namespace) -> Config:
     """The config with the demo's parts: simulated reader, state in a temp dir, a known staff PIN."""
+    from kiosk.app.tour import DEMO_PIN
     from kiosk.passwords import hash_secret
 
     config = config_from_args(args) if args.config else Config()
@@ -169,7 +171,9 @@ def has_display() -> bool:
 def run_demo(args: argparse.Namespace) -> int:
     from gpiozero.pins.mock import MockFactory
 
-    from hardware.readers.sim import SimReader, load_scenario
+    from hardware.readers.sim import SimReader
+    from kiosk.app.tour import DEMO_PIN
+    from kiosk.scenarios import load_scenario
 
     if args.tour and args.scenario:
         return _fail("--tour plays its own script; leave out --scenario")

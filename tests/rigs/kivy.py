@@ -167,7 +167,7 @@ def kiosk_ui_factory(kivy_window, tmp_path) -> Iterator[Callable[..., KioskUi]]:
         reader = reader or SimReader()
         runtime = Runtime(
             config, reader=reader, catalogue_loader=load_catalogue, languages=("ja", "en"),
-            signals_factory=lambda post: Signals(config.gpio, on_call=lambda: post(CallButton()),
+            signals_factory=lambda post: Signals(config.gpio.pins(), on_call=lambda: post(CallButton()),
                                                  on_reset=lambda: post(ResetButton()), pin_factory=pins),
             link_factory=(lambda version, post, on_turn: EventLink(config, version, post, on_turn=on_turn))
             if link else None)

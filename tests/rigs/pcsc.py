@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from hardware.readers import apdu
-from hardware.readers.base import Observation, Presented, Reader, ReaderStatus
+from hardware.readers.contract import Observation, Presented, Reader, ReaderStatus
 from hardware.readers.cards import PROFILES, CardProfile
 
 LOCK_PATH = Path("/tmp/kiosk-pcscd.lock")

@@ -1,0 +1,95 @@
+"""The reader back-ends by name, like gpiozero's pin factories: one declarative table, loaded lazily.
+
+A spec is `NAME` or `NAME:ARG` (`pcsc`, `nfc:usb`, `sim:demo`). Everything that names back-ends is derived
+from `BACKENDS`: `open_reader`, its error text, the `kiosk precheck --reader` metavar and help, and the
+config's `reader.backend` check. Adding a back-end = one row here + its module (a `Reader` subclass with
+`kind` = the row's name and an `open(request)` classmethod); see "Add a reader back-end" in docs/design.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hardware.readers.contract import OpenRequest, ProbeOptions, Reader, ReaderError
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One row: `name` (the spec's first part and the class's `kind`), `target` ("module:Class", imported
+    only when opened), `arg` (metavar of the optional `:ARG`, None: takes none) and a one-line `help`."""
+
+    name: str
+    target: str
+    arg: str | None
+    help: str
+
+    @property
+    def grammar(self) -> str:
+        """`name` or `name[:ARG]`."""
+        return f"{self.name}[:{self.arg}]" if self.arg else self.name
+
+    def load(self) -> type[Reader]:
+        """The back-end's class; ReaderError when its module or driver library cannot be imported."""
+        module_name, _, class_name = self.target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ReaderError(f"reader back-end {self.name!r} is not available here: {exc}") from None
+        cls: type[Reader] = getattr(module, class_name)
+        return cls
+
+
+BACKENDS: tuple[Backend, ...] = (
+    Backend("pcsc", "hardware.readers.pcsc:PcscReader", None,
+            "a PC/SC reader under pcscd (Sony RC-S300, any CCID reader); --reader-name picks one"),
+    Backend("nfc", "hardware.readers.nfc:NfcReader", "PATH",
+            "an nfcpy device (RC-S380, PN533, ACR122U); PATH is nfcpy's (usb, usb:054c:06c3, ...), default usb"),
+    Backend("sim", "hardware.readers.sim:SimReader", "SCENARIO",
+            "the simulated reader; SCENARIO is a shipped name (kiosk/scenarios/) or a .toml file"),
+)
+
+
+def backend_names() -> tuple[str, ...]:
+    """("pcsc", "nfc", "sim")."""
+    return tuple(b.name for b in BACKENDS)
+
+
+def spec_metavar() -> str:
+    """`pcsc|nfc[:PATH]|sim[:SCENARIO]`: the CLI metavar."""
+    return "|".join(b.grammar for b in BACKENDS)
+
+
+def spec_choices() -> str:
+    """`pcsc, nfc[:PATH] or sim[:SCENARIO]`: for sentences (error texts, comments)."""
+    grammars = [b.grammar for b in BACKENDS]
+    return ", ".join(grammars[:-1]) + f" or {grammars[-1]}" if len(grammars) > 1 else grammars[0]
+
+
+def spec_help() -> str:
+    """One line per back-end: `grammar: help` (the `--reader` help)."""
+    return "; ".join(f"{b.grammar}: {b.help}" for b in BACKENDS)
+
+
+def find_backend(spec: str) -> Backend:
+    """The row for `spec`'s name part; ReaderError naming the spec and the valid ones otherwise."""
+    name = spec.partition(":")[0]
+    for backend in BACKENDS:
+        if backend.name == name:
+            return backend
+    raise ReaderError(f"unknown reader back-end {spec!r}: use {spec_choices()}")
+
+
+def open_reader(spec: str, name: str = "", options: ProbeOptions | None = None, *,
+                load_scenario: Callable[[str], object] | None = None) -> Reader:
+    """A back-end from a spec (`pcsc`, `nfc[:PATH]`, `sim[:SCENARIO]`); `name` picks a reader by substring.
+
+    `options`: the rule table's probe options (default `ProbeOptions()`); `load_scenario`: the kiosk's
+    scenario loader, needed for `sim:SCENARIO`. Raises ReaderError for an unknown back-end, a back-end whose
+    driver is missing, or a bad argument (the message says what to do). Opening touches no device.
+    """
+    backend = find_backend(spec)
+    request = OpenRequest(arg=spec.partition(":")[2], name=name, options=options or ProbeOptions(),
+                          load_scenario=load_scenario)
+    return backend.load().open(request)
