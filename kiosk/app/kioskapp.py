@@ -26,7 +26,6 @@ from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
 from kivy.uix.modalview import ModalView
-from kivy.utils import escape_markup
 
 from kiosk.app.texts import UiTexts
 from kiosk.app.views import LANGUAGE_MENU, View, build_view
@@ -86,13 +85,10 @@ def shaping_scripts(texts: UiTexts) -> dict[str, str]:
 
 
 def compose_text(lines: Sequence[str], steps: Sequence[str]) -> str:
-    """Paragraphs then numbered steps, one a line, as Kivy markup with the data escaped.
+    """Paragraphs then numbered steps, one a line (plain text: FitLabel breaks the lines, kiosk.typeset).
 
-    The number is glued to its step with a no-break space and no markup tag: Kivy breaks lines at spaces and
-    at markup boundaries, which would push a long CJK step (no spaces) onto the line after its number."""
-    parts = [escape_markup(line) for line in lines]
-    parts += [f"{n}.\u00a0{escape_markup(step)}" for n, step in enumerate(steps, 1)]
-    return "\n".join(parts)
+    The number is glued to its step with a no-break space, so a step never starts a line without its number."""
+    return "\n".join([*lines, *(f"{n}.\u00a0{step}" for n, step in enumerate(steps, 1))])
 
 
 class KioskRoot(BoxLayout):
@@ -195,6 +191,7 @@ class KioskApp(App):
     title = "kiosk"
     font = StringProperty("Roboto")  # the current language's font (kv binds every label to it)
     font_script = StringProperty("Zyyy")  # ... and its script, for shaping (kv: every label's font_script_name)
+    lang = StringProperty("ja")  # the screen's language (kv: every label breaks its lines by its phrases)
     u = NumericProperty(1.0)  # size unit: short side of the window / 480 px
     text_scale = NumericProperty(1.0)  # large-text mode scales every font size (kiosk/display.json)
     min_text_scale = NumericProperty(1.0)  # ... and the smallest size a box may step down to, up to LARGE_MIN_SCALE
@@ -280,6 +277,7 @@ class KioskApp(App):
         if action.lang:
             button.font_name = self.fonts.get(action.lang, self.font)
             button.font_script_name = self.scripts.get(action.lang, "Zyyy")
+            button.lang = action.lang
         button.bind(on_release=lambda b: self.tap(b.target))
         return button
 
