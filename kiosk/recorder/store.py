@@ -27,6 +27,7 @@ from kiosk.recorder.models import Event
 from kiosk.reports import Gap, ReportEvent
 
 log = logging.getLogger(__name__)
+logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines on every start say nothing to staff
 
 DATABASE_FILE = "history.sqlite3"
 HISTORY_LIMIT = 1000  # rows per history page at most
@@ -52,11 +53,11 @@ def describe(url: str) -> str:
         return "<unreadable database URL>"
 
 
-def open_store(url: str, *, migrate: bool = True) -> Store:
+def open_store(url: str, *, migrate: bool = True, must_exist: bool = False) -> Store:
     """Connect to `url` (sqlite:///PATH or postgresql+psycopg://…) and apply pending migrations.
 
-    Raises StoreError for a malformed URL, an unreachable server, a directory that cannot be created or a
-    failed migration.
+    Raises StoreError for a malformed URL, an unreachable server, a directory that cannot be created, a
+    failed migration, or (`must_exist`, for readers such as `kiosk report`) a SQLite file that is not there.
     """
     try:
         parsed = make_url(url)
@@ -66,6 +67,9 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
     where = describe(url)
     try:
         if parsed.get_backend_name() == "sqlite":
+            if must_exist and not Path(parsed.database or "").is_file():
+                raise StoreError(f"no event history at {parsed.database}: is the recorder running "
+                                 "(kiosk console, or kiosk recorder)? See docs/history.md")
             engine = _sqlite_engine(parsed.database or "")
         elif parsed.get_backend_name() == "postgresql":
             if parsed.drivername == "postgresql":
@@ -179,6 +183,17 @@ class Store:
     def sites(self) -> list[str]:
         with self.engine.connect() as connection:
             return list(connection.execute(select(Event.site).distinct().order_by(Event.site)).scalars())
+
+    def kind_counts(self, start_ms: int, end_ms: int, sites: Iterable[str] | None = None,
+                    kinds: Sequence[str] | None = None) -> dict[str, int]:
+        """Events per kind in [start_ms, end_ms), counted in the database."""
+        query = select(Event.kind, func.count()).where(Event.ts_ms >= start_ms, Event.ts_ms < end_ms)
+        if sites is not None:
+            query = query.where(Event.site.in_(list(sites)))
+        if kinds is not None:
+            query = query.where(Event.kind.in_(list(kinds)))
+        with self.engine.connect() as connection:
+            return {kind: int(n) for kind, n in connection.execute(query.group_by(Event.kind))}
 
     def report_events(self, start_ms: int, end_ms: int, sites: Iterable[str] | None = None,
                       kinds: Sequence[str] = REPORT_KINDS) -> list[ReportEvent]:
