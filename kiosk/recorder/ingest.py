@@ -116,7 +116,7 @@ class Recorder:
                  session_expiry_hours: float, retention_days: int,
                  clock: Callable[[], float] = time.time):
         """Bad broker settings raise kiosk.config.ConfigError here."""
-        from kiosk.link import new_client
+        from kiosk.broker import new_client
 
         self._config, self._store, self._sites = mqtt_config, store, sites
         self._expiry = round(session_expiry_hours * 3600)
