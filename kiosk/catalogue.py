@@ -16,15 +16,16 @@ corrections (run by `kiosk catalogue validate` and the tests).
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from kiosk.datafile import NO_VALUE, DataFileError, Model, Problem, field_name
+from kiosk.jsondata import parse_json
 from kiosk.paths import catalogue_root
 
 FALLBACK_LANGUAGE = "ja"
@@ -42,7 +43,8 @@ class CatalogueError(Exception):
     def __init__(self, problems: list[tuple[str, str, str, str]]):
         self.problems = problems
         self.file, self.code, self.field, _ = problems[0]
-        lines = [f"{file}: code {code or '-'}: field {field or '-'}: {message}" for file, code, field, message in problems]
+        lines = [f"{file}: code {code or '-'}: field {field or '-'}: {message}"
+                 for file, code, field, message in problems]
         super().__init__("\n".join(lines))
 
 
@@ -60,9 +62,12 @@ class UnknownCode(LookupError):
 class Facility(Protocol):
     """What `steps_for` needs to know about the facility (kiosk.config.FacilitySection fits)."""
 
-    type: str  # "clinic" | "pharmacy"
-    e_prescription: bool
-    e_karte: bool
+    @property
+    def type(self) -> str: ...  # "clinic" | "pharmacy"
+    @property
+    def e_prescription(self) -> bool: ...
+    @property
+    def e_karte(self) -> bool: ...
 
 
 def sections_for(facility: Facility) -> tuple[str, ...]:
@@ -266,7 +271,8 @@ class Catalogue:
         self.get(code)
         text = self._texts[self.resolve_language(lang)][code]
         meta = self._guidance_meta[code]
-        return Guidance(title=text.title, steps=text.steps, call_staff=meta.call_staff, illustrations=meta.illustrations)
+        return Guidance(title=text.title, steps=text.steps, call_staff=meta.call_staff,
+                        illustrations=meta.illustrations)
 
     def section_header(self, section: str) -> str:
         return self.info.sections[section]
@@ -335,38 +341,25 @@ def load_catalogue(root: Path | None = None) -> Catalogue:
     return Catalogue(root, info, codes, corrections, meta, texts)
 
 
-def _read(root: Path, name: str, model: type[BaseModel]):
+def _read(root: Path, name: str, model: type[Model]) -> Model:
     path = root / name
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CatalogueError([(str(path), "", "", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogueError([(str(path), "", "", f"cannot read: {exc}")]) from None
-    except json.JSONDecodeError as exc:
-        raise CatalogueError([(str(path), "", "", f"not valid JSON: {exc}")]) from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise CatalogueError([_problem(str(path), err) for err in exc.errors()]) from None
+        return parse_json(path, model, "catalogue file")
+    except DataFileError as exc:
+        raise CatalogueError([_problem(str(path), problem) for problem in exc.problems]) from None
 
 
-def _problem(file: str, err: dict) -> tuple[str, str, str, str]:
-    loc = list(err["loc"])
+def _problem(file: str, problem: Problem) -> tuple[str, str, str, str]:
+    """(file, code, field, message): the code taken out of the location, where there is one."""
+    loc = list(problem.loc)
     if loc and loc[0] == "codes":  # verbatim.json nests codes one level down
         loc = loc[1:]
     code = ""
     if loc and isinstance(loc[0], str) and CODE_PATTERN.fullmatch(loc[0].split(".")[0]):
-        code = loc.pop(0)
-    field = ""
-    for part in loc:
-        if isinstance(part, int):
-            field += f"[{part}]"
-        elif part not in ("function-after", "[key]") and not part.startswith(("literal[", "constrained-str")):
-            field += f".{part}" if field else str(part)
-    value = err.get("input")
-    shown = "" if isinstance(value, (dict, list)) else f" (value: {value!r})"
-    return file, code, field, f"{err['msg']}{shown}"
+        code = str(loc.pop(0))
+    value = problem.value
+    shown = "" if value is NO_VALUE or isinstance(value, (dict, list)) else f" (value: {value!r})"
+    return file, code, field_name(tuple(loc)), f"{problem.message}{shown}"
 
 
 def _same_codes(problems: list, file: Path, have: Mapping[str, object], want: Mapping[str, object], other: str) -> None:
@@ -438,7 +431,7 @@ def audit_against_source(catalogue: Catalogue) -> list[str]:
         speaker = {"患者": "patient", "職員": "staff"}.get(message[:2])
         if speaker and speaker != entry.audience:
             problems.append(f"codes.json: code {code}: field audience: the message addresses {speaker}")
-        for index, (condition, cells) in enumerate(zip(entry.conditions, src.conditions)):
+        for index, (condition, cells) in enumerate(zip(entry.conditions, src.conditions, strict=False)):
             where = f"conditions[{index}]"
             check = corrected(code, f"{where}.check", extract_text(cells.check))
             if check != condition.check:

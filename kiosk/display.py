@@ -6,15 +6,19 @@ The patient toggles either on the idle screen; both reset when the kiosk returns
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kiosk.jsondata import load_json
 
 DISPLAY_FILE = Path(__file__).resolve().parent / "display.json"
 
 
 class DisplayError(Exception):
-    """display.json that cannot be used; the message names the file and the entry."""
+    """display.json that cannot be used; the message names the file, the field and the value."""
 
 
 @dataclass(frozen=True)
@@ -66,18 +70,25 @@ class DisplayModes:
         return problems
 
 
+Colour = Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")]  # #RRGGBB
+
+
+class DisplayFile(BaseModel):
+    """display.json as written."""
+
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(default="", alias="_note")  # for people editing the file
+    text_scale: dict[str, float]  # "standard", "large"
+    minimum_contrast: dict[str, float]  # palette name → WCAG 2 ratio its text/background pairs must reach
+    palettes: dict[str, dict[str, Colour]]  # "standard", "high_contrast", …: colour name → #RRGGBB
+    pairs: list[tuple[str, str]]  # (text colour, background colour)
+
+
 def load_display_modes(path: Path = DISPLAY_FILE) -> DisplayModes:
-    """Read and check display.json; raises DisplayError naming the file and entry."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        modes = DisplayModes(
-            text_scale={k: float(v) for k, v in data["text_scale"].items()},
-            minimum_contrast={k: float(v) for k, v in data["minimum_contrast"].items()},
-            palettes={k: dict(v) for k, v in data["palettes"].items()},
-            pairs=tuple((fg, bg) for fg, bg in data["pairs"]),
-        )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DisplayError(f"{path}: cannot use display modes: {exc!r}") from None
+    """Read and check display.json; raises DisplayError naming the file, field and value."""
+    data = load_json(path, DisplayFile, DisplayError, "display modes")
+    modes = DisplayModes(text_scale=data.text_scale, minimum_contrast=data.minimum_contrast,
+                         palettes=data.palettes, pairs=tuple(data.pairs))
     for needed, table in (("standard", modes.text_scale), ("large", modes.text_scale),
                           ("standard", modes.palettes), ("high_contrast", modes.palettes)):
         if needed not in table:
@@ -86,11 +97,6 @@ def load_display_modes(path: Path = DISPLAY_FILE) -> DisplayModes:
     for name, palette in modes.palettes.items():
         if set(palette) != names:
             raise DisplayError(f"{path}: palette {name!r} must name the same colours as 'standard'")
-        for key, colour in palette.items():
-            try:
-                hex_to_rgba(colour)
-            except (ValueError, TypeError) as exc:
-                raise DisplayError(f"{path}: palettes.{name}.{key}: {exc}") from None
         if name not in modes.minimum_contrast:
             raise DisplayError(f"{path}: minimum_contrast has no entry for palette {name!r}")
     for pair in modes.pairs:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from kiosk.jsondata import read_json, validate
 from kiosk.paths import catalogue_root
 
 SOURCE_LANG = "ja"
@@ -43,6 +44,9 @@ class LanguageEntry(_Entry):
     face_index: int = Field(default=0, ge=0)  # face inside a .ttc collection (Noto CJK: 0 JP, 1 KR, 2 SC, 3 TC)
     fallback: tuple[str, ...] = ()  # where a missing text is taken from, in order
     tts: TtsEntry | None = None  # None: no offline voice for this language
+
+
+LanguagesFile = RootModel[dict[str, LanguageEntry]]  # languages.json: locale code → entry, in picker order
 
 
 @dataclass(frozen=True)
@@ -80,26 +84,18 @@ def load_locales(root: Path | None = None) -> dict[str, Locale]:
     """Every locale in languages.json, in picker order; raises LocaleError naming the bad entry."""
     folder = locales_dir(root)
     path = folder / "languages.json"
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LocaleError(f"{path}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise LocaleError(f"{path}: not valid JSON: {exc}") from None
+    raw = read_json(path, LocaleError, "locale list")
     if not isinstance(raw, dict) or SOURCE_LANG not in raw:
         raise LocaleError(f"{path}: expected an object keyed by locale code, including {SOURCE_LANG!r}")
-    locales: dict[str, Locale] = {}
-    for code, value in raw.items():
+    for code in raw:
         if not re.match(LOCALE_CODE, code):
             raise LocaleError(f"{path}: [{code}] is not a locale code like 'vi' or 'zh-Hant'")
-        try:
-            entry = LanguageEntry.model_validate(value)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise LocaleError(f"{path}: [{code}] {problems}") from None
+    entries = validate(LanguagesFile, raw, LocaleError, str(path)).root
+    locales: dict[str, Locale] = {}
+    for code, entry in entries.items():
         for other in entry.fallback:
             if other not in raw or other == code:
-                raise LocaleError(f"{path}: [{code}].fallback: {other!r} is not another listed locale")
+                raise LocaleError(f"{path}: [{code}.fallback] {other!r} is not another listed locale")
         locales[code] = Locale(
             code=code,
             name=entry.name,
@@ -129,12 +125,7 @@ def fallback_chain(locales: dict[str, Locale], code: str) -> list[str]:
 
 def read_locale_file(path: Path) -> dict:
     """A locale JSON file (guidance.json, ui.json, glossary.json) as an object; LocaleError names the file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LocaleError(f"{path}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise LocaleError(f"{path}: not valid JSON: {exc}") from None
+    data = read_json(path, LocaleError, "locale file")
     if not isinstance(data, dict):
         raise LocaleError(f"{path}: expected a JSON object keyed by id")
     return data
@@ -177,7 +168,8 @@ def load_glossary(code: str, root: Path | None = None) -> dict[str, tuple[str, .
 
 
 def glossary_terms_in(text: str, source_glossary: dict[str, tuple[str, ...]]) -> set[str]:
-    """Ids of the source-language terms a text uses; a term inside a longer one (保険証 in マイナ保険証) is not counted."""
+    """Ids of the source-language terms a text uses; a term inside a longer one (保険証 in マイナ保険証) is not
+    counted."""
     found: set[str] = set()
     forms = sorted(((form, term) for term, fs in source_glossary.items() for form in fs), key=lambda p: -len(p[0]))
     for form, term in forms:

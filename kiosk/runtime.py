@@ -23,6 +23,7 @@ from kiosk.config import Config
 from kiosk.effects import (Chirp, Effect, Emit, LampTest, ReloadCatalogue, Reply, SetCall, SetDefaultLanguage, SetLamp,
                            SetVoice, ShowScreen, Speak)
 from kiosk.flow import CodeFacts, Flow, FlowTimings
+from kiosk.jsondata import read_json
 from kiosk.messages import CardPresented, CardRemoved, Command, LinkChanged, Message, ReaderChanged, Tick
 from kiosk.passwords import verify_secret
 from kiosk.sdnotify import Notifier, Watchdog
@@ -116,12 +117,12 @@ def _voice_settings(settings: dict[str, Any], config: Config) -> tuple[bool, flo
 def load_settings(state_dir: Path) -> dict[str, Any]:
     """Staff choices kept across restarts; an unreadable file is reported and ignored."""
     path = state_dir / SETTINGS_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists():
         return {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        log.warning("%s: ignored, cannot read it: %s", path, exc)
+    try:
+        data = read_json(path, ValueError, "staff settings")
+    except ValueError as exc:  # the message names the file and what is wrong with it
+        log.warning("%s: ignored: %s", SETTINGS_FILE, exc)
         return {}
     return data if isinstance(data, dict) else {}
 

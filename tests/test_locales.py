@@ -98,10 +98,10 @@ GOOD = {"name": "日本語", "english_name": "Japanese", "fonts": ["x.ttf"]}
         ("{not json", "not valid JSON"),
         ({"en": GOOD}, "including 'ja'"),
         ({"ja": GOOD, "EN_us": GOOD}, "[EN_us] is not a locale code"),
-        ({"ja": {**GOOD, "fonts": []}}, "[ja] fonts"),
-        ({"ja": GOOD, "vi": {**GOOD, "fallback": ["en"]}}, "[vi].fallback: 'en'"),
-        ({"ja": {**GOOD, "tts": {"engine": "say", "voice": "x"}}}, "[ja] tts.engine"),
-        ({"ja": {**GOOD, "colour": "red"}}, "[ja] colour"),
+        ({"ja": {**GOOD, "fonts": []}}, "[ja.fonts]"),
+        ({"ja": GOOD, "vi": {**GOOD, "fallback": ["en"]}}, "[vi.fallback] 'en'"),
+        ({"ja": {**GOOD, "tts": {"engine": "say", "voice": "x"}}}, "[ja.tts.engine]"),
+        ({"ja": {**GOOD, "colour": "red"}}, "[ja.colour]"),
     ],
 )
 def test_bad_languages_file_names_the_problem(tmp_path, languages, message):
