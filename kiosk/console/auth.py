@@ -141,7 +141,7 @@ class LoginThrottle:
         now = self.clock()
         wait = 0.0
         for key in keys:
-            times = self._recent(key, now) if key in self._failures else ()
+            times = self._recent(key, now) if key in self._failures else deque()
             if len(times) >= self.max_failures:
                 wait = max(wait, times[0] + self.window_seconds - now)
         return wait

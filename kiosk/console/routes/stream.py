@@ -1,0 +1,59 @@
+"""The live page (/) and its Server-Sent Events stream (/api/stream): a full snapshot first, then every
+update from the Hub until the session expires (`expired`) or the browser falls too far behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+
+from kiosk.console.auth import Session
+from kiosk.console.routes.dependencies import LANGUAGES, Console, ConsoleDep, SessionLookup, SignedIn
+
+KEEPALIVE_SECONDS = 15.0
+router = APIRouter()
+
+
+@router.get("/", response_class=HTMLResponse)
+async def console_page(request: Request, console: ConsoleDep, lookup: SessionLookup) -> Response:
+    session, why = lookup
+    if session is None:
+        return RedirectResponse("/login?why=expired" if why == "session_expired" else "/login", 303)
+    lang = console.lang_of(request)
+    other = next(code for code in LANGUAGES if code != lang)
+    return console.page(request, "console.html", session=session, strings=console.strings[lang],
+                        other_lang=other, other_name=console.strings[other]["lang.name"])
+
+
+@router.get("/api/stream")
+async def stream(console: ConsoleDep, session: SignedIn) -> Response:
+    return StreamingResponse(_updates(console, session), media_type="text/event-stream",
+                             headers={"X-Accel-Buffering": "no"})
+
+
+async def _updates(console: Console, session: Session) -> AsyncIterator[str]:
+    queue = console.hub.subscribe()
+    try:
+        yield _sse({"type": "snapshot", **console.hub.snapshot()})
+        while True:
+            if console.sessions.lookup(session.token)[0] is None:
+                yield _sse({"type": "expired"})
+                return
+            timeout = min(KEEPALIVE_SECONDS, max(0.1, session.expires_at - console.clock()))
+            try:
+                update = await asyncio.wait_for(queue.get(), timeout)
+            except TimeoutError:
+                yield ": keepalive\n\n"
+                continue
+            if update is None:
+                return
+            yield _sse(update)
+    finally:
+        console.hub.unsubscribe(queue)
+
+
+def _sse(update: dict) -> str:
+    return f"data: {json.dumps(update, ensure_ascii=False, separators=(',', ':'))}\n\n"
