@@ -1,0 +1,221 @@
+"""The event recorder: the store on real SQLite and PostgreSQL, ingest from a real mosquitto with a persistent
+MQTT v5 session, exactly once by event id, and `kiosk report` over a known stream."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+import time
+from datetime import date
+from zoneinfo import ZoneInfo
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from kiosk import events
+from kiosk.config import config_from_dict
+from kiosk.recorder.ingest import Recorder, record_of
+from kiosk.recorder.store import StoreError, open_store
+
+pytestmark = pytest.mark.mqtt
+
+
+def envelope(kind: str, data: dict, *, kiosk: str = "k1", site: str = "site-1", seq: int = 1,
+             time: str = "2026-05-20T10:00:00.000+09:00") -> dict:
+    return events.envelope(kind, data, kiosk=kiosk, site=site, seq=seq, catalogue_version="test", time=time)
+
+
+def record(kind: str = "lookup", data: dict | None = None, **kw) -> dict:
+    env = envelope(kind, data or {"code": "011", "known": True, "audience": "staff", "outage": False}, **kw)
+    topic = events.Topics("kiosk", env["site"], env["kiosk"]).event(kind)
+    found = record_of("kiosk", topic, events.encode(env), 0)
+    assert found is not None
+    return found
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state' / 'history.sqlite3'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def test_store_keeps_each_event_id_once(store_url):
+    store = open_store(store_url)
+    first = [record(seq=n) for n in range(1, 6)]
+    assert store.insert(first) == 5
+    assert store.insert(first[:3] + [record(seq=6)]) == 1  # a redelivery and one new
+    assert store.insert([first[0], first[0]]) == 0  # twice in one batch
+    assert store.count() == 6
+    store.close()
+    assert open_store(store_url).count() == 6  # reopening migrates nothing and keeps the rows
+
+
+def test_migrations_build_exactly_the_models(store_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from kiosk.recorder.models import Base
+
+    store = open_store(store_url)
+    with store.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_history_filters_and_prune(store_url):
+    store = open_store(store_url)
+    store.insert([record(seq=1, time="2026-05-20T09:00:00+09:00"),
+                  record("precheck", {"outcome": "smartphone_mismatch", "code": "021", "hints": []}, seq=2,
+                         time="2026-05-20T09:10:00+09:00"),
+                  record(seq=3, kiosk="k2", time="2026-05-20T09:20:00+09:00"),
+                  record(seq=4, site="site-2", time="2026-05-19T09:00:00+09:00")])
+    tz = ZoneInfo("Asia/Tokyo")
+    from kiosk.reports import range_ms
+
+    start, end = range_ms(date(2026, 5, 20), date(2026, 5, 20), tz)
+    assert [(h.kind, h.code, h.kiosk) for h in store.history(start, end)] == [
+        ("lookup", "011", "k2"), ("precheck", "021", "k1"), ("lookup", "011", "k1")]
+    assert [h.kiosk for h in store.history(start, end, kiosk="k2")] == ["k2"]
+    assert [h.kind for h in store.history(start, end, code="021")] == ["precheck"]
+    assert store.history(start, end, sites=["site-2"]) == []
+    assert store.sites() == ["site-1", "site-2"]
+    assert store.prune(start) == 1 and store.count() == 3
+
+
+def test_sqlite_store_is_private_and_in_wal_mode(tmp_path):
+    path = tmp_path / "state" / "history.sqlite3"
+    store = open_store(f"sqlite:///{path}")
+    store.insert([record()])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for extra in ("-wal", "-shm"):
+        side = path.with_name(path.name + extra)
+        assert not side.exists() or stat.S_IMODE(side.stat().st_mode) == 0o600
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_bad_database_urls_get_clear_errors(tmp_path):
+    with pytest.raises(StoreError, match="not a database URL"):
+        open_store("history.db")
+    with pytest.raises(StoreError, match="only SQLite and PostgreSQL"):
+        open_store("mysql://u@127.0.0.1/x")
+    with pytest.raises(StoreError, match="no event history at"):
+        open_store(f"sqlite:///{tmp_path / 'missing.sqlite3'}", must_exist=True)
+    with pytest.raises(StoreError, match="history store postgresql\\+psycopg://u:\\*\\*\\*@127.0.0.1:9/x"):
+        open_store("postgresql+psycopg://u:secret@127.0.0.1:9/x")  # refused; the password never shown
+
+
+def test_malformed_or_mismatched_messages_are_not_records():
+    good = envelope("lookup", {"code": "011", "known": True})
+    topic = "kiosk/site-1/k1/event/lookup"
+    assert record_of("kiosk", topic, events.encode(good), 0) is not None
+    assert record_of("kiosk", topic, b"not json", 0) is None
+    assert record_of("kiosk", "kiosk/site-1/k2/event/lookup", events.encode(good), 0) is None  # other kiosk
+    assert record_of("kiosk", "kiosk/site-1/k1/event/call", events.encode(good), 0) is None  # other kind
+    assert record_of("kiosk", "kiosk/site-1/k1/status", events.encode(good), 0) is None
+    assert record_of("kiosk", topic, events.encode({**good, "time": "2026-05-20T10:00:00"}), 0) is None  # no zone
+    assert record_of("kiosk", topic, events.encode({**good, "seq": 0}), 0) is None
+    huge = {**good, "data": {"code": "011", "pad": "x" * 5000}}
+    assert record_of("kiosk", topic, events.encode(huge), 0) is None
+
+
+def publish(broker, messages: list[tuple[str, bytes]]) -> None:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTProtocolVersion.MQTTv5)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+    for info in infos:
+        info.wait_for_publish(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def make_recorder(broker, store, sites=("site-1",), client_id="rec-test") -> Recorder:
+    config = config_from_dict({"mqtt": {"url": broker.url}})
+    return Recorder(config.mqtt, store, sites=list(sites), client_id=client_id, session_expiry_hours=72,
+                    retention_days=400, clock=lambda: 1_779_238_800.0)  # 2026-05-20: nothing is pruned
+
+
+def event_message(seq: int, kiosk: str = "k1", site: str = "site-1") -> tuple[str, bytes, str]:
+    env = envelope("lookup", {"code": "011", "known": True}, kiosk=kiosk, site=site, seq=seq)
+    return events.Topics("kiosk", site, kiosk).event("lookup"), events.encode(env), env["id"]
+
+
+def stored_ids(store) -> list[str]:
+    from sqlalchemy import select
+
+    from kiosk.recorder.models import Event
+
+    with store.engine.connect() as connection:
+        return list(connection.execute(select(Event.event_id)).scalars())
+
+
+def test_recorder_gets_events_published_while_it_was_stopped_once_each(mosquitto, tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'h.sqlite3'}")
+    recorder = make_recorder(mosquitto, store)
+    recorder.start()
+    wait_for(lambda: recorder.stats().connected, what="recorder connected")
+    first = [event_message(n) for n in range(1, 11)]
+    publish(mosquitto, [(t, p) for t, p, _ in first])
+    wait_for(lambda: store.count() == 10, what="10 events stored")
+    recorder.stop()
+
+    later = [event_message(n) for n in range(11, 31)]  # while the recorder is away: queued in its session
+    publish(mosquitto, [(t, p) for t, p, _ in later] + [(t, p) for t, p, _ in first[:5]])  # + 5 replays
+    publish(mosquitto, [("kiosk/site-1/k1/event/lookup", b"garbage"), ("kiosk/site-2/k1/event/lookup",
+                                                                        event_message(99, site="site-2")[1])])
+    recorder = make_recorder(mosquitto, store)
+    recorder.start()
+    wait_for(lambda: store.count() == 30 and recorder.stats().duplicates == 5 and recorder.stats().rejected == 1,
+             what="the queued events")
+    recorder.stop()
+    assert sorted(stored_ids(store)) == sorted(i for *_, i in first + later)  # site-2 is not recorded
+
+
+def test_kiosk_report_cli_json_and_csv_from_a_known_stream(tmp_path):
+    url = f"sqlite:///{tmp_path / 'h.sqlite3'}"
+    store = open_store(url)
+    store.insert([
+        record("precheck", {"outcome": "mynumber_card", "code": None, "hints": []}, seq=1,
+               time="2026-05-20T09:00:00+09:00"),
+        record("precheck", {"outcome": "smartphone_mismatch", "code": "021", "hints": []}, seq=2,
+               time="2026-05-20T09:05:00+09:00"),
+        record("call", {"call_id": "c1", "reason": "staff_code", "code": "011", "audience": "staff"}, seq=3,
+               time="2026-05-20T09:06:00+09:00"),
+        record("call_acknowledged", {"call_id": "c1", "reason": "staff_code", "code": "011", "audience": "staff"},
+               seq=4, time="2026-05-20T09:06:45+09:00"),
+        record("heartbeat", {"uptime_seconds": 1, "outbox": {"backlog": 0, "dropped": 0, "refused": 0,
+                                                               "last_error": None}}, seq=5,
+               time="2026-05-20T09:07:00+09:00"),
+        record(seq=6, site="site-2", time="2026-05-20T09:00:00+09:00"),
+    ])
+    store.close()
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "kiosk", "report", "--database", url, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    done = run("--site", "site-1", "--from", "2026-05-20", "--to", "2026-05-20", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["total"]["events"] == {"call": 1, "call_acknowledged": 1, "heartbeat": 1, "precheck": 2}
+    assert report["total"]["outcomes"]["smartphone_mismatch"] == 1
+    assert report["total"]["acknowledged"]["median_seconds"] == 45.0
+    assert report["sites"] == ["site-1"]
+    done = run("--from", "2026-05-20", "--to", "2026-05-20", "--csv")
+    assert done.returncode == 0 and done.stdout.startswith("period_type,period,metric,key,value")
+    assert "total,total,lookups,011,1" in done.stdout.splitlines()  # both sites without --site
+    done = run("--from", "2026-05-21", "--to", "2026-05-20")
+    assert done.returncode == 2 and "starts (2026-05-21) after it ends (2026-05-20)" in done.stderr
+    done = run("--to", "20-05-2026")
+    assert done.returncode == 2 and "not a date" in done.stderr
