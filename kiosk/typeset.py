@@ -49,6 +49,7 @@ NO_START = frozenset(
 # cl-01 (opening brackets): never at a line end.
 NO_END = frozenset("（〔［｛〈《「『【〘〖〝‘“｟«([{｢")
 
+QUOTES = frozenset("\"'")  # opening or closing by what is beside them (UAX #14 class QU)
 NO_BREAK = frozenset("\u00a0\u202f\u2060\ufeff\u200d")  # no-break spaces, word joiner, ZWJ: glue both sides
 VIRAMAS = frozenset("\u094d\u09cd\u0e3a\u1039\u17d2")  # a consonant after one belongs to the same cluster
 CONNECTORS = frozenset(".,:/-'’")  # between two letters or digits they keep the run whole (10:42, 1,000, e-Tax)
@@ -109,9 +110,31 @@ def _cluster_boundary(text: str, i: int) -> bool:
     return True
 
 
+def _opening_quote(line: str) -> bool:
+    """Does `line` end with an ASCII quote that opens (UAX #14 class QU: after a space, a bracket or nothing)?"""
+    return line[-1:] in QUOTES and (len(line) == 1 or line[-2].isspace() or line[-2] in NO_END)
+
+
+def _closing_quote(rest: str) -> bool:
+    """Does `rest` start with an ASCII quote that closes (before a space, a closing mark or the end)?"""
+    return rest[:1] in QUOTES and (len(rest) == 1 or rest[1].isspace() or rest[1] in NO_START)
+
+
+def bad_line_end(line: str) -> bool:
+    """Kinsoku: `line` (not the paragraph's last) ends with an opening bracket or opening quote."""
+    line = line.rstrip()
+    return line[-1:] in NO_END or _opening_quote(line)
+
+
+def bad_line_start(line: str) -> bool:
+    """Kinsoku: `line` (not the paragraph's first) starts with closing punctuation, small kana, ー, a closing
+    quote …"""
+    return line[:1] in NO_START or _closing_quote(line)
+
+
 def _kinsoku_ok(text: str, i: int) -> bool:
     """Kinsoku and unbreakable runs at a break between text[i-1] and text[i] (text[i] not a space)."""
-    if text[i] in NO_START or text[:i].rstrip()[-1:] in NO_END:
+    if bad_line_start(text[i:]) or bad_line_end(text[:i]):
         return False
     before, after = text[i - 1], text[i]
     if _in_word(before) and _in_word(after):
@@ -274,9 +297,9 @@ def problems(text: str, lines: Sequence[str], lang: str, width: float, measure: 
         for n, line in enumerate(ours):
             if measure(line) > width + 0.5:
                 found.append(f"overflow: {line!r} is {measure(line):.0f} px, the box {width:.0f} px")
-            if n and line[:1] in NO_START:
+            if n and bad_line_start(line):
                 found.append(f"kinsoku: line starts with {line[:1]!r}: {line!r}")
-            if n + 1 < len(ours) and line[-1:] in NO_END:
+            if n + 1 < len(ours) and bad_line_end(line):
                 found.append(f"kinsoku: line ends with {line[-1:]!r}: {line!r}")
         for n, start in enumerate(begins[1:]):
             following = min(p for p in phrases if p > start)
