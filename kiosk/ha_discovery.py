@@ -1,41 +1,187 @@
-"""Home Assistant MQTT discovery: the kiosk as a device with entities. Pure (topics and payloads only).
+"""Home Assistant MQTT discovery: the kiosk as one device with its entities. Pure (topics and payloads only).
 
-Published retained on connect and again whenever `homeassistant/status` says "online".
-Discovery topics are `{ha_prefix}/{component}/{kiosk}/{object}/config` (the broker ACL lets a kiosk write
-below its own id only).
+One retained *device-based* discovery config per kiosk on `{ha_prefix}/device/{kiosk}/config` (components under
+`cmps`, an `origin` block, entity ids fixed by `default_entity_id`), as Home Assistant's MQTT integration
+documents it since 2024.12 (`object_id` is ignored since 2026.4). The broker ACL lets a kiosk write below its
+own id only (`{ha_prefix}/+/{kiosk}/#`). The link publishes `messages()` retained on every connect and again
+whenever Home Assistant's birth message (`{ha_prefix}/status` = "online") arrives; with `ha_discovery = false`
+the same call returns the withdrawal (empty retained configs), so a kiosk taken out of Home Assistant leaves no
+orphan device behind.
+
+Every state comes from the kiosk's own MQTT contract (docs/asyncapi.yaml): the retained `status` (online,
+reader, lamp, outage, catalogue version) and `call`, and the `precheck`, `lookup` and `heartbeat` events.
+States are the contract's ids (stable for automations); enum sensors list their options. Entity names are in
+the facility's language ([mqtt] ha_language) from catalogue/locales/homeassistant/<lang>.json, English when a
+language or a name is missing there.
+
+Templates never touch a key the payload may lack (an offline status has no `details.reader`): Home Assistant
+logs a warning for every undefined variable, and an empty output makes it ignore the message.
 """
 
 from __future__ import annotations
 
-from kiosk.events import LAMP_STATUS, LOOKUP, PRECHECK, Topics, encode
+import json
+import re
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from kiosk.config import MqttSection
+from kiosk.events import HEARTBEAT, LOOKUP, PRECHECK, Topics, encode
+from kiosk.paths import catalogue_root
+from kiosk.precheck import Outcome
+from kiosk.vocabulary import LAMP_PATTERNS
+
+PACKAGE = "mynumber-kiosk"
+SUPPORT_URL = "https://github.com/mynumber-kiosk/mynumber-kiosk"
+FALLBACK_LANGUAGE = "en"
+CALL_STATES = ("none", "open", "acknowledged")
+# Entities of the per-entity discovery topics used before device-based discovery (kept ids: history stays).
+LEGACY_ENTITIES = (("binary_sensor", "online"), ("binary_sensor", "open_call"), ("sensor", "last_outcome"),
+                   ("sensor", "last_code"), ("sensor", "lamp"))
+
+_ONLINE = "value_json.state == 'online'"
+
+
+def _when_online(key: str, expression: str, otherwise: str = "") -> str:
+    """A template giving `expression` when the status is online and carries details.<key>, else `otherwise`."""
+    return (f"{{% if {_ONLINE} and value_json.details.{key} is defined %}}{{{{ {expression} }}}}"
+            f"{{% else %}}{otherwise}{{% endif %}}")
 
 
 def status_topic(ha_prefix: str) -> str:
+    """Home Assistant's birth and last-will topic: "online" there means "announce again"."""
     return f"{ha_prefix}/status"
 
 
-def messages(topics: Topics, ha_prefix: str) -> list[tuple[str, bytes]]:
-    """(topic, payload) of every discovery config, to publish retained."""
-    device = {"identifiers": [f"kiosk_{topics.site}_{topics.kiosk}"], "name": f"Kiosk {topics.kiosk}",
-              "manufacturer": "mynumber-kiosk", "model": "companion kiosk", "suggested_area": topics.site}
-    availability = {"availability_topic": topics.status, "availability_template": "{{ value_json.state }}",
-                    "payload_available": "online", "payload_not_available": "offline"}
-    entities = [
-        ("binary_sensor", "online", {"name": "Online", "state_topic": topics.status,
-                                     "value_template": "{{ value_json.state }}", "payload_on": "online",
-                                     "payload_off": "offline", "device_class": "connectivity"}),
-        ("binary_sensor", "open_call", {"name": "Open call", "state_topic": topics.call,
-                                        "value_template": "{{ 'ON' if value else 'OFF' }}",
-                                        "icon": "mdi:bell-ring", **availability}),
-        ("sensor", "last_outcome", {"name": "Last pre-check outcome", "state_topic": topics.event(PRECHECK),
-                                    "value_template": "{{ value_json.data.outcome }}", **availability}),
-        ("sensor", "last_code", {"name": "Last looked-up code", "state_topic": topics.event(LOOKUP),
-                                 "value_template": "{{ value_json.data.code }}", **availability}),
-        ("sensor", "lamp", {"name": "Lamp", "state_topic": topics.event(LAMP_STATUS),
-                            "value_template": "{{ value_json.data.pattern }}", "icon": "mdi:alarm-light",
-                            **availability}),
-    ]
-    return [(f"{ha_prefix}/{component}/{topics.kiosk}/{object_id}/config",
-             encode({**config, "unique_id": f"kiosk_{topics.site}_{topics.kiosk}_{object_id}",
-                     "object_id": f"kiosk_{topics.kiosk}_{object_id}", "device": device, "qos": 1}))
-            for component, object_id, config in entities]
+def discovery_topic(topics: Topics, ha_prefix: str) -> str:
+    return f"{ha_prefix}/device/{topics.kiosk}/config"
+
+
+def legacy_topics(topics: Topics, ha_prefix: str) -> list[str]:
+    """The per-entity config topics earlier versions published (emptied so no duplicate is left)."""
+    return [f"{ha_prefix}/{component}/{topics.kiosk}/{key}/config" for component, key in LEGACY_ENTITIES]
+
+
+@cache
+def entity_names(language: str) -> dict[str, str]:
+    """Entity and device names in `language`, each missing one in English (catalogue/locales/homeassistant)."""
+    folder = catalogue_root() / "locales" / "homeassistant"
+    names: dict[str, str] = {}
+    for code in (FALLBACK_LANGUAGE, language):
+        path = folder / f"{code}.json"
+        if path.exists():
+            names.update(json.loads(path.read_text(encoding="utf-8")))
+    return names
+
+
+def entity_id(component: str, topics: Topics, key: str) -> str:
+    """The entity id Home Assistant gives an entity (`default_entity_id`): `<component>.kiosk_<kiosk>_<key>`,
+    lower case, anything but letters and digits as `_` (a kiosk id may hold `-`, an entity id may not)."""
+    return f"{component}.{re.sub(r'[^a-z0-9]+', '_', f'kiosk_{topics.kiosk}_{key}'.lower())}"
+
+
+def unique_id(topics: Topics, key: str) -> str:
+    return f"kiosk_{topics.site}_{topics.kiosk}_{key}"
+
+
+def _package_version() -> str:
+    try:
+        return version(PACKAGE)
+    except PackageNotFoundError:
+        return "0"
+
+
+def components(topics: Topics) -> dict[str, dict[str, Any]]:
+    """The device's components by key (without names, ids and device): what each entity shows and from where."""
+    available = {"availability_topic": topics.status, "availability_template": "{{ value_json.state }}",
+                 "payload_available": "online", "payload_not_available": "offline"}
+    call_attributes = ("{{ {'reason': value_json.reason, 'code': value_json.code, 'since': value_json.since, "
+                       "'acknowledged': value_json.acknowledged, 'audience': value_json.audience} | tojson "
+                       "if value else '{}' }}")
+    diagnostic = {"entity_category": "diagnostic"}
+    return {
+        "online": {"platform": "binary_sensor", "device_class": "connectivity", "state_topic": topics.status,
+                   "value_template": "{{ value_json.state }}", "payload_on": "online", "payload_off": "offline",
+                   "json_attributes_topic": topics.status,
+                   "json_attributes_template": "{{ {'since': value_json.time, 'reason': value_json.details.reason"
+                                               " | default(None)} | tojson }}"},
+        "precheck": {"platform": "event", "state_topic": topics.event(PRECHECK),
+                     "event_types": [str(o) for o in Outcome],
+                     "value_template": "{{ {'event_type': value_json.data.outcome, 'code': value_json.data.code, "
+                                       "'hints': value_json.data.hints} | tojson }}",
+                     "icon": "mdi:card-account-details", **available},
+        "last_outcome": {"platform": "sensor", "device_class": "enum", "options": [str(o) for o in Outcome],
+                         "state_topic": topics.event(PRECHECK), "value_template": "{{ value_json.data.outcome }}",
+                         "json_attributes_topic": topics.event(PRECHECK),
+                         "json_attributes_template": "{{ {'code': value_json.data.code, 'time': value_json.time}"
+                                                     " | tojson }}",
+                         "icon": "mdi:card-account-details-outline", **available},
+        "open_call": {"platform": "binary_sensor", "state_topic": topics.call,
+                      "value_template": "{{ 'ON' if value else 'OFF' }}", "json_attributes_topic": topics.call,
+                      "json_attributes_template": call_attributes, "icon": "mdi:bell-ring", **available},
+        "call_state": {"platform": "sensor", "device_class": "enum", "options": list(CALL_STATES),
+                       "state_topic": topics.call,
+                       "value_template": "{{ ('acknowledged' if value_json.acknowledged else 'open') if value "
+                                         "else 'none' }}",
+                       "icon": "mdi:account-voice", **available},
+        "last_code": {"platform": "sensor", "state_topic": topics.event(LOOKUP),
+                      "value_template": "{{ value_json.data.code }}", "json_attributes_topic": topics.event(LOOKUP),
+                      "json_attributes_template": "{{ {'known': value_json.data.known, 'audience': "
+                                                  "value_json.data.audience, 'outage': value_json.data.outage, "
+                                                  "'time': value_json.time} | tojson }}",
+                      "icon": "mdi:numeric", **available},
+        "reader_fault": {"platform": "binary_sensor", "device_class": "problem", "state_topic": topics.status,
+                         "value_template": _when_online("reader", "'OFF' if value_json.details.reader.available "
+                                                                  "else 'ON'"),
+                         "json_attributes_topic": topics.status,
+                         "json_attributes_template": _when_online("reader",
+                                                                  "{'detail': value_json.details.reader.detail}"
+                                                                  " | tojson", "{}"),
+                         **available},
+        "outage": {"platform": "binary_sensor", "device_class": "problem", "state_topic": topics.status,
+                   "value_template": _when_online("outage", "'ON' if value_json.details.outage.active else 'OFF'"),
+                   "json_attributes_topic": topics.status,
+                   "json_attributes_template": _when_online("outage", "{'code': value_json.details.outage.code}"
+                                                                      " | tojson", "{}"),
+                   "icon": "mdi:cloud-alert", **available},
+        "lamp": {"platform": "sensor", "device_class": "enum", "options": list(LAMP_PATTERNS),
+                 "state_topic": topics.status, "value_template": _when_online("lamp", "value_json.details.lamp",
+                                                                              "None"),
+                 "icon": "mdi:alarm-light", **available},
+        "outbox_backlog": {"platform": "sensor", "state_class": "measurement", "unit_of_measurement": "events",
+                           "state_topic": topics.event(HEARTBEAT),
+                           "value_template": "{{ value_json.data.outbox.backlog }}",
+                           "json_attributes_topic": topics.event(HEARTBEAT),
+                           "json_attributes_template": "{{ {'dropped': value_json.data.outbox.dropped, 'refused': "
+                                                       "value_json.data.outbox.refused} | tojson }}",
+                           "icon": "mdi:tray-full", **diagnostic, **available},
+        "catalogue_version": {"platform": "sensor", "state_topic": topics.status,
+                              "value_template": "{{ value_json.catalogue_version }}", "icon": "mdi:book-open-variant",
+                              **diagnostic, **available},
+    }
+
+
+def discovery_config(topics: Topics, language: str) -> dict[str, Any]:
+    """The device-based discovery payload: device, origin and every component with its name and ids."""
+    names = entity_names(language)
+    sw_version = _package_version()
+    cmps = {key: {**config, "name": names[key], "unique_id": unique_id(topics, key),
+                  "default_entity_id": entity_id(config["platform"], topics, key)}
+            for key, config in components(topics).items()}
+    return {"device": {"identifiers": [f"kiosk_{topics.site}_{topics.kiosk}"],
+                       "name": names["device"].format(kiosk=topics.kiosk, site=topics.site),
+                       "manufacturer": PACKAGE, "model": names["model"], "sw_version": sw_version,
+                       "suggested_area": topics.site},
+            "origin": {"name": PACKAGE, "sw_version": sw_version, "support_url": SUPPORT_URL},
+            "cmps": cmps, "qos": 1}
+
+
+def messages(topics: Topics, section: MqttSection) -> list[tuple[str, bytes]]:
+    """(topic, payload) pairs to publish retained, in order: with `ha_discovery` the device config (after
+    emptying the per-entity configs of earlier versions), else the withdrawal of everything announced."""
+    legacy = [(topic, b"") for topic in legacy_topics(topics, section.ha_prefix)]
+    device = discovery_topic(topics, section.ha_prefix)
+    if not section.ha_discovery:
+        return [*legacy, (device, b"")]
+    return [*legacy, (device, encode(discovery_config(topics, section.ha_language)))]
