@@ -81,6 +81,7 @@ class MqttSection(Section):
     key_file: Path | None = None
     ha_discovery: bool = False
     ha_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    ha_language: str = Field(default="ja", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")  # HA entity names
     outbox_cap: int = Field(default=100_000, ge=100)
     heartbeat_seconds: float = Field(default=60.0, gt=0)
 
