@@ -384,9 +384,8 @@ class EventLink:
             self._client.publish(self.topics.call, self._call, qos=1, retain=True)
 
     def _announce(self) -> None:
-        if not self._section.ha_discovery:
-            return
-        for topic, payload in ha_discovery.messages(self.topics, self._section.ha_prefix):
+        """Home Assistant discovery (retained), or its withdrawal when ha_discovery is off."""
+        for topic, payload in ha_discovery.messages(self.topics, self._section):
             self._client.publish(topic, payload, qos=1, retain=True)
 
     def _report_drops(self) -> None:
