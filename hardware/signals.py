@@ -41,6 +41,8 @@ class GpioPins:
 
 @dataclass(frozen=True)
 class Pattern:
+    """A lamp pattern: `values` (1 on, 0 off) played `step` seconds each, cyclically."""
+
     step: float  # seconds per value
     values: tuple[int, ...]  # one cycle; a single value means steady
 
@@ -73,6 +75,7 @@ class Lamp:
         self.listeners: list[Callable[[str], None]] = []  # told of every pattern change (the demo draws it)
 
     def show(self, pattern: str) -> None:
+        """Play `pattern` (a key of PATTERNS) from now on; ValueError for an unknown one. Tells `listeners`."""
         if pattern not in PATTERNS:
             raise ValueError(f"unknown lamp pattern {pattern!r}; known: {', '.join(PATTERNS)}")
         self.pattern = pattern
@@ -81,7 +84,7 @@ class Lamp:
             listener(pattern)
 
     def test(self, seconds: float = 5.0) -> None:
-        """Every pattern in turn for `seconds` in all, then the current pattern again."""
+        """Every LAMP_TEST pattern in turn for `seconds` (in all), then the current pattern again."""
         self._play(LAMP_TEST, self.pattern, seconds / len(LAMP_TEST))
 
     def _play(self, first: Iterable[str], then: str, seconds_each: float = 0.0) -> None:
@@ -101,12 +104,10 @@ class Lamp:
         self._device.source_delay = step
         self._device.source = itertools.chain(intro, tail)
 
-    def close(self) -> None:
-        if self._device is not None:
-            self._device.close()
-
 
 class Buzzer:
+    """The optional active buzzer (None device: not fitted, `chirp` does nothing)."""
+
     def __init__(self, device=None) -> None:
         self._device = device
 
@@ -114,10 +115,6 @@ class Buzzer:
         """Two short beeps: a new call."""
         if self._device is not None:
             self._device.beep(on_time=0.08, off_time=0.08, n=2, background=True)
-
-    def close(self) -> None:
-        if self._device is not None:
-            self._device.close()
 
 
 class Debouncer:

@@ -32,7 +32,7 @@ def sim(running_reader):
 def test_every_preset_maps_to_its_outcome_and_code(sim, preset):
     sim.reader.present(preset)
     observation = sim.settled_observation()
-    for expect, wanted in zip((None, "iphone", "android"), EXPECTED_OUTCOMES[preset]):
+    for expect, wanted in zip((None, "iphone", "android"), EXPECTED_OUTCOMES[preset], strict=True):
         verdict = classify(observation, expect)
         assert verdict.outcome == wanted, (preset, expect)
         assert verdict.code == CODES[Outcome(wanted)]
@@ -141,7 +141,7 @@ def test_unreadable_rule_files(tmp_path):
         load_rules(tmp_path / "missing.toml")
     broken = tmp_path / "broken.toml"
     broken.write_bytes(b"[probe\n")
-    with pytest.raises(RulesError, match="broken.toml: not valid TOML"):
+    with pytest.raises(RulesError, match=r"broken\.toml: not valid TOML"):
         load_rules(broken)
 
 
@@ -170,7 +170,8 @@ def test_bad_scenarios_are_refused_clearly(tmp_path):
 def test_scenario_plays_in_order(tmp_path, running_reader):
     script = tmp_path / "script.toml"
     script.write_text(
-        '[[steps]]\npresent = "iphone"\nhold = 0.05\n[[steps]]\nunplug = 0.05\n[[steps]]\npresent = "transit_card"\nhold = 0.05\n',
+        '[[steps]]\npresent = "iphone"\nhold = 0.05\n[[steps]]\nunplug = 0.05\n'
+        '[[steps]]\npresent = "transit_card"\nhold = 0.05\n',
         encoding="utf-8",
     )
     running = running_reader(SimReader(scenario=load_scenario(str(script))))
@@ -195,9 +196,9 @@ def test_every_hint_in_the_rule_table_has_a_japanese_text():
 
 
 def test_open_reader_specs():
-    from hardware.readers.registry import open_reader
     from hardware.readers.nfc import NfcReader
     from hardware.readers.pcsc import PcscReader
+    from hardware.readers.registry import open_reader
 
     assert isinstance(open_reader("sim"), SimReader)
     assert open_reader("sim:demo", load_scenario=load_scenario).scenario.repeat is True

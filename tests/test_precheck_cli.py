@@ -61,7 +61,7 @@ def test_bad_rule_table_exits_2(capsys, tmp_path):
 @pytest.mark.parametrize("preset", sorted(set(EXPECTED_OUTCOMES) - {"flapping", "two_cards"}))
 def test_pcsc_cards_through_the_cli(pcscd, virtual_card, capsys, preset):
     card = virtual_card(preset)
-    for expect, wanted in zip(CHOICES, EXPECTED_OUTCOMES[preset]):
+    for expect, wanted in zip(CHOICES, EXPECTED_OUTCOMES[preset], strict=True):
         args = ["--reader", "pcsc", "--reader-name", "PCD 00 00", "--once", "--json", "--timeout", "10"]
         status, lines, _ = precheck(capsys, *args, *(["--expect", expect] if expect else []))
         assert status == 0

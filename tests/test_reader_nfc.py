@@ -8,8 +8,8 @@ import pytest
 
 from hardware.readers import apdu
 from hardware.readers.contract import Family, ReaderStatus, Removed
-from hardware.readers.registry import open_reader
 from hardware.readers.nfc import NfcReader
+from hardware.readers.registry import open_reader
 from kiosk.precheck import Outcome, classify
 from tests.rigs.nfc_udp import IDM_PMM, PUPI, UID
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from hardware.readers import apdu
 from hardware.readers.atr import contactless_atr
-from hardware.readers.contract import Failure, Family, ProbeOptions, ReaderStatus, Removed
 from hardware.readers.cards import CardProfile
+from hardware.readers.contract import Failure, Family, ProbeOptions, ReaderStatus, Removed
 from hardware.readers.pcsc import PcscReader
 from kiosk.precheck import CODES, Outcome, classify
 from tests.rigs.pcsc import EXPECTED_OUTCOMES, reader_name, wait_until_empty
@@ -46,7 +46,7 @@ def reader(pcscd, running_reader):
 def test_each_card_maps_to_its_outcome_and_receives_only_allowed_apdus(reader, virtual_card, preset):
     card = virtual_card(preset)
     observation = reader.next_observation()
-    for expect, wanted in zip((None, "iphone", "android"), EXPECTED_OUTCOMES[preset]):
+    for expect, wanted in zip((None, "iphone", "android"), EXPECTED_OUTCOMES[preset], strict=True):
         verdict = classify(observation, expect)
         assert (verdict.outcome, verdict.code) == (wanted, CODES[Outcome(wanted)]), expect
     assert card.received == EXPECTED_WIRE[preset]

@@ -7,7 +7,7 @@ Never VERIFY, never GET DATA UID (FF CA), never certificates or other applicatio
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 JPKI_AID = bytes.fromhex("D392F000260100000001")
 SELECT_JPKI = bytes.fromhex("00A4040C0A") + JPKI_AID

@@ -102,7 +102,8 @@ class NfcReader(Reader):
             try:
                 opened = clf.open(self.path)
             except ValueError:
-                raise ReaderLost(f"{self.path!r} is not an nfcpy device path (usb, usb:054c:06c3, tty:USB0, ...)") from None
+                raise ReaderLost(
+                    f"{self.path!r} is not an nfcpy device path (usb, usb:054c:06c3, tty:USB0, ...)") from None
             if not opened:
                 raise ReaderLost(f"no NFC reader found at {self.path!r}; plug one in")
             self._status.report(post, ReaderStatus(True, self.description))

@@ -171,7 +171,8 @@ class PcscReader(Reader):
                 elif present and not here:
                     post(Removed())
                 present, count = here, new_count
-                states = [(reader, state & ~scard.SCARD_STATE_CHANGED), (PNP_READER, pnp_state & ~scard.SCARD_STATE_CHANGED)]
+                states = [(reader, state & ~scard.SCARD_STATE_CHANGED),
+                          (PNP_READER, pnp_state & ~scard.SCARD_STATE_CHANGED)]
         finally:
             if present:
                 post(Removed())

@@ -43,17 +43,12 @@ class Backend:
 
 BACKENDS: tuple[Backend, ...] = (
     Backend("pcsc", "hardware.readers.pcsc:PcscReader", None,
-            "a PC/SC reader under pcscd (Sony RC-S300, any CCID reader); --reader-name picks one"),
+            "a PC/SC reader under pcscd (Sony RC-S300, any CCID reader, picked by --reader-name)"),
     Backend("nfc", "hardware.readers.nfc:NfcReader", "PATH",
-            "an nfcpy device (RC-S380, PN533, ACR122U); PATH is nfcpy's (usb, usb:054c:06c3, ...), default usb"),
+            "an nfcpy device (RC-S380, PN533, ACR122U) at nfcpy's PATH (usb, usb:054c:06c3, ...; default usb)"),
     Backend("sim", "hardware.readers.sim:SimReader", "SCENARIO",
-            "the simulated reader; SCENARIO is a shipped name (kiosk/scenarios/) or a .toml file"),
+            "the simulated reader, played from SCENARIO (a shipped name or a .toml file)"),
 )
-
-
-def backend_names() -> tuple[str, ...]:
-    """("pcsc", "nfc", "sim")."""
-    return tuple(b.name for b in BACKENDS)
 
 
 def spec_metavar() -> str:

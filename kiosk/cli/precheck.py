@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _line(verdict: Verdict, observation: Observation, as_json: bool) -> str:
-    """One output line for a presentation: JSON (outcome, code, hints, family, elapsed_ms) or `outcome  code  (hints)`."""
+    """One line for a presentation: JSON (outcome, code, hints, family, elapsed_ms) or `outcome  code  (hints)`."""
     if as_json:
         return json.dumps({
             "outcome": verdict.outcome.value,

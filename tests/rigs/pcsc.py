@@ -17,7 +17,9 @@ client: insert = connect, remove = close.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import itertools
 import os
 import queue
 import shutil
@@ -31,8 +33,8 @@ from pathlib import Path
 import pytest
 
 from hardware.readers import apdu
-from hardware.readers.contract import Observation, Presented, Reader, ReaderStatus
 from hardware.readers.cards import PROFILES, CardProfile
+from hardware.readers.contract import Observation, Presented, Reader, ReaderStatus
 
 LOCK_PATH = Path("/tmp/kiosk-pcscd.lock")
 VPCD_CONF = Path("/etc/reader.conf.d/vpcd")
@@ -100,10 +102,8 @@ class VirtualCard:
         with self._lock:
             sock, self._sock = self._sock, None
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -163,7 +163,7 @@ class Pcscd:
 
     def start(self, timeout: float = 10.0) -> None:
         assert self.process is None
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (kept open for pcscd's lifetime, closed in stop)
         self.process = subprocess.Popen(
             ["pcscd", "--foreground"], stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
@@ -293,7 +293,7 @@ class RunningReader:
     def longest_silence(self, start: float, end: float) -> float:
         """The longest time between `start` and `end` (monotonic) without a heartbeat."""
         times = [start] + [t for t in list(self.beats) if start <= t <= end] + [end]
-        return max(b - a for a, b in zip(times, times[1:]))
+        return max(b - a for a, b in itertools.pairwise(times))
 
     def next_event(self, timeout: float = 5.0):
         return self.events.get(timeout=timeout)
