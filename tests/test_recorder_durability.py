@@ -1,0 +1,154 @@
+"""Nothing lost between kiosk, broker and store, on real mosquitto with the shipped persistence settings:
+
+- recorder stopped, the real kiosk link publishing, broker SIGKILLed and restarted, recorder back → every
+  event stored exactly once;
+- `kiosk recorder` SIGKILLed mid-burst and restarted → every event exactly once;
+- scale-out: two facility brokers bridged (systemd/mosquitto/samples/bridge.conf) to a central broker, one
+  central recorder writing to a real PostgreSQL → events of both sites once each, reports filter by site.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from kiosk.recorder.store import open_store
+from tests.test_recorder import event_message, make_recorder, publish, stored_ids, wait_for
+
+pytestmark = [pytest.mark.mqtt, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+MOSQUITTO = ROOT / "systemd" / "mosquitto"
+_NOT_FOR_TESTS = re.compile(r"^(listener|password_file|acl_file|allow_anonymous|cafile|certfile|keyfile|"
+                            r"tls_version|require_certificate|per_listener_settings)\b")
+
+
+def shipped_persistence(name: str) -> str:
+    """The shipped broker config without its listeners, accounts and TLS: what a crash test should keep."""
+    lines = (MOSQUITTO / name).read_text().splitlines()
+    kept = [line for line in lines if line.strip() and not line.startswith("#") and not _NOT_FOR_TESTS.match(line)]
+    assert "autosave_interval 1" in kept and "persistence true" in kept
+    return ("listener {port} 127.0.0.1\nallow_anonymous true\npersistence_location {dir}/\nlog_dest stderr\n"
+            + "\n".join(kept) + "\n")
+
+
+def link(broker_url: str, state_dir: Path, kiosk: str = "k1", site: str = "site-1"):
+    from kiosk.config import config_from_dict
+    from kiosk.link import EventLink
+
+    config = config_from_dict({"kiosk": {"id": kiosk, "site": site, "state_dir": str(state_dir)},
+                               "mqtt": {"url": broker_url, "heartbeat_seconds": 3600}})
+    return EventLink(config, "test", lambda _message: None)
+
+
+def emit(link_, n: int, start: int = 0) -> list[str]:
+    return [link_.emit("lookup", {"code": f"{(start + i) % 1000:03d}", "known": False, "audience": None,
+                                  "outage": None}) for i in range(n)]
+
+
+@pytest.mark.parametrize("config", ["kiosk.conf", "samples/facility.conf"])
+def test_broker_crash_while_the_recorder_is_away_loses_nothing(config, mosquitto_factory, tmp_path):
+    broker = mosquitto_factory(shipped_persistence(config))
+    store = open_store(f"sqlite:///{tmp_path / 'h.sqlite3'}")
+    recorder = make_recorder(broker, store)
+    recorder.start()
+    wait_for(lambda: recorder.stats().connected, what="recorder session created")
+    recorder.stop()
+
+    kiosk = link(broker.url, tmp_path / "kiosk")
+    kiosk.start()
+    ids = emit(kiosk, 150)
+    wait_for(lambda: kiosk.stats().backlog == 0, what="the kiosk's outbox drained (every PUBACK in)")
+    broker.kill()  # SIGKILL: no clean save
+    broker.start()
+    ids += emit(kiosk, 50, 150)
+    wait_for(lambda: kiosk.stats().backlog == 0 and kiosk.stats().connected, what="outbox drained again")
+    kiosk.stop()
+
+    recorder = make_recorder(broker, store)
+    recorder.start()
+    wait_for(lambda: store.count() >= len(ids), timeout=30, what=f"{len(ids)} events stored")
+    time.sleep(0.5)  # anything more would be a duplicate row: there is none, the id is unique
+    recorder.stop()
+    assert sorted(stored_ids(store)) == sorted(ids)
+
+
+def test_recorder_killed_mid_burst_stores_every_event_once(mosquitto_factory, tmp_path):
+    broker = mosquitto_factory(shipped_persistence("kiosk.conf"))
+    url = f"sqlite:///{tmp_path / 'h.sqlite3'}"
+    config = tmp_path / "config.toml"
+    config.write_text(f'[mqtt]\nurl = "{broker.url}"\n[recorder]\ndatabase = "{url}"\nclient_id = "rec-kill"\n')
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "kiosk", "--config", str(config), "recorder"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    store = open_store(url)
+    proc = start()
+    try:
+        wait_for(lambda: " as rec-kill " in broker.log(), what="the recorder connected")
+        time.sleep(0.5)  # and subscribed: its session exists
+        messages = [event_message(n) for n in range(1, 3001)]
+        publish(broker, [(t, p) for t, p, _ in messages[:1500]])
+        wait_for(lambda: store.count() > 0, what="the burst is being stored")
+        os.kill(proc.pid, signal.SIGKILL)  # mid-burst: some stored and not yet acknowledged
+        proc.wait()
+        publish(broker, [(t, p) for t, p, _ in messages[1500:]])
+        proc = start()
+        wait_for(lambda: store.count() >= 3000, timeout=60, what="3000 events stored")
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+    assert sorted(stored_ids(store)) == sorted(i for *_, i in messages)
+
+
+def bridge_config(site: str, central_port: int) -> str:
+    """samples/bridge.conf pointed at the central test broker (plain TCP, no account) for `site`."""
+    text = (MOSQUITTO / "samples" / "bridge.conf").read_text().replace("site-1", site)
+    text = re.sub(r"^address .*$", f"address 127.0.0.1:{central_port}", text, flags=re.M)
+    text = re.sub(r"^(remote_username|remote_password|bridge_cafile|bridge_insecure) .*\n", "", text, flags=re.M)
+    return "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n" + text
+
+
+def test_two_facilities_bridged_to_a_central_recorder_on_postgresql(mosquitto_factory, postgres_url, tmp_path):
+    from kiosk.cli.report import make_report
+
+    central = mosquitto_factory(shipped_persistence("samples/facility.conf"))
+    facilities = {site: mosquitto_factory(bridge_config(site, central.port)) for site in ("east", "west")}
+    store = open_store(postgres_url)
+    recorder = make_recorder(central, store, sites=["+"], client_id="central-recorder")
+    recorder.start()
+    wait_for(lambda: recorder.stats().connected, what="central recorder connected")
+    for broker in facilities.values():
+        wait_for(lambda b=broker: "Connecting bridge" in b.log(), what="bridge connecting")
+    time.sleep(2)  # the bridges connect and subscribe
+
+    ids: dict[str, list[str]] = {}
+    kiosks = []
+    for site, broker in facilities.items():
+        for number in (1, 2):
+            kiosk = link(broker.url, tmp_path / f"{site}-{number}", kiosk=f"k{number}", site=site)
+            kiosk.start()
+            kiosks.append(kiosk)
+            ids.setdefault(site, []).extend(emit(kiosk, 40 if site == "east" else 25))
+    for kiosk in kiosks:
+        wait_for(lambda k=kiosk: k.stats().backlog == 0, what="outboxes drained")
+        kiosk.stop()
+    wait_for(lambda: store.count() >= 130, timeout=30, what="130 events at the centre")
+    recorder.stop()
+    assert sorted(stored_ids(store)) == sorted(ids["east"] + ids["west"])
+    assert store.sites() == ["east", "west"]
+    tz = ZoneInfo("Asia/Tokyo")
+    first, last = date.today() - timedelta(days=1), date.today() + timedelta(days=1)
+    east = make_report(store, first, last, tz, ["east"], 180)
+    both = make_report(store, first, last, tz, None, 180)
+    assert east["total"]["events"]["lookup"] == 80 and both["total"]["events"]["lookup"] == 130
