@@ -62,7 +62,7 @@ def child(kind: str, seconds: float) -> None:
         ready = lambda: True  # noqa: E731
     elif kind == "ui":  # the UI alone: KioskApp over a stand-in that only shows the idle screen
         from kiosk.app.kioskapp import KioskApp
-        from kiosk.flow import ShowScreen
+        from kiosk.effects import ShowScreen
 
         class ScreenOnly:
             class flow:  # noqa: N801

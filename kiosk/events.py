@@ -11,22 +11,23 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 PRECHECK, LOOKUP, CALL, CALL_ACKNOWLEDGED, CALL_RESOLVED = (
     "precheck", "lookup", "call", "call_acknowledged", "call_resolved")
 OUTAGE_ENTERED, OUTAGE_LEFT, READER_STATUS, LAMP_STATUS, HEARTBEAT, OUTBOX_DROPPED = (
     "outage_entered", "outage_left", "reader_status", "lamp_status", "heartbeat", "outbox_dropped")
+OUTBOX_RECOVERED = "outbox_recovered"  # a damaged outbox file was set aside and its readable rows salvaged
 EVENT_KINDS = (PRECHECK, LOOKUP, CALL, CALL_ACKNOWLEDGED, CALL_RESOLVED, OUTAGE_ENTERED, OUTAGE_LEFT,
-               READER_STATUS, LAMP_STATUS, HEARTBEAT, OUTBOX_DROPPED)
+               READER_STATUS, LAMP_STATUS, HEARTBEAT, OUTBOX_DROPPED, OUTBOX_RECOVERED)
 
 # When the outbox is full, the lowest priority goes first (oldest first within a priority); calls go last.
 PRIORITY = {HEARTBEAT: 0, READER_STATUS: 1, LAMP_STATUS: 1, LOOKUP: 2, PRECHECK: 2, OUTBOX_DROPPED: 3,
-            OUTAGE_ENTERED: 3, OUTAGE_LEFT: 3, CALL: 4, CALL_ACKNOWLEDGED: 4, CALL_RESOLVED: 4}
+            OUTBOX_RECOVERED: 3, OUTAGE_ENTERED: 3, OUTAGE_LEFT: 3, CALL: 4, CALL_ACKNOWLEDGED: 4, CALL_RESOLVED: 4}
 
 ACKNOWLEDGE, RESOLVE, LAMP_TEST, RELOAD_CATALOGUE, OUTAGE_ENTER, OUTAGE_LEAVE = (
     "acknowledge", "resolve", "lamp_test", "reload_catalogue", "outage_enter", "outage_leave")
@@ -132,9 +133,16 @@ def kiosk_state(*, reader_available: bool, reader_detail: str, lamp: str, outage
             "lamp": lamp, "outage": {"active": outage, "code": outage_code if outage else None}}
 
 
-def call_payload(call: Any, *, kiosk: str, site: str, time: str | None = None) -> dict[str, Any]:
-    """The retained `call` payload from a kiosk.flow.Call (or its as_dict() mapping)."""
-    fields = call.as_dict() if hasattr(call, "as_dict") else dict(call)
+class CallLike(Protocol):
+    """What call_payload needs of a call (kiosk.effects.Call)."""
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+def call_payload(call: CallLike | Mapping[str, Any], *, kiosk: str, site: str,
+                 time: str | None = None) -> dict[str, Any]:
+    """The retained `call` payload from a kiosk.effects.Call (or its as_dict() mapping)."""
+    fields = dict(call) if isinstance(call, Mapping) else call.as_dict()
     return {**fields, "kiosk": kiosk, "site": site, "time": time or timestamp(),
             "schema_version": SCHEMA_VERSION}
 
@@ -145,28 +153,48 @@ def encode(payload: Mapping[str, Any]) -> bytes:
 
 # --- commands --------------------------------------------------------------------------------------------
 
-class _Args(BaseModel):
+class CommandArgs(BaseModel):
+    """The arguments of one command (strict: no extra fields, no type coercion)."""
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class CallArgs(_Args):
-    call_id: str = Field(pattern=ID_PATTERN)
+class CallArgs(CommandArgs):
+    call_id: str = Field(pattern=ID_PATTERN, description="the id of the kiosk's open call")
 
 
-class LampTestArgs(_Args):
-    seconds: int = Field(default=5, ge=1, le=30)
+LAMP_TEST_SECONDS = 5  # a lamp test without `seconds` (and the staff screen's lamp test button)
 
 
-class OutageArgs(_Args):
-    code: str | None = Field(default=None, pattern=r"^[0-9]{3}$")
+class LampTestArgs(CommandArgs):
+    seconds: int = Field(default=LAMP_TEST_SECONDS, ge=1, le=30, description="a whole number from 1 to 30")
 
 
-class NoArgs(_Args):
+class OutageArgs(CommandArgs):
+    code: str | None = Field(default=None, pattern=r"^[0-9]{3}$", description="a 3-digit string")
+
+
+class NoArgs(CommandArgs):
     pass
 
 
-COMMAND_ARGS: dict[str, type[_Args]] = {ACKNOWLEDGE: CallArgs, RESOLVE: CallArgs, LAMP_TEST: LampTestArgs,
-                                        RELOAD_CATALOGUE: NoArgs, OUTAGE_ENTER: OutageArgs, OUTAGE_LEAVE: NoArgs}
+# The arguments of each command (docs/asyncapi.yaml, Command): the link checks what comes in over MQTT, the
+# flow checks what any caller hands it.
+COMMAND_ARGS: dict[str, type[CommandArgs]] = {
+    ACKNOWLEDGE: CallArgs, RESOLVE: CallArgs, LAMP_TEST: LampTestArgs, RELOAD_CATALOGUE: NoArgs,
+    OUTAGE_ENTER: OutageArgs, OUTAGE_LEAVE: NoArgs}
+
+
+def command_args(name: str, args: Mapping[str, Any], root: str = "") -> CommandArgs:
+    """`args` of command `name` checked against COMMAND_ARGS, defaults filled in. Raises CommandError:
+    `unknown_command` for a name not in the contract, `invalid` naming the field and what it must be (`root`
+    prefixes the field, e.g. "args")."""
+    model = COMMAND_ARGS.get(name)
+    if model is None:
+        raise CommandError(UNKNOWN_COMMAND, f"unknown command {name!r}")
+    try:
+        return model.model_validate(dict(args))
+    except ValidationError as exc:
+        raise CommandError(INVALID, _args_problem(model, exc, root)) from None
 
 
 class _CommandEnvelope(BaseModel):
@@ -219,9 +247,9 @@ def parse_command(raw: bytes, kiosk: str) -> ParsedCommand:
     if command.kiosk != kiosk:
         raise CommandError(WRONG_KIOSK, f"addressed to {command.kiosk!r}, this is {kiosk!r}", command.id)
     try:
-        args = COMMAND_ARGS[command.name].model_validate(command.args)
-    except ValidationError as exc:
-        raise CommandError(INVALID, _first_problem(exc, "args"), command.id) from None
+        args = command_args(command.name, command.args, "args")
+    except CommandError as err:
+        raise CommandError(err.code, err.detail, command.id) from None
     return ParsedCommand(command.id, command.name, args.model_dump())
 
 
@@ -236,3 +264,13 @@ def _first_problem(exc: ValidationError, root: str = "") -> str:
     err = exc.errors()[0]
     where = ".".join([root] + [str(p) for p in err["loc"]] if root else [str(p) for p in err["loc"]])
     return f"{where or 'payload'}: {err['msg']}"
+
+
+def _args_problem(model: type[CommandArgs], exc: ValidationError, root: str) -> str:
+    """"<field> must be <what the contract allows>" for a field the model describes, else pydantic's words."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    field = model.model_fields.get(loc[0]) if len(loc) == 1 else None
+    if field is None or field.description is None:
+        return _first_problem(exc, root)
+    return f"{'.'.join([root, *loc] if root else loc)} must be {field.description}"

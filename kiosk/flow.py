@@ -9,203 +9,71 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
-# --- screens -----------------------------------------------------------------------------------------------
-
-IDLE = "idle"
-CHECKING = "checking"
-RESULT = "result"
-LOOKUP = "lookup"
-LOOKUP_RESULT = "lookup_result"
-CALLING = "calling"
-STAFF_COMING = "staff_coming"
-OUTAGE = "outage"
-STAFF_PIN = "staff_pin"
-STAFF = "staff"
-SCREENS = (IDLE, CHECKING, RESULT, LOOKUP, LOOKUP_RESULT, CALLING, STAFF_COMING, OUTAGE, STAFF_PIN, STAFF)
-
-# Interim-operation options shown in outage mode (texts: catalogue/locales/<lang>/ui.json).
-OUTAGE_OPTIONS = ("shikaku_kakuninsho", "mynaportal_screen", "moushitatesho")
-
-# Lamp patterns (hardware.signals.Lamp.show).
-LAMP_OFF, LAMP_CALL, LAMP_ACKNOWLEDGED, LAMP_OUTAGE, LAMP_READER_FAULT = (
-    "off", "call", "acknowledged", "outage", "reader_fault")
-
-# Pre-check outcomes (kiosk.precheck.Outcome values) that mean "this will work on the official reader".
-GOOD_OUTCOMES = frozenset({"mynumber_card", "smartphone_android", "smartphone_iphone"})
-
-# Screens whose guidance the speaker button reads out (when the language has a voice and it is not muted).
-SPEAKABLE_SCREENS = frozenset({RESULT, LOOKUP_RESULT, CALLING, STAFF_COMING, OUTAGE})
-# The patient's display toggles (tap `display:<mode>` on the idle screen; both reset at idle).
-DISPLAY_MODES = ("large_text", "high_contrast")
-VOLUME_LEVELS = (0.2, 0.4, 0.6, 0.8, 1.0)  # staff mode's volume button steps through these (mute is its own toggle)
-
-# Why a call was opened.
-CALL_PATIENT, CALL_STAFF_CODE, CALL_OUTAGE, CALL_REPEATED_FAILURES = (
-    "patient_request", "staff_code", "outage", "repeated_failures")
-
-
-# --- messages (inputs) -------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class CardPresented:
-    """Something was presented and classified; `verdict` is a kiosk.precheck.Verdict."""
-    verdict: Any
-
-
-@dataclass(frozen=True)
-class CardRemoved:
-    pass
-
-
-@dataclass(frozen=True)
-class ReaderChanged:
-    available: bool
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class LinkChanged:
-    """Broker connection and outbox backlog, for the staff screen."""
-    connected: bool
-    pending: int = 0
-
-
-@dataclass(frozen=True)
-class Tap:
-    """A screen button. Targets: see docs/design.md "Flow"."""
-    target: str
-
-
-@dataclass(frozen=True)
-class LookupEntered:
-    """The digits the patient keyed on the lookup keypad."""
-    code: str
-
-
-@dataclass(frozen=True)
-class PinEntered:
-    pin: str
-
-
-@dataclass(frozen=True)
-class CallButton:
-    """The physical call button."""
-
-
-@dataclass(frozen=True)
-class ResetButton:
-    """The physical staff reset button: resolves the open call."""
-
-
-@dataclass(frozen=True)
-class Tick:
-    """Act on any deadline that has passed (the clock is injected into Flow)."""
-
-
-@runtime_checkable
-class CommandLike(Protocol):
-    """A staff command (kiosk.link.Command): the flow reads `name` and `args`; the runtime replies."""
-    name: str
-    args: Mapping[str, Any]
-
-
-# --- effects (outputs) -------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ShowScreen:
-    """`speaker`: show the speaker button; `large_text` / `high_contrast`: the patient's display modes."""
-    name: str
-    lang: str
-    context: Mapping[str, Any] = field(default_factory=dict)
-    speaker: bool = False
-    large_text: bool = False
-    high_contrast: bool = False
-
-
-@dataclass(frozen=True)
-class SetLamp:
-    pattern: str
-
-
-@dataclass(frozen=True)
-class LampTest:
-    """Run the lamp through its patterns for `seconds`, then back to the current one."""
-    seconds: float = 5.0
-
-
-@dataclass(frozen=True)
-class Chirp:
-    """A short buzzer chirp (a new call)."""
-
-
-@dataclass(frozen=True)
-class Emit:
-    kind: str
-    data: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Call:
-    """The open staff call, as retained on the `call` topic."""
-    id: str
-    reason: str
-    code: str | None
-    audience: str
-    since: str  # ISO 8601 with zone
-    acknowledged: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"call_id": self.id, "reason": self.reason, "code": self.code, "audience": self.audience,
-                "since": self.since, "acknowledged": self.acknowledged}
-
-
-@dataclass(frozen=True)
-class SetCall:
-    call: Call | None
-
-
-@dataclass(frozen=True)
-class Reply:
-    command: Any
-    ok: bool
-    detail: str
-
-
-@dataclass(frozen=True)
-class ReloadCatalogue:
-    """Reload the catalogue (IO is the runtime's); the runtime replies to `command` if there is one."""
-    command: Any = None
-
-
-@dataclass(frozen=True)
-class SetDefaultLanguage:
-    """Staff chose a new default language; the runtime keeps it across restarts."""
-    lang: str
-
-
-@dataclass(frozen=True)
-class Speak:
-    """Read the current screen's guidance aloud in `lang` (the runtime asks the screen for its text)."""
-    lang: str
-
-
-@dataclass(frozen=True)
-class SetVoice:
-    """Staff changed mute or volume: honour it now and keep it across restarts."""
-    muted: bool
-    volume: float
-
-
-Message = (CardPresented | CardRemoved | ReaderChanged | LinkChanged | Tap | LookupEntered | PinEntered
-           | CallButton | ResetButton | Tick | CommandLike)
-Effect = (ShowScreen | SetLamp | LampTest | Chirp | Emit | SetCall | Reply | ReloadCatalogue | SetDefaultLanguage
-          | Speak | SetVoice)
-
+from kiosk import events
+from kiosk.effects import (
+    Call,
+    Chirp,
+    Effect,
+    Emit,
+    LampTest,
+    ReloadCatalogue,
+    Reply,
+    SetCall,
+    SetDefaultLanguage,
+    SetLamp,
+    SetVoice,
+    ShowScreen,
+    Speak,
+)
+from kiosk.messages import (
+    CallButton,
+    CardPresented,
+    CardRemoved,
+    Command,
+    LinkChanged,
+    LookupEntered,
+    Message,
+    PinEntered,
+    ReaderChanged,
+    ResetButton,
+    Tap,
+    Tick,
+)
+from kiosk.precheck import Outcome, Verdict
+from kiosk.vocabulary import (
+    CALL_OUTAGE,
+    CALL_PATIENT,
+    CALL_REPEATED_FAILURES,
+    CALL_STAFF_CODE,
+    CALLING,
+    CHECKING,
+    DISPLAY_MODES,
+    GOOD_OUTCOMES,
+    HIGH_CONTRAST,
+    HOME_SCREENS,
+    IDLE,
+    LAMP_ACKNOWLEDGED,
+    LAMP_CALL,
+    LAMP_OFF,
+    LAMP_OUTAGE,
+    LAMP_READER_FAULT,
+    LARGE_TEXT,
+    LOOKUP,
+    LOOKUP_RESULT,
+    OUTAGE,
+    OUTAGE_OPTIONS,
+    RESULT,
+    SPEAKABLE_SCREENS,
+    STAFF,
+    STAFF_COMING,
+    STAFF_PIN,
+    VOLUME_LEVELS,
+)
 
 # --- what the flow needs to know about a code --------------------------------------------------------------
 
@@ -219,15 +87,15 @@ class CodeFacts:
 
 
 class Codebook(Protocol):
+    """The flow's view of the catalogue (kiosk.runtime.CatalogueCodebook adapts a kiosk.catalogue.Catalogue)."""
+
     def facts(self, code: str) -> CodeFacts | None: ...
     def nearest(self, code: str) -> list[str]: ...
 
 
 # --- the state machine -------------------------------------------------------------------------------------
 
-HOME_SCREENS = frozenset({IDLE, CALLING, STAFF_COMING, OUTAGE})
 LAST_EVENTS_KEPT = 10
-_COMMANDS = ("acknowledge", "resolve", "lamp_test", "reload_catalogue", "outage_enter", "outage_leave")
 
 
 @dataclass(frozen=True)
@@ -243,7 +111,7 @@ class FlowTimings:
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Flow:
@@ -275,8 +143,8 @@ class Flow:
         self.call: Call | None = None
         self.outage_code: str | None = None
         self.in_outage = False
-        self.reader = {"available": True, "detail": ""}
-        self.link = {"connected": False, "pending": 0}
+        self.reader: dict[str, Any] = {"available": True, "detail": ""}  # available: bool, detail: str
+        self.link: dict[str, Any] = {"connected": False, "pending": 0}  # connected: bool, pending: int
         self.lamp = ""
         self.last_events: list[dict[str, Any]] = []
         self.voice_languages = frozenset(voice_languages)  # languages the kiosk has a voice for
@@ -290,9 +158,9 @@ class Flow:
         self.screen = ""
         self.lang = self.default_lang
         self.context: dict[str, Any] = {}
-        self.display = dict.fromkeys(DISPLAY_MODES, False)
+        self.display: dict[str, bool] = dict.fromkeys(DISPLAY_MODES, False)
         self._deadline: float | None = None
-        self._pending_verdict: Any = None
+        self._pending_verdict: Verdict | None = None
         self._card_present = False
 
     # --- public --------------------------------------------------------------------------------------------
@@ -306,7 +174,8 @@ class Flow:
         times = [t for t in (self._deadline, self._forget_failures_at) if t is not None]
         return min(times) if times else None
 
-    def handle(self, message: Any) -> list[Effect]:
+    def handle(self, message: Message) -> list[Effect]:
+        """The effects of one message, in order (the runtime carries them out)."""
         match message:
             case CardPresented(verdict):
                 return self._presented(verdict)
@@ -329,7 +198,7 @@ class Flow:
                 return self._resolve("reset_button")
             case Tick():
                 return self._tick()
-            case CommandLike():
+            case Command():
                 return self._command(message)
         return []
 
@@ -356,7 +225,7 @@ class Flow:
 
     def _screen_effect(self) -> ShowScreen:
         return ShowScreen(self.screen, self.lang, dict(self.context), speaker=self._speaker(),
-                          large_text=self.display["large_text"], high_contrast=self.display["high_contrast"])
+                          large_text=self.display[LARGE_TEXT], high_contrast=self.display[HIGH_CONTRAST])
 
     def _speaker(self) -> bool:
         """Whether the current screen gets a speaker button: guidance, a voice for the language, not silenced."""
@@ -417,19 +286,18 @@ class Flow:
         if pattern == self.lamp:
             return []
         self.lamp = pattern
-        return [SetLamp(pattern), self._emit("lamp_status", {"pattern": pattern})]
+        return [SetLamp(pattern), self._emit(events.LAMP_STATUS, {"pattern": pattern})]
 
     def _emit(self, kind: str, data: dict[str, Any]) -> Emit:
-        self.last_events = (self.last_events + [
-            {"kind": kind, "code": data.get("code"), "time": self._wall().isoformat(timespec="seconds")}
-        ])[-LAST_EVENTS_KEPT:]
+        seen = {"kind": kind, "code": data.get("code"), "time": self._wall().isoformat(timespec="seconds")}
+        self.last_events = [*self.last_events, seen][-LAST_EVENTS_KEPT:]
         return Emit(kind, data)
 
     # --- the card ------------------------------------------------------------------------------------------
 
-    def _presented(self, verdict: Any) -> list[Effect]:
+    def _presented(self, verdict: Verdict) -> list[Effect]:
         self._card_present = True
-        if str(verdict.outcome) == "nothing" or self.screen in (STAFF, STAFF_PIN):
+        if verdict.outcome == Outcome.NOTHING or self.screen in (STAFF, STAFF_PIN):
             return []
         self._pending_verdict = verdict
         self._forget_failures_at = None
@@ -447,9 +315,10 @@ class Flow:
 
     def _show_result(self) -> list[Effect]:
         verdict, self._pending_verdict = self._pending_verdict, None
+        assert verdict is not None  # checking is only ever shown with a pending verdict
         outcome = str(verdict.outcome)
         code = verdict.code
-        effects: list[Effect] = [self._emit("precheck", {"outcome": outcome, "code": code,
+        effects: list[Effect] = [self._emit(events.PRECHECK, {"outcome": outcome, "code": code,
                                                         "hints": list(verdict.hints)})]
         called = False
         if outcome in GOOD_OUTCOMES:
@@ -471,7 +340,7 @@ class Flow:
         if self.reader == {"available": available, "detail": detail}:
             return []
         self.reader = {"available": available, "detail": detail}
-        effects: list[Effect] = [self._emit("reader_status", {"available": available, "detail": detail})]
+        effects: list[Effect] = [self._emit(events.READER_STATUS, {"available": available, "detail": detail})]
         effects += self._lamp()
         if not available and self.screen == CHECKING:
             effects += self._go_home()
@@ -538,11 +407,11 @@ class Flow:
                               self.timings.idle_timeout_seconds)
         facts = self.codebook.facts(code)
         if facts is None:
-            return [self._emit("lookup", {"code": code, "known": False, "audience": None, "outage": False})
-                    ] + self._show(LOOKUP, {"error": "unknown", "entered": code,
-                                            "nearest": list(self.codebook.nearest(code))},
-                                   self.timings.idle_timeout_seconds)
-        effects: list[Effect] = [self._emit("lookup", {"code": code, "known": True, "audience": facts.audience,
+            unknown = self._emit(events.LOOKUP, {"code": code, "known": False, "audience": None, "outage": False})
+            return [unknown, *self._show(LOOKUP, {"error": "unknown", "entered": code,
+                                                  "nearest": list(self.codebook.nearest(code))},
+                                         self.timings.idle_timeout_seconds)]
+        effects: list[Effect] = [self._emit(events.LOOKUP, {"code": code, "known": True, "audience": facts.audience,
                                                        "outage": facts.outage})]
         had_call = self.call is not None
         if facts.outage:
@@ -562,7 +431,8 @@ class Flow:
             return []
         self.call = Call(id=self._new_id(), reason=reason, code=code, audience=audience,
                          since=self._wall().isoformat(timespec="seconds"))
-        return [self._emit("call", self._call_data()), SetCall(self.call), Chirp()] + self._lamp()
+        effects: list[Effect] = [self._emit(events.CALL, self._call_data()), SetCall(self.call), Chirp()]
+        return effects + self._lamp()
 
     def _call_data(self) -> dict[str, Any]:
         assert self.call is not None
@@ -572,15 +442,16 @@ class Flow:
     def _acknowledge(self) -> list[Effect]:
         assert self.call is not None
         self.call = replace(self.call, acknowledged=True)
-        effects = [self._emit("call_acknowledged", self._call_data()), SetCall(self.call)] + self._lamp()
+        effects: list[Effect] = [self._emit(events.CALL_ACKNOWLEDGED, self._call_data()), SetCall(self.call)]
+        effects += self._lamp()
         return effects + self._follow_home() + self._refresh_staff()
 
     def _resolve(self, by: str) -> list[Effect]:
         if self.call is None:
             return []
-        effects: list[Effect] = [self._emit("call_resolved", {**self._call_data(), "by": by})]
+        effects: list[Effect] = [self._emit(events.CALL_RESOLVED, {**self._call_data(), "by": by})]
         self.call = None
-        effects += [SetCall(None)] + self._lamp()
+        effects += [SetCall(None), *self._lamp()]
         return effects + self._follow_home() + self._refresh_staff()
 
     # --- outage --------------------------------------------------------------------------------------------
@@ -589,13 +460,13 @@ class Flow:
         if self.in_outage:
             return []
         self.in_outage, self.outage_code = True, code
-        return [self._emit("outage_entered", {"code": code, "source": source})] + self._lamp()
+        return [self._emit(events.OUTAGE_ENTERED, {"code": code, "source": source}), *self._lamp()]
 
     def _leave_outage(self, source: str) -> list[Effect]:
         if not self.in_outage:
             return []
         self.in_outage, self.outage_code = False, None
-        return [self._emit("outage_left", {"source": source})] + self._lamp()
+        return [self._emit(events.OUTAGE_LEFT, {"source": source}), *self._lamp()]
 
     # --- staff mode ----------------------------------------------------------------------------------------
 
@@ -625,7 +496,7 @@ class Flow:
             case "home" | "done":
                 return self._go_home()
             case "lamp_test":
-                effects = [LampTest()]
+                effects = [LampTest(events.LAMP_TEST_SECONDS)]
             case "clear_call":
                 effects = self._resolve("staff_screen")
             case "outage_enter":
@@ -650,35 +521,36 @@ class Flow:
 
     # --- commands ------------------------------------------------------------------------------------------
 
-    def _command(self, command: CommandLike) -> list[Effect]:
-        name, args = command.name, command.args or {}
-        if name not in _COMMANDS:
+    def _command(self, command: Command) -> list[Effect]:
+        name = command.name
+        args: dict[str, Any] = dict(command.args or {})
+        if name not in events.COMMAND_ARGS:
             return [Reply(command, False, f"unknown command {name!r}")]
-        if name in ("acknowledge", "resolve"):
+        if name in (events.ACKNOWLEDGE, events.RESOLVE):
             if self.call is None:
                 return [Reply(command, False, "no open call")]
-            wanted = args.get("call_id")
-            if wanted is not None and wanted != self.call.id:
+            args.setdefault("call_id", self.call.id)  # the demo's own commands name no call: the open one
+        try:
+            checked = events.command_args(name, args)
+        except events.CommandError as err:
+            return [Reply(command, False, err.detail)]
+        if isinstance(checked, events.CallArgs):
+            assert self.call is not None
+            if checked.call_id != self.call.id:
                 return [Reply(command, False, "call_id is not the open call")]
-            if name == "acknowledge":
+            if name == events.ACKNOWLEDGE:
                 if self.call.acknowledged:
                     return [Reply(command, True, "already acknowledged")]
-                return self._acknowledge() + [Reply(command, True, "acknowledged")]
-            return self._resolve("command") + [Reply(command, True, "resolved")]
-        if name == "lamp_test":
-            seconds = args.get("seconds", LampTest.seconds)
-            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 1 <= seconds <= 30:
-                return [Reply(command, False, "seconds must be a number from 1 to 30")]
-            return [LampTest(float(seconds)), Reply(command, True, "lamp test started")]
-        if name == "reload_catalogue":
+                return [*self._acknowledge(), Reply(command, True, "acknowledged")]
+            return [*self._resolve("command"), Reply(command, True, "resolved")]
+        if isinstance(checked, events.LampTestArgs):
+            return [LampTest(checked.seconds), Reply(command, True, "lamp test started")]
+        if name == events.RELOAD_CATALOGUE:
             return [ReloadCatalogue(command)]
-        if name == "outage_enter":
-            code = args.get("code")
-            if code is not None and not (isinstance(code, str) and len(code) == 3 and code.isdigit()):
-                return [Reply(command, False, "code must be a 3-digit string")]
+        if isinstance(checked, events.OutageArgs):
             if self.in_outage:
                 return [Reply(command, True, "already in outage mode")]
-            return (self._enter_outage(code, "command") + self._follow_home() + self._refresh_staff()
+            return (self._enter_outage(checked.code, "command") + self._follow_home() + self._refresh_staff()
                     + [Reply(command, True, "outage mode entered")])
         if not self.in_outage:
             return [Reply(command, True, "not in outage mode")]

@@ -20,8 +20,20 @@ from hardware.readers.contract import Presented, ReaderStatus, Removed
 from hardware.signals import Lamp
 from kiosk import events
 from kiosk.config import Config
-from kiosk.effects import (Chirp, Effect, Emit, LampTest, ReloadCatalogue, Reply, SetCall, SetDefaultLanguage, SetLamp,
-                           SetVoice, ShowScreen, Speak)
+from kiosk.effects import (
+    Chirp,
+    Effect,
+    Emit,
+    LampTest,
+    ReloadCatalogue,
+    Reply,
+    SetCall,
+    SetDefaultLanguage,
+    SetLamp,
+    SetVoice,
+    ShowScreen,
+    Speak,
+)
 from kiosk.flow import CodeFacts, Flow, FlowTimings
 from kiosk.jsondata import read_json
 from kiosk.messages import CardPresented, CardRemoved, Command, LinkChanged, Message, ReaderChanged, Tick
@@ -344,7 +356,7 @@ class Runtime:
             log.exception("could not handle %s", type(message).__name__)
 
     def _translate(self, message: Any) -> Message:
-        if isinstance(message, _LinkStatsDue):
+        if isinstance(message, _LinkStatsDue) and self.link is not None:
             stats = self.link.stats()
             return LinkChanged(stats.connected, stats.backlog)
         if isinstance(message, Presented):

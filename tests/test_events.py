@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kiosk import events
-from kiosk.flow import Call
+from kiosk.effects import Call
 from tests.rigs import contract
 
 SAMPLE_DATA = {
@@ -24,6 +24,8 @@ SAMPLE_DATA = {
     "lamp_status": {"pattern": "off"},
     "heartbeat": {"uptime_seconds": 12.5, "outbox": {"backlog": 0, "dropped": 0, "refused": 0, "last_error": None}},
     "outbox_dropped": {"count": 3, "by_kind": {"heartbeat": 3}, "total": 7},
+    "outbox_recovered": {"salvaged": 2987, "lost": 13, "cause": "damaged",
+                         "kept_as": "outbox.sqlite3.unreadable-20250101T093000"},
 }
 
 

@@ -5,20 +5,20 @@ wraps each Emit / SetCall exactly as kiosk.link does before publishing.
 """
 
 from kiosk import events
-from kiosk import flow as F
-from kiosk.link import Command
+from kiosk.effects import Emit, SetCall
+from kiosk.messages import CallButton, CardRemoved, Command, LookupEntered, ReaderChanged, ResetButton, Tap
 from tests.rigs import contract
 from tests.test_flow import NOT_MYNA, OK, UNREADABLE, Harness
 
 
 def check(effects, seen):
     for effect in effects:
-        if isinstance(effect, F.Emit):
+        if isinstance(effect, Emit):
             payload = events.envelope(effect.kind, effect.data, kiosk="k1", site="s1", seq=len(seen) + 1,
                                       catalogue_version="2025.1")
             contract.validate_event(payload)
             seen.append(effect.kind)
-        elif isinstance(effect, F.SetCall) and effect.call is not None:
+        elif isinstance(effect, SetCall) and effect.call is not None:
             contract.validate("OpenCall", events.call_payload(effect.call, kiosk="k1", site="s1"))
             seen.append("retained_call")
 
@@ -33,18 +33,18 @@ def test_flow_emits_only_contract_payloads():
     check(h.effects, seen)
     for verdict in (OK, NOT_MYNA, UNREADABLE, UNREADABLE, UNREADABLE):
         check(h.present(verdict), seen)
-        check(h.send(F.CardRemoved()), seen)
-    check(h.send(F.ReaderChanged(False, "reader unplugged")), seen)
-    check(h.send(F.ReaderChanged(True, "")), seen)
+        check(h.send(CardRemoved()), seen)
+    check(h.send(ReaderChanged(False, "reader unplugged")), seen)
+    check(h.send(ReaderChanged(True, "")), seen)
     call_id = h.flow.call.id if h.flow.call else None
     if call_id:
         check(h.send(command("acknowledge", call_id=call_id)), seen)
         check(h.send(command("resolve", call_id=call_id)), seen)
-    check(h.send(F.Tap("lookup")), seen)
+    check(h.send(Tap("lookup")), seen)
     for code in ("001", "013", "999", "950"):
-        check(h.send(F.LookupEntered(code)), seen)
-    check(h.send(F.CallButton()), seen)
-    check(h.send(F.ResetButton()), seen)
+        check(h.send(LookupEntered(code)), seen)
+    check(h.send(CallButton()), seen)
+    check(h.send(ResetButton()), seen)
     check(h.send(command("outage_enter", code="950")), seen)
     check(h.send(command("outage_leave")), seen)
     check(h.send(command("lamp_test", seconds=5)), seen)

@@ -2,31 +2,63 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
-from kiosk import flow as F
+from kiosk.effects import (
+    Call,
+    Chirp,
+    Emit,
+    LampTest,
+    ReloadCatalogue,
+    Reply,
+    SetCall,
+    SetDefaultLanguage,
+    SetLamp,
+    SetVoice,
+    ShowScreen,
+    Speak,
+)
+from kiosk.flow import CodeFacts, Flow, FlowTimings
+from kiosk.messages import (
+    CallButton,
+    CardPresented,
+    CardRemoved,
+    Command,
+    LinkChanged,
+    LookupEntered,
+    PinEntered,
+    ReaderChanged,
+    ResetButton,
+    Tap,
+    Tick,
+)
+from kiosk.precheck import Outcome, Verdict
+from kiosk.vocabulary import (
+    CALLING,
+    CHECKING,
+    IDLE,
+    LOOKUP,
+    OUTAGE,
+    OUTAGE_OPTIONS,
+    RESULT,
+    STAFF,
+    STAFF_COMING,
+    STAFF_PIN,
+    VOLUME_LEVELS,
+)
 
-
-@dataclass(frozen=True)
-class Verdict:
-    outcome: str
-    code: str | None = None
-    hints: tuple[str, ...] = ()
-
-
-OK = Verdict("mynumber_card")
-NOT_MYNA = Verdict("not_mynumber", "002", ("one_card_only",))
-UNREADABLE = Verdict("unreadable_card", "001", ("card_flat",))
+OK = Verdict(Outcome.MYNUMBER_CARD, None)
+NOT_MYNA = Verdict(Outcome.NOT_MYNUMBER, "002", ("one_card_only",))
+UNREADABLE = Verdict(Outcome.UNREADABLE_CARD, "001", ("card_flat",))
 
 CODES = {
-    "001": F.CodeFacts("001", "patient", False, False),
-    "013": F.CodeFacts("013", "staff", False, True),
-    "101": F.CodeFacts("101", "patient", False, True),
-    "950": F.CodeFacts("950", "staff", True, True),
+    "001": CodeFacts("001", "patient", False, False),
+    "013": CodeFacts("013", "staff", False, True),
+    "101": CodeFacts("101", "patient", False, True),
+    "950": CodeFacts("950", "staff", True, True),
 }
 
 
@@ -46,10 +78,9 @@ class Clock:
         return self.now
 
 
-@dataclass
-class Cmd:
-    name: str
-    args: dict[str, Any] = field(default_factory=dict)
+def cmd(name: str, args: dict[str, Any] | None = None) -> Command:
+    """A staff command as the demo panel or the link posts it (the flow's replies are effects, not calls)."""
+    return Command(f"cmd-{name}", name, dict(args or {}), reply=lambda ok, detail: None)
 
 
 class Harness:
@@ -57,7 +88,7 @@ class Harness:
         self.clock = Clock()
         ids = iter(f"call-{i}" for i in range(100))
         verify = None if pin_ok is None else (lambda pin: pin == pin_ok)
-        self.flow = F.Flow(Book(), F.FlowTimings(**timings), languages=("ja", "en"), default_lang="ja",
+        self.flow = Flow(Book(), FlowTimings(**timings), languages=("ja", "en"), default_lang="ja",
                            verify_pin=verify, clock=self.clock,
                            wall_clock=lambda: datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc),
                            new_id=lambda: next(ids), **(voice or {}))
@@ -69,26 +100,26 @@ class Harness:
 
     def advance(self, seconds: float) -> list:
         self.clock.now += seconds
-        return self.send(F.Tick())
+        return self.send(Tick())
 
     def screens(self):
-        return [e for e in self.effects if isinstance(e, F.ShowScreen)]
+        return [e for e in self.effects if isinstance(e, ShowScreen)]
 
-    def last_screen(self) -> F.ShowScreen:
+    def last_screen(self) -> ShowScreen:
         return self.screens()[-1]
 
     def emitted(self, kind=None):
-        return [e for e in self.effects if isinstance(e, F.Emit) and (kind is None or e.kind == kind)]
+        return [e for e in self.effects if isinstance(e, Emit) and (kind is None or e.kind == kind)]
 
     def lamps(self):
-        return [e.pattern for e in self.effects if isinstance(e, F.SetLamp)]
+        return [e.pattern for e in self.effects if isinstance(e, SetLamp)]
 
     def replies(self):
-        return [(e.ok, e.detail) for e in self.effects if isinstance(e, F.Reply)]
+        return [(e.ok, e.detail) for e in self.effects if isinstance(e, Reply)]
 
     def present(self, verdict, then_wait=True):
-        self.send(F.CardPresented(verdict))
-        assert self.flow.screen == F.CHECKING
+        self.send(CardPresented(verdict))
+        assert self.flow.screen == CHECKING
         if then_wait:
             return self.advance(1.0)
         return self.effects
@@ -96,27 +127,27 @@ class Harness:
 
 def test_start_shows_idle_and_lamp_off():
     h = Harness()
-    assert h.last_screen() == F.ShowScreen(F.IDLE, "ja", {})
+    assert h.last_screen() == ShowScreen(IDLE, "ja", {})
     assert h.lamps() == ["off"]
     assert h.emitted("lamp_status")[0].data == {"pattern": "off"}
 
 
 def test_presentation_goes_checking_then_result_then_idle_on_removal():
     h = Harness()
-    h.send(F.CardPresented(OK))
-    assert h.last_screen().name == F.CHECKING
+    h.send(CardPresented(OK))
+    assert h.last_screen().name == CHECKING
     assert h.flow.next_deadline() == pytest.approx(1000.8)
     assert h.advance(0.5) == []  # not yet
     h.advance(0.5)
     shown = h.last_screen()
-    assert shown.name == F.RESULT
+    assert shown.name == RESULT
     assert shown.context["outcome"] == "mynumber_card" and shown.context["code"] is None
     assert h.emitted("precheck")[0].data == {"outcome": "mynumber_card", "code": None, "hints": []}
-    assert h.send(F.CardRemoved()) == []  # the result lingers after removal
+    assert h.send(CardRemoved()) == []  # the result lingers after removal
     h.advance(4.9)
-    assert h.flow.screen == F.RESULT
+    assert h.flow.screen == RESULT
     h.advance(0.2)
-    assert h.last_screen().name == F.IDLE
+    assert h.last_screen().name == IDLE
 
 
 def test_result_times_out_with_card_still_there():
@@ -125,25 +156,25 @@ def test_result_times_out_with_card_still_there():
     assert h.last_screen().context == {"outcome": "not_mynumber", "code": "002", "hints": ("one_card_only",),
                                        "called": False, "failures": 1}
     h.advance(29)
-    assert h.flow.screen == F.RESULT
+    assert h.flow.screen == RESULT
     h.advance(2)
-    assert h.flow.screen == F.IDLE
+    assert h.flow.screen == IDLE
 
 
 def test_removal_during_checking_still_shows_result_briefly():
     h = Harness()
     h.present(UNREADABLE, then_wait=False)
-    h.send(F.CardRemoved())
+    h.send(CardRemoved())
     h.advance(1)
-    assert h.flow.screen == F.RESULT
+    assert h.flow.screen == RESULT
     h.advance(5.1)
-    assert h.flow.screen == F.IDLE
+    assert h.flow.screen == IDLE
 
 
 def test_flapping_during_checking_keeps_the_newest_verdict():
     h = Harness()
     h.present(OK, then_wait=False)
-    assert h.send(F.CardPresented(NOT_MYNA)) == []
+    assert h.send(CardPresented(NOT_MYNA)) == []
     h.advance(1)
     assert h.last_screen().context["outcome"] == "not_mynumber"
     assert len(h.emitted("precheck")) == 1
@@ -151,15 +182,15 @@ def test_flapping_during_checking_keeps_the_newest_verdict():
 
 def test_nothing_outcome_is_ignored():
     h = Harness()
-    assert h.send(F.CardPresented(Verdict("nothing"))) == []
-    assert h.flow.screen == F.IDLE
+    assert h.send(CardPresented(Verdict(Outcome.NOTHING, None))) == []
+    assert h.flow.screen == IDLE
 
 
 def test_done_tap_returns_home():
     h = Harness()
     h.present(OK)
-    h.send(F.Tap("done"))
-    assert h.last_screen().name == F.IDLE
+    h.send(Tap("done"))
+    assert h.last_screen().name == IDLE
 
 
 def test_repeated_failures_call_staff_by_themselves():
@@ -168,17 +199,17 @@ def test_repeated_failures_call_staff_by_themselves():
         h.present(UNREADABLE)
         assert h.last_screen().context["failures"] == expected
         assert not h.emitted("call")
-        h.send(F.CardRemoved())
+        h.send(CardRemoved())
         h.advance(6)
-        assert h.flow.screen == F.IDLE
+        assert h.flow.screen == IDLE
     h.present(UNREADABLE)
     call = h.emitted("call")[0].data
     assert call == {"call_id": "call-0", "reason": "repeated_failures", "code": "001", "audience": "patient"}
     assert h.last_screen().context["called"] is True
-    assert "call" in h.lamps() and any(isinstance(e, F.Chirp) for e in h.effects)
-    h.send(F.CardRemoved())
+    assert "call" in h.lamps() and any(isinstance(e, Chirp) for e in h.effects)
+    h.send(CardRemoved())
     h.advance(6)
-    assert h.last_screen().name == F.CALLING  # home is now the waiting screen
+    assert h.last_screen().name == CALLING  # home is now the waiting screen
 
 
 def test_a_good_card_resets_the_failure_streak():
@@ -193,9 +224,9 @@ def test_a_good_card_resets_the_failure_streak():
 def test_failure_streak_is_forgotten_after_a_quiet_idle():
     h = Harness(failures_before_call=2, idle_timeout_seconds=60)
     h.present(UNREADABLE)
-    h.send(F.CardRemoved())
+    h.send(CardRemoved())
     h.advance(6)
-    assert h.flow.screen == F.IDLE and h.flow.failures == 1
+    assert h.flow.screen == IDLE and h.flow.failures == 1
     h.advance(61)
     assert h.flow.failures == 0
     h.present(UNREADABLE)
@@ -204,9 +235,9 @@ def test_failure_streak_is_forgotten_after_a_quiet_idle():
 
 def test_lookup_of_a_patient_code_shows_guidance_without_calling():
     h = Harness()
-    h.send(F.Tap("lookup"))
-    assert h.last_screen() == F.ShowScreen(F.LOOKUP, "ja", {"error": None, "entered": "", "nearest": []})
-    h.send(F.LookupEntered("001"))
+    h.send(Tap("lookup"))
+    assert h.last_screen() == ShowScreen(LOOKUP, "ja", {"error": None, "entered": "", "nearest": []})
+    h.send(LookupEntered("001"))
     assert h.last_screen().context == {"code": "001", "audience": "patient", "outage": False,
                                        "call_staff": False, "called": False}
     assert h.emitted("lookup")[0].data == {"code": "001", "known": True, "audience": "patient", "outage": False}
@@ -216,172 +247,172 @@ def test_lookup_of_a_patient_code_shows_guidance_without_calling():
 @pytest.mark.parametrize("code, reason", [("013", "staff_code"), ("101", "staff_code")])
 def test_lookup_of_a_staff_code_calls_staff(code, reason):
     h = Harness()
-    h.send(F.Tap("lookup"))
-    h.send(F.LookupEntered(code))
+    h.send(Tap("lookup"))
+    h.send(LookupEntered(code))
     assert h.emitted("call")[0].data["reason"] == reason
     assert h.emitted("call")[0].data["code"] == code
     assert h.last_screen().context["called"] is True
     assert h.lamps() == ["call"]
-    assert isinstance([e for e in h.effects if isinstance(e, F.SetCall)][0].call, F.Call)
+    assert isinstance([e for e in h.effects if isinstance(e, SetCall)][0].call, Call)
 
 
 def test_lookup_of_an_outage_code_enters_outage_and_calls_staff():
     h = Harness()
-    h.send(F.Tap("lookup"))
-    h.send(F.LookupEntered("950"))
+    h.send(Tap("lookup"))
+    h.send(LookupEntered("950"))
     assert h.emitted("outage_entered")[0].data == {"code": "950", "source": "code"}
     assert h.emitted("call")[0].data["reason"] == "outage"
     assert h.flow.in_outage
-    h.send(F.Tap("home"))
-    assert h.last_screen().name == F.CALLING
-    h.send(Cmd("resolve"))
-    assert h.last_screen() == F.ShowScreen(F.OUTAGE, "ja", {"code": "950", "options": F.OUTAGE_OPTIONS})
+    h.send(Tap("home"))
+    assert h.last_screen().name == CALLING
+    h.send(cmd("resolve"))
+    assert h.last_screen() == ShowScreen(OUTAGE, "ja", {"code": "950", "options": OUTAGE_OPTIONS})
     assert h.lamps() == ["outage"]
 
 
 @pytest.mark.parametrize("entry", ["", "12", "1234", "abc", "１２３", "12a"])
 def test_lookup_rejects_malformed_entries(entry):
     h = Harness()
-    h.send(F.Tap("lookup"))
-    h.send(F.LookupEntered(entry))
-    assert h.last_screen().name == F.LOOKUP and h.last_screen().context["error"] == "format"
+    h.send(Tap("lookup"))
+    h.send(LookupEntered(entry))
+    assert h.last_screen().name == LOOKUP and h.last_screen().context["error"] == "format"
     assert not h.emitted()
 
 
 def test_lookup_of_an_unknown_code_offers_the_nearest():
     h = Harness()
-    h.send(F.Tap("lookup"))
-    h.send(F.LookupEntered("999"))
+    h.send(Tap("lookup"))
+    h.send(LookupEntered("999"))
     assert h.last_screen().context == {"error": "unknown", "entered": "999", "nearest": ["001", "013"]}
     assert h.emitted("lookup")[0].data["known"] is False
 
 
 def test_lookup_times_out_to_idle():
     h = Harness(idle_timeout_seconds=60)
-    h.send(F.Tap("lookup"))
+    h.send(Tap("lookup"))
     h.advance(59)
-    assert h.flow.screen == F.LOOKUP
+    assert h.flow.screen == LOOKUP
     h.advance(2)
-    assert h.flow.screen == F.IDLE
+    assert h.flow.screen == IDLE
 
 
 def test_lookup_entry_outside_the_lookup_screen_is_ignored():
     h = Harness()
-    assert h.send(F.LookupEntered("013")) == []
+    assert h.send(LookupEntered("013")) == []
 
 
 def test_call_button_acknowledge_resolve():
     h = Harness()
-    h.send(F.CallButton())
-    assert h.last_screen() == F.ShowScreen(F.CALLING, "ja", {"reason": "patient_request", "code": None})
+    h.send(CallButton())
+    assert h.last_screen() == ShowScreen(CALLING, "ja", {"reason": "patient_request", "code": None})
     assert h.lamps() == ["call"]
-    assert [type(e) for e in h.effects if isinstance(e, (F.SetCall, F.Chirp))] == [F.SetCall, F.Chirp]
-    h.send(Cmd("acknowledge", {"call_id": "call-0"}))
+    assert [type(e) for e in h.effects if isinstance(e, (SetCall, Chirp))] == [SetCall, Chirp]
+    h.send(cmd("acknowledge", {"call_id": "call-0"}))
     assert h.replies() == [(True, "acknowledged")]
-    assert h.last_screen().name == F.STAFF_COMING
+    assert h.last_screen().name == STAFF_COMING
     assert h.lamps() == ["acknowledged"]
     assert h.emitted("call_acknowledged")[0].data["call_id"] == "call-0"
-    set_call = [e for e in h.effects if isinstance(e, F.SetCall)][0]
+    set_call = [e for e in h.effects if isinstance(e, SetCall)][0]
     assert set_call.call.acknowledged
-    h.send(Cmd("resolve"))
+    h.send(cmd("resolve"))
     assert h.replies() == [(True, "resolved")]
     assert h.emitted("call_resolved")[0].data == {"call_id": "call-0", "reason": "patient_request", "code": None,
                                                   "audience": "patient", "by": "command"}
-    assert [e for e in h.effects if isinstance(e, F.SetCall)] == [F.SetCall(None)]
+    assert [e for e in h.effects if isinstance(e, SetCall)] == [SetCall(None)]
     assert h.lamps() == ["off"]
-    assert h.last_screen().name == F.IDLE
+    assert h.last_screen().name == IDLE
 
 
 def test_screen_call_tap_and_a_second_press_does_not_open_a_second_call():
     h = Harness()
-    h.send(F.Tap("call"))
-    h.send(F.CallButton())
+    h.send(Tap("call"))
+    h.send(CallButton())
     assert not h.emitted("call")
-    assert h.last_screen().name == F.CALLING
+    assert h.last_screen().name == CALLING
 
 
 def test_reset_button_resolves_the_open_call():
     h = Harness()
-    h.send(F.CallButton())
-    h.send(F.ResetButton())
+    h.send(CallButton())
+    h.send(ResetButton())
     assert h.emitted("call_resolved")[0].data["by"] == "reset_button"
-    assert h.last_screen().name == F.IDLE
-    assert h.send(F.ResetButton()) == []
+    assert h.last_screen().name == IDLE
+    assert h.send(ResetButton()) == []
 
 
 @pytest.mark.parametrize("command, detail", [
-    (Cmd("acknowledge"), "no open call"),
-    (Cmd("resolve"), "no open call"),
-    (Cmd("reboot"), "unknown command 'reboot'"),
-    (Cmd("outage_enter", {"code": "95"}), "code must be a 3-digit string"),
+    (cmd("acknowledge"), "no open call"),
+    (cmd("resolve"), "no open call"),
+    (cmd("reboot"), "unknown command 'reboot'"),
+    (cmd("outage_enter", {"code": "95"}), "code must be a 3-digit string"),
 ])
 def test_bad_commands_are_refused_without_state_change(command, detail):
     h = Harness()
     h.send(command)
     assert h.replies() == [(False, detail)]
-    assert h.flow.call is None and not h.flow.in_outage and h.flow.screen == F.IDLE
+    assert h.flow.call is None and not h.flow.in_outage and h.flow.screen == IDLE
 
 
 def test_acknowledge_with_a_stale_call_id_is_refused():
     h = Harness()
-    h.send(F.CallButton())
-    h.send(Cmd("acknowledge", {"call_id": "old"}))
+    h.send(CallButton())
+    h.send(cmd("acknowledge", {"call_id": "old"}))
     assert h.replies() == [(False, "call_id is not the open call")]
     assert not h.flow.call.acknowledged
 
 
 def test_outage_commands():
     h = Harness()
-    h.send(Cmd("outage_enter", {"code": "952"}))
+    h.send(cmd("outage_enter", {"code": "952"}))
     assert h.replies() == [(True, "outage mode entered")]
     assert h.emitted("outage_entered")[0].data == {"code": "952", "source": "command"}
-    assert h.last_screen().name == F.OUTAGE and h.lamps() == ["outage"]
+    assert h.last_screen().name == OUTAGE and h.lamps() == ["outage"]
     assert not h.emitted("call")
-    h.send(Cmd("outage_enter"))
+    h.send(cmd("outage_enter"))
     assert h.replies() == [(True, "already in outage mode")] and not h.emitted()
-    h.send(Cmd("outage_leave"))
+    h.send(cmd("outage_leave"))
     assert h.emitted("outage_left")[0].data == {"source": "command"}
-    assert h.last_screen().name == F.IDLE and h.lamps() == ["off"]
+    assert h.last_screen().name == IDLE and h.lamps() == ["off"]
 
 
 def test_lamp_test_and_reload_commands():
     h = Harness()
-    h.send(Cmd("lamp_test", {"seconds": 9}))
-    assert F.LampTest(9.0) in h.effects and h.replies() == [(True, "lamp test started")]
-    h.send(Cmd("lamp_test"))
-    assert F.LampTest(5.0) in h.effects
-    for bad in (0, 31, "5", True):
-        h.send(Cmd("lamp_test", {"seconds": bad}))
-        assert h.replies() == [(False, "seconds must be a number from 1 to 30")] and len(h.effects) == 1
-    cmd = Cmd("reload_catalogue")
-    assert h.send(cmd) == [F.ReloadCatalogue(cmd)]
+    h.send(cmd("lamp_test", {"seconds": 9}))
+    assert LampTest(9.0) in h.effects and h.replies() == [(True, "lamp test started")]
+    h.send(cmd("lamp_test"))
+    assert LampTest(5.0) in h.effects
+    for bad in (0, 31, "5", True, 2.5):  # whole seconds, as docs/asyncapi.yaml says
+        h.send(cmd("lamp_test", {"seconds": bad}))
+        assert h.replies() == [(False, "seconds must be a whole number from 1 to 30")] and len(h.effects) == 1
+    command = cmd("reload_catalogue")
+    assert h.send(command) == [ReloadCatalogue(command)]
 
 
 def test_reader_loss_sets_the_fault_lamp_and_is_reported():
     h = Harness()
-    h.send(F.ReaderChanged(False, "no reader"))
+    h.send(ReaderChanged(False, "no reader"))
     assert h.emitted("reader_status")[0].data == {"available": False, "detail": "no reader"}
     assert h.lamps() == ["reader_fault"]
-    assert h.send(F.ReaderChanged(False, "no reader")) == []
-    h.send(F.CallButton())
+    assert h.send(ReaderChanged(False, "no reader")) == []
+    h.send(CallButton())
     assert h.lamps() == ["call"]  # a call outranks the fault
-    h.send(F.ReaderChanged(True, ""))
+    h.send(ReaderChanged(True, ""))
     assert h.lamps() == []
-    h.send(Cmd("resolve"))
+    h.send(cmd("resolve"))
     assert h.lamps() == ["off"]
 
 
 def test_language_switch_falls_back_to_default_at_idle_and_nothing_personal_is_kept():
     h = Harness()
-    h.send(F.Tap("lang:en"))
-    assert h.last_screen() == F.ShowScreen(F.IDLE, "en", {})
+    h.send(Tap("lang:en"))
+    assert h.last_screen() == ShowScreen(IDLE, "en", {})
     h.present(NOT_MYNA)
     assert h.last_screen().lang == "en"
-    h.send(F.Tap("lookup"))
-    h.send(F.LookupEntered("001"))
+    h.send(Tap("lookup"))
+    h.send(LookupEntered("001"))
     assert h.last_screen().lang == "en"
-    h.send(F.Tap("home"))
-    assert h.last_screen() == F.ShowScreen(F.IDLE, "ja", {})
+    h.send(Tap("home"))
+    assert h.last_screen() == ShowScreen(IDLE, "ja", {})
     assert h.flow.context == {} and h.flow._pending_verdict is None
     # What the kiosk keeps (lamp, reader, link, recent event codes) holds nothing of this patient's session.
     kept = repr({k: v for k, v in vars(h.flow).items() if k not in ("last_events", "codebook", "timings", "languages")})
@@ -391,18 +422,18 @@ def test_language_switch_falls_back_to_default_at_idle_and_nothing_personal_is_k
 
 def test_unknown_language_is_ignored():
     h = Harness()
-    assert h.send(F.Tap("lang:xx")) == []
+    assert h.send(Tap("lang:xx")) == []
 
 
 def test_staff_mode_needs_the_pin():
     h = Harness(pin_ok="2468")
-    h.send(F.Tap("staff_gesture"))
-    assert h.last_screen() == F.ShowScreen(F.STAFF_PIN, "ja", {"error": None, "attempts_left": 5})
-    h.send(F.PinEntered("0000"))
+    h.send(Tap("staff_gesture"))
+    assert h.last_screen() == ShowScreen(STAFF_PIN, "ja", {"error": None, "attempts_left": 5})
+    h.send(PinEntered("0000"))
     assert h.last_screen().context == {"error": "wrong", "attempts_left": 4}
-    h.send(F.PinEntered("2468"))
+    h.send(PinEntered("2468"))
     staff = h.last_screen()
-    assert staff.name == F.STAFF
+    assert staff.name == STAFF
     assert set(staff.context) == {"reader", "broker", "lamp", "last_events", "default_language", "languages",
                                   "open_call", "outage", "voice"}
     assert all(set(e) == {"kind", "code", "time"} for e in staff.context["last_events"])
@@ -410,98 +441,98 @@ def test_staff_mode_needs_the_pin():
 
 def test_staff_pin_lockout():
     h = Harness(pin_ok="2468", pin_attempts=3, pin_lockout_seconds=300)
-    h.send(F.Tap("staff_gesture"))
+    h.send(Tap("staff_gesture"))
     for _ in range(3):
-        h.send(F.PinEntered("1111"))
+        h.send(PinEntered("1111"))
     assert h.last_screen().context["error"] == "locked"
-    h.send(F.PinEntered("2468"))
-    assert h.last_screen().name == F.STAFF_PIN and h.last_screen().context["error"] == "locked"
+    h.send(PinEntered("2468"))
+    assert h.last_screen().name == STAFF_PIN and h.last_screen().context["error"] == "locked"
     h.clock.now += 301
-    h.send(F.PinEntered("2468"))
-    assert h.last_screen().name == F.STAFF
+    h.send(PinEntered("2468"))
+    assert h.last_screen().name == STAFF
 
 
 def test_staff_mode_is_disabled_without_a_pin_hash():
     h = Harness(pin_ok=None)
-    assert h.send(F.Tap("staff_gesture")) == []
+    assert h.send(Tap("staff_gesture")) == []
 
 
 def test_staff_screen_actions():
     h = Harness()
-    h.send(F.CallButton())
-    h.send(F.Tap("staff_gesture"))
-    h.send(F.PinEntered("2468"))
+    h.send(CallButton())
+    h.send(Tap("staff_gesture"))
+    h.send(PinEntered("2468"))
     assert h.last_screen().context["open_call"]["call_id"] == "call-0"
     assert [e["kind"] for e in h.last_screen().context["last_events"]] == ["lamp_status", "call", "lamp_status"]
-    h.send(F.Tap("clear_call"))
+    h.send(Tap("clear_call"))
     assert h.emitted("call_resolved")[0].data["by"] == "staff_screen"
-    assert h.last_screen().name == F.STAFF and h.last_screen().context["open_call"] is None
-    h.send(F.Tap("lamp_test"))
-    assert F.LampTest() in h.effects
-    h.send(F.Tap("default_lang:en"))
-    assert F.SetDefaultLanguage("en") in h.effects and h.last_screen().context["default_language"] == "en"
-    h.send(F.Tap("outage_enter"))
+    assert h.last_screen().name == STAFF and h.last_screen().context["open_call"] is None
+    h.send(Tap("lamp_test"))
+    assert LampTest() in h.effects
+    h.send(Tap("default_lang:en"))
+    assert SetDefaultLanguage("en") in h.effects and h.last_screen().context["default_language"] == "en"
+    h.send(Tap("outage_enter"))
     assert h.emitted("outage_entered")[0].data["source"] == "staff_screen"
-    h.send(F.Tap("outage_leave"))
-    h.send(F.LinkChanged(True, 7))
+    h.send(Tap("outage_leave"))
+    h.send(LinkChanged(True, 7))
     assert h.last_screen().context["broker"] == {"connected": True, "pending": 7}
-    h.send(F.Tap("home"))
-    assert h.last_screen() == F.ShowScreen(F.IDLE, "en", {})  # the new default language
+    h.send(Tap("home"))
+    assert h.last_screen() == ShowScreen(IDLE, "en", {})  # the new default language
 
 
 def test_staff_mode_times_out_and_ignores_cards():
     h = Harness(idle_timeout_seconds=60)
-    h.send(F.Tap("staff_gesture"))
-    h.send(F.PinEntered("2468"))
-    assert h.send(F.CardPresented(OK)) == []
+    h.send(Tap("staff_gesture"))
+    h.send(PinEntered("2468"))
+    assert h.send(CardPresented(OK)) == []
     h.advance(61)
-    assert h.flow.screen == F.IDLE
+    assert h.flow.screen == IDLE
 
 
 def test_acknowledge_while_patient_is_elsewhere_does_not_yank_the_screen():
     h = Harness()
-    h.send(F.CallButton())
-    h.send(F.Tap("lookup"))
-    h.send(Cmd("acknowledge"))
+    h.send(CallButton())
+    h.send(Tap("lookup"))
+    h.send(cmd("acknowledge"))
     assert not h.screens()
-    h.send(F.Tap("home"))
-    assert h.last_screen().name == F.STAFF_COMING
+    h.send(Tap("home"))
+    assert h.last_screen().name == STAFF_COMING
 
 
 def test_reader_loss_while_checking_returns_home():
     h = Harness()
     h.present(OK, then_wait=False)
-    h.send(F.ReaderChanged(False, "unplugged"))
-    assert h.last_screen().name == F.IDLE
+    h.send(ReaderChanged(False, "unplugged"))
+    assert h.last_screen().name == IDLE
     assert h.advance(5) == []  # the pending verdict is gone, no result appears
 
 
 def test_idempotent_and_out_of_place_inputs_change_nothing():
     h = Harness()
     assert h.send(object()) == []  # not a message
-    assert h.send(F.PinEntered("2468")) == []  # not on the PIN screen
-    h.send(Cmd("outage_leave"))
+    assert h.send(PinEntered("2468")) == []  # not on the PIN screen
+    h.send(cmd("outage_leave"))
     assert h.replies() == [(True, "not in outage mode")] and not h.emitted()
-    h.send(F.CallButton())
-    h.send(Cmd("acknowledge"))
-    h.send(Cmd("acknowledge"))
+    h.send(CallButton())
+    h.send(cmd("acknowledge"))
+    h.send(cmd("acknowledge"))
     assert h.replies() == [(True, "already acknowledged")] and not h.emitted()
 
 
 def test_staff_screen_ignores_language_and_unknown_taps_and_repeats():
     h = Harness()
-    h.send(F.Tap("staff_gesture"))
-    h.send(F.PinEntered("2468"))
-    assert h.send(F.Tap("lang:en")) == []
-    assert h.send(F.Tap("self_destruct")) == []
-    assert h.send(F.Tap("default_lang:xx")) == []
-    h.send(F.Tap("outage_leave"))
+    h.send(Tap("staff_gesture"))
+    h.send(PinEntered("2468"))
+    assert h.send(Tap("lang:en")) == []
+    assert h.send(Tap("self_destruct")) == []
+    assert h.send(Tap("default_lang:xx")) == []
+    h.send(Tap("outage_leave"))
     assert not h.emitted()
-    h.send(F.Tap("outage_enter"))
-    h.send(F.Tap("outage_enter"))
+    h.send(Tap("outage_enter"))
+    h.send(Tap("outage_enter"))
     assert not h.emitted()
-    h.send(F.Tap("reload_catalogue"))
-    assert F.ReloadCatalogue() in h.effects and h.last_screen().name == F.STAFF
+    h.send(Tap("reload_catalogue"))
+    assert ReloadCatalogue() in h.effects and h.last_screen().name == STAFF
 
 
 # --- voice guidance and the display modes --------------------------------------------------------------------
@@ -510,40 +541,40 @@ VOICED = {"voice_languages": frozenset({"ja"}), "voice_muted": False, "voice_vol
 
 
 def staff_screen(h: Harness) -> None:
-    h.send(F.Tap("staff_gesture"))
-    h.send(F.PinEntered("2468"))
-    assert h.flow.screen == F.STAFF
+    h.send(Tap("staff_gesture"))
+    h.send(PinEntered("2468"))
+    assert h.flow.screen == STAFF
 
 
 def test_display_toggles_reshow_the_screen_and_reset_when_the_patient_leaves():
     h = Harness()
-    h.send(F.Tap("display:large_text"))
-    assert h.last_screen() == F.ShowScreen(F.IDLE, "ja", {}, large_text=True)
-    h.send(F.Tap("display:high_contrast"))
-    assert h.last_screen() == F.ShowScreen(F.IDLE, "ja", {}, large_text=True, high_contrast=True)
+    h.send(Tap("display:large_text"))
+    assert h.last_screen() == ShowScreen(IDLE, "ja", {}, large_text=True)
+    h.send(Tap("display:high_contrast"))
+    assert h.last_screen() == ShowScreen(IDLE, "ja", {}, large_text=True, high_contrast=True)
     h.present(NOT_MYNA)  # the patient's choice carries over to their result
-    assert h.last_screen().name == F.RESULT and h.last_screen().large_text and h.last_screen().high_contrast
-    h.send(F.Tap("done"))
-    assert h.last_screen() == F.ShowScreen(F.IDLE, "ja", {})
-    assert h.send(F.Tap("display:sparkles")) == []
+    assert h.last_screen().name == RESULT and h.last_screen().large_text and h.last_screen().high_contrast
+    h.send(Tap("done"))
+    assert h.last_screen() == ShowScreen(IDLE, "ja", {})
+    assert h.send(Tap("display:sparkles")) == []
 
 
 def test_a_changed_idle_screen_returns_to_the_defaults_after_the_idle_timeout():
     h = Harness(idle_timeout_seconds=60)
-    h.send(F.Tap("display:high_contrast"))
-    h.send(F.Tap("lang:en"))
+    h.send(Tap("display:high_contrast"))
+    h.send(Tap("lang:en"))
     assert h.advance(59) == []
     h.advance(2)
-    assert h.last_screen() == F.ShowScreen(F.IDLE, "ja", {})
-    h.send(F.Tap("display:high_contrast"))
-    h.send(F.Tap("display:high_contrast"))  # toggled back: nothing left to reset, no deadline
+    assert h.last_screen() == ShowScreen(IDLE, "ja", {})
+    h.send(Tap("display:high_contrast"))
+    h.send(Tap("display:high_contrast"))  # toggled back: nothing left to reset, no deadline
     assert h.flow.next_deadline() == h.flow._forget_failures_at
 
 
 def test_display_toggles_are_ignored_in_staff_mode():
     h = Harness()
     staff_screen(h)
-    assert h.send(F.Tap("display:large_text")) == []
+    assert h.send(Tap("display:large_text")) == []
     assert h.flow.display == {"large_text": False, "high_contrast": False}
 
 
@@ -551,41 +582,41 @@ def test_speaker_button_only_on_guidance_screens_in_a_voiced_language():
     h = Harness(voice=VOICED)
     assert not h.last_screen().speaker  # idle
     h.present(NOT_MYNA)
-    assert h.last_screen().name == F.RESULT and h.last_screen().speaker
-    assert h.send(F.Tap("speak")) == [F.Speak("ja")]
-    h.send(F.Tap("lang:en"))  # no English voice on this kiosk
+    assert h.last_screen().name == RESULT and h.last_screen().speaker
+    assert h.send(Tap("speak")) == [Speak("ja")]
+    h.send(Tap("lang:en"))  # no English voice on this kiosk
     assert not h.last_screen().speaker
-    assert h.send(F.Tap("speak")) == []
-    h.send(F.Tap("call"))
-    h.send(F.Tap("lang:ja"))
-    assert h.last_screen().name == F.CALLING and h.last_screen().speaker
+    assert h.send(Tap("speak")) == []
+    h.send(Tap("call"))
+    h.send(Tap("lang:ja"))
+    assert h.last_screen().name == CALLING and h.last_screen().speaker
 
 
 def test_no_speaker_and_no_speech_without_a_voice_or_when_muted():
-    assert Harness().send(F.Tap("call")) and Harness().send(F.Tap("speak")) == []
+    assert Harness().send(Tap("call")) and Harness().send(Tap("speak")) == []
     h = Harness(voice={**VOICED, "voice_muted": True})
-    h.send(F.Tap("call"))
+    h.send(Tap("call"))
     assert not h.last_screen().speaker
-    assert h.send(F.Tap("speak")) == []
+    assert h.send(Tap("speak")) == []
 
 
 def test_staff_mute_and_volume_are_honoured_at_once():
     h = Harness(voice=VOICED)
     staff_screen(h)
     assert h.last_screen().context["voice"] == {"available": True, "muted": False, "volume": 0.8}
-    h.send(F.Tap("voice_mute"))
-    assert F.SetVoice(True, 0.8) in h.effects
+    h.send(Tap("voice_mute"))
+    assert SetVoice(True, 0.8) in h.effects
     assert h.last_screen().context["voice"]["muted"]
-    h.send(F.Tap("voice_volume"))
-    assert F.SetVoice(True, 1.0) in h.effects
-    h.send(F.Tap("voice_volume"))  # round to the quietest level, never 0: silence is the mute toggle's job
-    assert F.SetVoice(True, F.VOLUME_LEVELS[0]) in h.effects
-    h.send(F.Tap("done"))
-    h.send(F.Tap("call"))
-    assert not h.last_screen().speaker and h.send(F.Tap("speak")) == []  # muted: nothing plays
+    h.send(Tap("voice_volume"))
+    assert SetVoice(True, 1.0) in h.effects
+    h.send(Tap("voice_volume"))  # round to the quietest level, never 0: silence is the mute toggle's job
+    assert SetVoice(True, VOLUME_LEVELS[0]) in h.effects
+    h.send(Tap("done"))
+    h.send(Tap("call"))
+    assert not h.last_screen().speaker and h.send(Tap("speak")) == []  # muted: nothing plays
     staff_screen(h)
-    h.send(F.Tap("voice_mute"))
-    assert F.SetVoice(False, F.VOLUME_LEVELS[0]) in h.effects
-    h.send(F.Tap("done"))
-    assert h.last_screen().name == F.CALLING and h.last_screen().speaker
-    assert h.send(F.Tap("speak")) == [F.Speak("ja")]
+    h.send(Tap("voice_mute"))
+    assert SetVoice(False, VOLUME_LEVELS[0]) in h.effects
+    h.send(Tap("done"))
+    assert h.last_screen().name == CALLING and h.last_screen().speaker
+    assert h.send(Tap("speak")) == [Speak("ja")]

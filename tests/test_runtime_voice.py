@@ -12,11 +12,13 @@ from types import SimpleNamespace
 import pytest
 
 from hardware.readers.sim import SimReader
-from kiosk import flow as F
 from kiosk.config import Config
+from kiosk.effects import ShowScreen
 from kiosk.locales import load_locales
+from kiosk.messages import LookupEntered, PinEntered, ResetButton, Tap
 from kiosk.passwords import hash_secret
 from kiosk.runtime import SETTINGS_FILE, Runtime
+from kiosk.vocabulary import CALLING, IDLE
 from kiosk.voice import Voice
 from tests.rigs.voice import Finished, needs_voice, played_samples
 
@@ -40,7 +42,7 @@ class Screen:
     """A screen that records what it was shown and says SPOKEN when asked for its guidance."""
 
     def __init__(self):
-        self.shown: list[F.ShowScreen] = []
+        self.shown: list[ShowScreen] = []
 
     def show(self, screen):
         self.shown.append(screen)
@@ -65,7 +67,7 @@ def make_runtime(state: Path, device: str, **voice) -> tuple[Runtime, Screen, Fi
 
 
 def tap(runtime: Runtime, target: str) -> None:
-    runtime._dispatch(F.Tap(target))
+    runtime._dispatch(Tap(target))
 
 
 def test_speak_plays_the_screens_guidance_through_aplay(tmp_path):
@@ -73,7 +75,7 @@ def test_speak_plays_the_screens_guidance_through_aplay(tmp_path):
     runtime, screen, finished = make_runtime(tmp_path, f"file:FILE={out},FORMAT=raw")
     try:
         tap(runtime, "call")
-        assert screen.shown[-1].name == F.CALLING and screen.shown[-1].speaker
+        assert screen.shown[-1].name == CALLING and screen.shown[-1].speaker
         tap(runtime, "speak")
         assert finished.event.wait(30) and finished.results == [True]
         played = played_samples(out)
@@ -88,12 +90,12 @@ def test_returning_to_idle_silences_the_voice(tmp_path):
     runtime, screen, finished = make_runtime(tmp_path, f"file:FILE={fifo},FORMAT=raw")
     try:
         tap(runtime, "lookup")
-        runtime._dispatch(F.LookupEntered("999"))  # unknown: stays on lookup (no speaker there)
+        runtime._dispatch(LookupEntered("999"))  # unknown: stays on lookup (no speaker there)
         tap(runtime, "call")
         tap(runtime, "speak")
         assert not finished.event.wait(1.0)  # still playing into the blocked sink
-        runtime._dispatch(F.ResetButton())  # call resolved: back to idle
-        assert screen.shown[-1].name == F.IDLE
+        runtime._dispatch(ResetButton())  # call resolved: back to idle
+        assert screen.shown[-1].name == IDLE
         assert finished.event.wait(10) and finished.results == [False]  # interrupted
     finally:
         runtime.shutdown()
@@ -103,7 +105,7 @@ def test_mute_and_volume_from_staff_mode_are_honoured_and_kept(tmp_path):
     runtime, screen, finished = make_runtime(tmp_path, "null")
     try:
         tap(runtime, "staff_gesture")
-        runtime._dispatch(F.PinEntered("2468"))
+        runtime._dispatch(PinEntered("2468"))
         tap(runtime, "voice_volume")
         tap(runtime, "voice_mute")
         assert runtime.voice.muted and runtime.voice.volume == pytest.approx(1.0)
@@ -142,6 +144,6 @@ def test_without_audio_programs_the_kiosk_runs_without_a_speaker(tmp_path, monke
         runtime._apply(runtime.flow.start())
         tap(runtime, "call")
         tap(runtime, "speak")
-        assert runtime.screen.shown[-1].name == F.CALLING and not runtime.screen.shown[-1].speaker
+        assert runtime.screen.shown[-1].name == CALLING and not runtime.screen.shown[-1].speaker
     finally:
         runtime.shutdown()

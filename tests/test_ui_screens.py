@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from kiosk import flow as F
 from kiosk.app.offscreen import LAYOUTS, SAMPLE_SCREENS
 from kiosk.app.texts import UiTexts
-from kiosk.link import Command
+from kiosk.effects import ShowScreen
+from kiosk.messages import Command
+from kiosk.vocabulary import SPEAKABLE_SCREENS
 from tests.rigs.kivy import STAFF_PIN, missing_glyphs, screen_problems
 
 pytestmark = pytest.mark.ui
@@ -19,7 +20,7 @@ MM_PER_INCH = 25.4
 DISPLAY_DPI = {"800x480": 133, "1280x720": 100, "720x1280": 210}
 MIN_TAP_MM = 9.0
 SCREENS_AND_OUTCOMES = SAMPLE_SCREENS + tuple(
-    F.ShowScreen("result", "ja", {"outcome": o, "code": "001", "hints": (), "called": False})
+    ShowScreen("result", "ja", {"outcome": o, "code": "001", "hints": (), "called": False})
     for o in ("nothing", "smartphone_android", "unreadable_card", "smartphone_mismatch"))
 
 
@@ -37,7 +38,7 @@ def test_every_screen_in_every_language_has_every_glyph_and_fits(kiosk_ui, layou
     problems = []
     for lang in UiTexts().languages:
         for n, screen in enumerate(SCREENS_AND_OUTCOMES):
-            kiosk_ui.app.show(F.ShowScreen(screen.name, lang, screen.context))
+            kiosk_ui.app.show(ShowScreen(screen.name, lang, screen.context))
             kiosk_ui.settle()
             where = f"{layout} {lang} {screen.name}#{n}"
             problems += [f"{where}: {p}" for p in screen_problems(window)]
@@ -62,8 +63,8 @@ def test_every_screen_fits_in_large_text_and_high_contrast(kiosk_ui, layout, tmp
     for mode, flags in DISPLAY_MODES.items():
         for lang in UiTexts().languages if flags.get("large_text") else ("ja", "en"):
             for n, screen in enumerate(SCREENS_AND_OUTCOMES):
-                kiosk_ui.app.show(F.ShowScreen(screen.name, lang, screen.context,
-                                               speaker=screen.name in F.SPEAKABLE_SCREENS, **flags))
+                kiosk_ui.app.show(ShowScreen(screen.name, lang, screen.context,
+                                               speaker=screen.name in SPEAKABLE_SCREENS, **flags))
                 kiosk_ui.settle()
                 problems += [f"{layout} {mode} {lang} {screen.name}#{n}: {p}" for p in screen_problems(window)]
                 look = kiosk_ui.app.display_modes.look(**flags)
@@ -80,8 +81,8 @@ def test_every_tap_target_is_at_least_9_mm(kiosk_ui, layout):
     small = []
     for flags in ({}, DISPLAY_MODES["large+contrast"]):
         for screen in SAMPLE_SCREENS:
-            kiosk_ui.app.show(F.ShowScreen(screen.name, "ja", screen.context,
-                                           speaker=screen.name in F.SPEAKABLE_SCREENS, **flags))
+            kiosk_ui.app.show(ShowScreen(screen.name, "ja", screen.context,
+                                           speaker=screen.name in SPEAKABLE_SCREENS, **flags))
             kiosk_ui.settle()
             buttons = kiosk_ui.buttons()
             assert buttons, screen.name
@@ -98,7 +99,7 @@ def test_the_glyph_check_knows_a_font_without_japanese():
 def test_the_glyph_check_catches_tofu_on_a_real_screen(kiosk_ui):
     """Negative: Japanese rendered with Kivy's bundled Latin font must be reported."""
     kiosk_ui.app.fonts["ja"] = "Roboto"
-    kiosk_ui.app.show(F.ShowScreen("idle", "ja", {}))
+    kiosk_ui.app.show(ShowScreen("idle", "ja", {}))
     kiosk_ui.settle()
     window = kiosk_ui.offscreen.window
     problems = screen_problems(window)
@@ -107,7 +108,7 @@ def test_the_glyph_check_catches_tofu_on_a_real_screen(kiosk_ui):
 
 def test_the_overflow_check_catches_text_too_big_for_its_box(kiosk_ui):
     """Negative: more text than fits even at the smallest font size must be reported."""
-    kiosk_ui.app.show(F.ShowScreen("idle", "en", {}))
+    kiosk_ui.app.show(ShowScreen("idle", "en", {}))
     kiosk_ui.settle()
     kiosk_ui.app.kiosk.ids.title.text = "Welcome to the clinic " * 40
     kiosk_ui.settle()
@@ -137,7 +138,7 @@ def test_a_wrong_code_shows_nearest_codes_that_can_be_tapped(kiosk_ui):
     kiosk_ui.tap_target("keypad:submit")
     kiosk_ui.offscreen.wait_for(lambda: bool(kiosk_ui.app.kiosk.ids.banner.text), 5)
     assert kiosk_ui.app.view.banner == UiTexts().text("ja", "lookup.error.format", entered="0")
-    kiosk_ui.app.show(F.ShowScreen("lookup", "ja", {"error": "unknown", "entered": "022", "nearest": ["021"]}))
+    kiosk_ui.app.show(ShowScreen("lookup", "ja", {"error": "unknown", "entered": "022", "nearest": ["021"]}))
     kiosk_ui.runtime.flow.screen = "lookup"  # as the flow would be after that entry
     kiosk_ui.settle()
     kiosk_ui.tap_target("code:021")
@@ -160,7 +161,7 @@ def test_the_language_switch_changes_the_texts_and_idle_returns_to_japanese(kios
 def test_the_language_picker_lists_every_language_in_its_own_font(kiosk_ui):
     kiosk_ui.app.languages = ("ja", "en", "zh-Hans", "ko")
     kiosk_ui.runtime.flow.languages = kiosk_ui.app.languages
-    kiosk_ui.app.show(F.ShowScreen("idle", "ja", {}))
+    kiosk_ui.app.show(ShowScreen("idle", "ja", {}))
     kiosk_ui.settle()
     kiosk_ui.tap_target("menu:languages")
     assert kiosk_ui.app.menu is not None
@@ -263,7 +264,7 @@ def test_complex_scripts_are_drawn_shaped_on_every_label(kiosk_ui, lang):
     """Every label of a Nepali / Burmese screen carries the locale's script, and what is on screen is the shaped
     rendering (rendering it again gives the same pixels; without the script they differ)."""
     script = UiTexts().locales[lang].script
-    kiosk_ui.app.show(F.ShowScreen("idle", lang, {}))
+    kiosk_ui.app.show(ShowScreen("idle", lang, {}))
     kiosk_ui.settle()
     labels = [w for w in kiosk_ui.app.kiosk.walk(restrict=True) if hasattr(w, "font_script_name") and w.text]
     assert labels
@@ -277,7 +278,7 @@ def test_complex_scripts_are_drawn_shaped_on_every_label(kiosk_ui, lang):
     title.texture_update()
     title.texture_update()
     assert rendered(title) != shown, "the unshaped rendering must look different"
-    kiosk_ui.app.show(F.ShowScreen("idle", "ja", {}))
+    kiosk_ui.app.show(ShowScreen("idle", "ja", {}))
     kiosk_ui.settle()
     assert title.font_script_name == kiosk_ui.app.scripts["ja"], "the script follows the language"
 
@@ -292,7 +293,7 @@ def test_fitting_measures_the_shaped_text_on_a_fonts_first_render(kiosk_ui, lang
     from kiosk.app.widgets import FitLabel
     from tests.test_locales_render import NEEDS_SHAPING
 
-    kiosk_ui.app.show(F.ShowScreen("idle", lang, {}))  # kiosk.kv: labels take the app's font and script
+    kiosk_ui.app.show(ShowScreen("idle", lang, {}))  # kiosk.kv: labels take the app's font and script
     kiosk_ui.settle()
     font, size, text = kiosk_ui.app.fonts[lang], 40, NEEDS_SHAPING[lang]
     unshaped = CoreLabel(text=text, font_name=font, font_size=size, font_script_name="Zyyy", font_direction="ltr")

@@ -13,10 +13,10 @@ def test_a_kiosk_stopped_before_its_first_frame_draws_nothing_and_does_not_crash
     from kivy.base import EventLoop
 
     from hardware.readers.sim import SimReader
-    from kiosk import flow as F
     from kiosk.app.kioskapp import KioskApp
     from kiosk.catalogue import load_catalogue
     from kiosk.config import Config
+    from kiosk.effects import ShowScreen
     from kiosk.runtime import Runtime
 
     config = Config.model_validate({"kiosk": {"state_dir": str(tmp_path)}, "reader": {"backend": "sim"}})
@@ -26,7 +26,7 @@ def test_a_kiosk_stopped_before_its_first_frame_draws_nothing_and_does_not_crash
     assert not app.window_ready and app.view is not None and app.view.screen == "idle"
     try:
         app.stop()  # what the SIGTERM handler does, before the first frame
-        app.show(F.ShowScreen("calling", "ja", {"reason": "patient_request", "code": None}))  # a late screen
+        app.show(ShowScreen("calling", "ja", {"reason": "patient_request", "code": None}))  # a late screen
         for _ in range(3):
             EventLoop.idle()  # frames: the first flip comes now
         assert app.kiosk.ids.actions.children == [], "nothing was rendered after the stop"

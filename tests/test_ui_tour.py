@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from kiosk.flow import SCREENS
+from kiosk.vocabulary import SCREENS
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 

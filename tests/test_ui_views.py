@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kiosk import flow as F
 from kiosk.app.offscreen import SAMPLE_SCREENS
 from kiosk.app.texts import UiTexts
-from kiosk.app.views import HINT_ILLUSTRATIONS, ILLUSTRATIONS, LANGUAGE_MENU, MAX_STEPS, SCREENS, Action, build_view
+from kiosk.app.views import BUILDERS, HINT_ILLUSTRATIONS, ILLUSTRATIONS, LANGUAGE_MENU, MAX_STEPS, Action, build_view
 from kiosk.catalogue import load_catalogue
 from kiosk.locales import LocaleError
 from kiosk.paths import catalogue_root
 from kiosk.precheck import DEFAULT_RULES, Outcome
+from kiosk.vocabulary import CALL_OUTAGE, CALL_PATIENT, CALL_REPEATED_FAILURES, CALL_STAFF_CODE, OUTAGE_OPTIONS, SCREENS
 
 ILLUSTRATION_DIR = Path(__file__).resolve().parent.parent / "kiosk" / "app" / "illustrations"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -39,20 +39,20 @@ def every_context():
     hints = tuple(dict.fromkeys(h for hs in DEFAULT_RULES.hints.values() for h in hs))
     for outcome in Outcome:
         yield "result", {"outcome": str(outcome), "code": "021", "hints": hints, "called": True, "failures": 2}
-    for reason in (F.CALL_PATIENT, F.CALL_STAFF_CODE, F.CALL_OUTAGE, F.CALL_REPEATED_FAILURES):
+    for reason in (CALL_PATIENT, CALL_STAFF_CODE, CALL_OUTAGE, CALL_REPEATED_FAILURES):
         yield "calling", {"reason": reason, "code": "950"}
         yield "staff_coming", {"reason": reason, "code": None}
     for error in (None, "format", "unknown"):
         yield "lookup", {"error": error, "entered": "12", "nearest": ["120", "012"]}
     for error in (None, "wrong", "locked"):
         yield "staff_pin", {"error": error, "attempts_left": 2}
-    yield "outage", {"code": "950", "options": F.OUTAGE_OPTIONS}
+    yield "outage", {"code": "950", "options": OUTAGE_OPTIONS}
     for screen in SAMPLE_SCREENS:
         yield screen.name, screen.context
 
 
 def test_the_sample_tour_covers_every_screen_the_flow_can_show():
-    assert set(F.SCREENS) == set(SCREENS) == {s.name for s in SAMPLE_SCREENS}
+    assert set(SCREENS) == set(BUILDERS) == {s.name for s in SAMPLE_SCREENS}
 
 
 @pytest.mark.parametrize("lang", ["ja", "en"])
@@ -118,7 +118,7 @@ def test_lookup_result_without_guidance_still_says_what_to_do(texts):
 
 
 def test_outage_lists_the_interim_options_in_plain_words(texts):
-    view = build_view("outage", "ja", {"code": "950", "options": F.OUTAGE_OPTIONS}, texts)
+    view = build_view("outage", "ja", {"code": "950", "options": OUTAGE_OPTIONS}, texts)
     assert len(view.steps) == 3 and any("資格確認書" in s for s in view.steps)
     assert any("マイナポータル" in s for s in view.steps) and any("被保険者資格申立書" in s for s in view.steps)
     assert view.tone == "alert" and "950" in view.banner

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from kiosk.config import Config
-from kiosk.flow import Tap
+from kiosk.messages import Tap
 from kiosk.voice import speech_text
 from tests.rigs.kivy import STAFF_PIN
 from tests.rigs.voice import Finished, needs_voice, played_samples

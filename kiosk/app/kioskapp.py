@@ -1,7 +1,7 @@
 """KioskApp: the Kivy touchscreen app. It renders what the flow shows and posts what the patient taps.
 
 Contract (docs/design.md "Runtime"): the runtime calls `show(ShowScreen)` and `show_lamp(pattern)` on the
-Kivy main thread; taps come back through `post(message)` as kiosk.flow messages (`Tap`, `LookupEntered`,
+Kivy main thread; taps come back through `post(message)` as kiosk.messages (`Tap`, `LookupEntered`,
 `PinEntered`). No reader, network or flow work happens here.
 """
 
@@ -31,7 +31,8 @@ from kiosk.app.texts import UiTexts
 from kiosk.app.views import LANGUAGE_MENU, View, build_view
 from kiosk.app.widgets import FitButton, Illustration, Keypad  # also registers LampView, StaffCorner for kiosk.kv
 from kiosk.display import Look, load_display_modes
-from kiosk.flow import LookupEntered, PinEntered, ShowScreen, Tap
+from kiosk.effects import ShowScreen
+from kiosk.messages import LookupEntered, PinEntered, Tap
 from kiosk.voice import speech_text
 
 log = logging.getLogger(__name__)
@@ -294,8 +295,7 @@ class KioskApp(App):
 
     def demo_action(self, name: str) -> None:
         """A demo panel button: the simulated reader, the call/reset buttons, or a staff console command."""
-        from kiosk.flow import CallButton, ResetButton
-        from kiosk.link import Command
+        from kiosk.messages import CallButton, Command, ResetButton
 
         if name in DEMO_PRESETS:
             self.demo_reader.present(DEMO_PRESETS[name])

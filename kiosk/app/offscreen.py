@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kiosk.flow import ShowScreen
+from kiosk.effects import ShowScreen
 
 # A sample of every screen (and the main pre-check outcomes) with a typical context, for tours and tests.
 SAMPLE_SCREENS: tuple[ShowScreen, ...] = tuple(ShowScreen(name, "ja", context) for name, context in (
@@ -109,17 +109,3 @@ class OffscreenKiosk:
         self.app.root = None
         self.app.built = False
 
-
-def save_tour(app, out_dir: Path, langs: tuple[str, ...] = ("ja", "en"), size: tuple[int, int] = (800, 480),
-              screens: tuple[ShowScreen, ...] = SAMPLE_SCREENS) -> list[Path]:
-    """A screenshot of every sample screen in every language: `<out_dir>/<nn>-<screen>-<lang>.png`."""
-    kiosk = OffscreenKiosk(app, size)
-    saved = []
-    try:
-        for n, screen in enumerate(screens, 1):
-            for lang in langs:
-                app.show(ShowScreen(screen.name, lang, screen.context))
-                saved.append(kiosk.shoot(out_dir / f"{n:02d}-{screen.name}-{lang}.png"))
-    finally:
-        kiosk.close()
-    return saved

@@ -4,30 +4,35 @@ runtime (simulated reader, mock GPIO), offscreen, and saves a screenshot of ever
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kiosk.app.offscreen import OffscreenKiosk, prepare_environment
+from kiosk.vocabulary import STAFF, STAFF_PIN
 
 log = logging.getLogger(__name__)
 
 WAIT_SECONDS = 10.0  # longest wait for a screen (checking → result takes ~1 s)
+DEMO_PIN = "0000"  # the demo's staff PIN (`kiosk demo` prints it); a real kiosk's PIN hash comes from its config
 
 
 def _script(reader, pin: str) -> list[tuple[str, Callable[[], Any] | None, str, bool]]:
     """(label, action, screen to wait for, screenshot?) in order; actions post what a patient or staff would."""
-    from kiosk.flow import LookupEntered, PinEntered, Tap
-    from kiosk.link import Command
+    from kiosk.messages import Command, LookupEntered, PinEntered, Tap
+
+    def ignore(ok: bool, detail: str) -> None:
+        """The tour's commands need no answer: the screen it waits for shows the outcome."""
 
     def command(name: str) -> Command:
-        return Command(id=f"tour-{name}", name=name, args={}, reply=lambda ok, detail: None)
+        return Command(id=f"tour-{name}", name=name, args={}, reply=ignore)
 
     steps: list[tuple[str, Callable[[], Any] | None, str, bool]] = [("idle", None, "idle", True)]
     for preset in ("mynumber_card", "iphone", "android", "transit_card", "silent"):
         steps += [
-            (f"present {preset}", lambda p=preset: reader.present(p), "checking", preset == "mynumber_card"),
+            (f"present {preset}", functools.partial(reader.present, preset), "checking", preset == "mynumber_card"),
             (f"result {preset}", None, "result", True),
             ("remove", reader.remove, "result", False),
             ("done", lambda: Tap("done"), "idle", False),
@@ -54,8 +59,7 @@ def play(runtime, reader, out_dir: Path, languages: tuple[str, ...] = ("ja", "en
     """Play the tour in each language; returns the screenshots (`<nn>-<lang>-<screen>.png` in `out_dir`)."""
     prepare_environment()
     from kiosk.app.kioskapp import KioskApp
-    from kiosk.cli.run import DEMO_PIN
-    from kiosk.flow import Tap
+    from kiosk.messages import Tap
 
     app = KioskApp(runtime)
     kiosk = OffscreenKiosk(app, size)  # on_start attaches and starts the runtime
@@ -63,13 +67,13 @@ def play(runtime, reader, out_dir: Path, languages: tuple[str, ...] = ("ja", "en
     try:
         for lang in languages:
             for label, action, screen, shoot in _script(reader, DEMO_PIN):
-                if runtime.flow.lang != lang and runtime.flow.screen not in ("staff", "staff_pin"):
+                if runtime.flow.lang != lang and runtime.flow.screen not in (STAFF, STAFF_PIN):
                     runtime.post(Tap(f"lang:{lang}"))
                 message = action() if action is not None else None
                 if message is not None:
                     runtime.post(message)
                 # a shot must be in its language (staff screens have none); going home resets the language
-                in_lang = not shoot or screen in ("staff", "staff_pin")
+                in_lang = not shoot or screen in (STAFF, STAFF_PIN)
                 if not kiosk.wait_for(lambda: app.view is not None and app.view.screen == screen
                                       and (in_lang or app.lang == lang), WAIT_SECONDS):
                     log.warning("tour: %s did not reach %s in %s s", label, screen, WAIT_SECONDS)

@@ -13,6 +13,20 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kiosk.app.texts import UiTexts
+from kiosk.vocabulary import (
+    CALLING,
+    CHECKING,
+    DISPLAY_MODES,
+    GOOD_OUTCOMES,
+    IDLE,
+    LOOKUP,
+    LOOKUP_RESULT,
+    OUTAGE,
+    RESULT,
+    STAFF,
+    STAFF_COMING,
+    STAFF_PIN,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +58,11 @@ HINT_ILLUSTRATIONS: dict[str, str] = {
     "choose_iphone": "iphone_wallet",
     "card_on_card_reader": "card_flat",
 }
-GOOD_OUTCOMES = frozenset({"mynumber_card", "smartphone_android", "smartphone_iphone"})
 MAX_LANGUAGE_BUTTONS = 2  # in the title bar; more languages open a picker (LANGUAGE_MENU, handled by the UI)
 PINNED_LANGUAGES = ("ja", "en")  # always one tap away
 LANGUAGE_MENU = "menu:languages"
 STAFF_ACTIONS = ("lamp_test", "clear_call", "outage_enter", "outage_leave", "reload_catalogue")
 SPEAK = "speak"  # the speaker button's tap target
-DISPLAY_MODES = ("large_text", "high_contrast")  # the patient's toggles on the idle screen (`display:<mode>`)
 
 
 @dataclass(frozen=True)
@@ -118,7 +130,7 @@ def build_view(name: str, lang: str, context: Mapping[str, Any], texts: UiTexts,
 
     `speaker` adds the speaker button (the flow decides where); `display` ({mode: on}) marks the idle screen's
     display toggles that are on."""
-    builder = _BUILDERS.get(name)
+    builder = BUILDERS.get(name)
     if builder is None:
         log.warning("no layout for screen %r; showing the idle screen", name)
         builder = _idle
@@ -130,11 +142,11 @@ def build_view(name: str, lang: str, context: Mapping[str, Any], texts: UiTexts,
         view = _idle(t, {}, guidance)
     if speaker:
         view = _with(view, actions=view.actions + (Action(SPEAK, t("button.speak"), "plain"),))
-    if view.screen == "idle":
+    if view.screen == IDLE:
         modes = display or {}
         view = _with(view, choices=tuple(Action(f"display:{mode}", t(f"display.{mode}"),
                                                 "primary" if modes.get(mode) else "plain") for mode in DISPLAY_MODES))
-    if name in ("staff", "staff_pin"):  # the flow ignores language taps there
+    if name in (STAFF, STAFF_PIN):  # the flow ignores language taps there
         return view
     others = tuple(Action(f"lang:{code}", texts.text(code, "lang.self_name"), "plain", code)
                    for code in languages if code != lang)
@@ -220,7 +232,9 @@ def _lookup(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
 
 def _lookup_result(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
     code = str(ctx.get("code") or "")
-    title, steps, pictures = t("lookup_result.heading", code=code), (), ()
+    title = t("lookup_result.heading", code=code)
+    steps: tuple[str, ...] = ()
+    pictures: tuple[str, ...] = ()
     try:
         found = guidance.guidance(code, t.lang) if guidance is not None else None
     except Exception as exc:  # a catalogue gap must not blank the screen
@@ -323,16 +337,16 @@ def _staff(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
                 actions=(Action("done", t("button.close"), "primary"),))
 
 
-_BUILDERS = {
-    "idle": _idle,
-    "checking": _checking,
-    "result": _result,
-    "lookup": _lookup,
-    "lookup_result": _lookup_result,
-    "calling": _calling,
-    "staff_coming": _staff_coming,
-    "outage": _outage,
-    "staff_pin": _staff_pin,
-    "staff": _staff,
+# One builder per screen of kiosk.vocabulary.SCREENS (tests/test_ui_views.py checks both lists agree).
+BUILDERS = {
+    IDLE: _idle,
+    CHECKING: _checking,
+    RESULT: _result,
+    LOOKUP: _lookup,
+    LOOKUP_RESULT: _lookup_result,
+    CALLING: _calling,
+    STAFF_COMING: _staff_coming,
+    OUTAGE: _outage,
+    STAFF_PIN: _staff_pin,
+    STAFF: _staff,
 }
-SCREENS = tuple(_BUILDERS)

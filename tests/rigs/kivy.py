@@ -149,8 +149,8 @@ def kiosk_ui_factory(kivy_window, tmp_path) -> Iterator[Callable[..., KioskUi]]:
     from kiosk.app.offscreen import OffscreenKiosk
     from kiosk.catalogue import load_catalogue
     from kiosk.config import Config
-    from kiosk.flow import CallButton, ResetButton
     from kiosk.link import EventLink
+    from kiosk.messages import CallButton, ResetButton
     from kiosk.passwords import hash_secret
     from kiosk.runtime import Runtime
 

@@ -1,0 +1,85 @@
+"""The flow's inputs: what the runtime hands `kiosk.flow.Flow.handle`, one frozen dataclass per message.
+
+Pure. Reader threads, buttons, the screen and the MQTT link produce these (the runtime translates reader
+events); nothing here carries a patient identifier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kiosk.precheck import Verdict
+
+
+@dataclass(frozen=True)
+class CardPresented:
+    """Something was presented and classified."""
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class CardRemoved:
+    """What was presented left the reader."""
+
+
+@dataclass(frozen=True)
+class ReaderChanged:
+    """The reader came or went; `detail` says why (for staff)."""
+    available: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class LinkChanged:
+    """Broker connection and outbox backlog, for the staff screen (the link posts it)."""
+    connected: bool
+    pending: int = 0
+
+
+@dataclass(frozen=True)
+class Tap:
+    """A screen button. Targets: see docs/design.md "Flow"."""
+    target: str
+
+
+@dataclass(frozen=True)
+class LookupEntered:
+    """The digits the patient keyed on the lookup keypad."""
+    code: str
+
+
+@dataclass(frozen=True)
+class PinEntered:
+    """The staff PIN keyed on the PIN pad."""
+    pin: str
+
+
+@dataclass(frozen=True)
+class CallButton:
+    """The physical call button."""
+
+
+@dataclass(frozen=True)
+class ResetButton:
+    """The physical staff reset button: resolves the open call."""
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Act on any deadline that has passed (the clock is injected into Flow)."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """A staff command (`name` in kiosk.events.COMMAND_NAMES, `args` as in kiosk.events.COMMAND_ARGS), from the
+    MQTT link (already checked against the contract) or the demo; answer exactly once with `reply(ok, detail)`."""
+    id: str
+    name: str
+    args: dict[str, Any]
+    reply: Callable[[bool, str], None] = field(repr=False, compare=False)
+
+
+Message = (CardPresented | CardRemoved | ReaderChanged | LinkChanged | Tap | LookupEntered | PinEntered
+           | CallButton | ResetButton | Tick | Command)
