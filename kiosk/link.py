@@ -15,22 +15,22 @@ from __future__ import annotations
 import logging
 import queue
 import ssl
-import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from kiosk import events, ha_discovery
-from kiosk.config import Config, ConfigError, MqttSection
-from kiosk.flow import LinkChanged
+from kiosk.broker import new_client, parse_broker_url
+from kiosk.config import Config, ConfigError
+from kiosk.effects import Call
+from kiosk.messages import Command, LinkChanged, Message
 from kiosk.outbox import Outbox, OutboxError, OutboxStats
 
 log = logging.getLogger("kiosk.link")
@@ -43,18 +43,72 @@ CONNACK_TIMEOUT = 10.0  # a broker (or anything else on that port) that takes th
 COMMAND_TIMEOUT = 10.0  # seconds the main loop has to answer a command before the caller hears "timeout"
 
 
-@dataclass(frozen=True)
-class Command:
-    """A validated staff command for the main loop; answer exactly once with reply(ok, detail)."""
+# --- the link thread's inbox: from the main loop ----------------------------------------------------------
 
-    id: str
-    name: str
-    args: dict[str, Any]
-    reply: Callable[[bool, str], None] = field(repr=False, compare=False)
+@dataclass(frozen=True)
+class _Wake:
+    """An event went into the outbox: publish it."""
+
+
+@dataclass(frozen=True)
+class _SetCall:
+    """Retain this `call` payload (b"" clears it)."""
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class _SetState:
+    """The kiosk's reader / lamp / outage state (events.kiosk_state) for the online status."""
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """The main loop's reply to a command."""
+    command_id: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class _Stop:
+    """Say "offline" and end the link thread."""
+
+
+# --- the link thread's inbox: from paho's network thread (each names the client it came from) --------------
+
+@dataclass(frozen=True)
+class _Connected:
+    client: mqtt.Client
+    reason: ReasonCode
+
+
+@dataclass(frozen=True)
+class _Disconnected:
+    client: mqtt.Client
+    reason: ReasonCode
+
+
+@dataclass(frozen=True)
+class _Acked:
+    client: mqtt.Client
+    mid: int
+    reason: ReasonCode
+
+
+@dataclass(frozen=True)
+class _Received:
+    client: mqtt.Client
+    message: mqtt.MQTTMessage
+
+
+_Inbox = _Wake | _SetCall | _SetState | _Answer | _Stop | _Connected | _Disconnected | _Acked | _Received
 
 
 @dataclass(frozen=True)
 class LinkStats:
+    """The link's figures for the staff screen: broker connection and the outbox's backlog/drops/refusals."""
+
     connected: bool
     backlog: int
     dropped: int
@@ -62,75 +116,13 @@ class LinkStats:
     last_error: str | None
 
 
-@dataclass(frozen=True)
-class BrokerAddress:
-    tls: bool
-    host: str
-    port: int
-
-
-def parse_broker_url(url: str) -> BrokerAddress:
-    """mqtt://HOST[:PORT] or mqtts://HOST[:PORT]; credentials never in the URL."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ConfigError(f"[mqtt.url] {url!r}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
-    if parts.username or parts.password:
-        raise ConfigError("[mqtt.url] must not hold a user name or password: use [mqtt] username and "
-                          "password_file")
-    if parts.path not in ("", "/") or parts.query:
-        raise ConfigError(f"[mqtt.url] {url!r}: no path or query allowed")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ConfigError(f"[mqtt.url] {url!r}: bad port") from None
-    tls = parts.scheme == "mqtts"
-    return BrokerAddress(tls, parts.hostname, port or (8883 if tls else 1883))
-
-
-def read_password(path: Path) -> str:
-    """The broker password from a file only its owner can read (first line, whitespace trimmed)."""
-    try:
-        mode = path.stat().st_mode
-        if mode & (stat.S_IRWXO | stat.S_IWGRP):
-            raise ConfigError(f"[mqtt.password_file] {path}: readable or writable by others (mode "
-                              f"{stat.S_IMODE(mode):04o}); run: chmod 600 {path}")
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"[mqtt.password_file] {path}: cannot read: {exc}") from None
-    if not lines or not lines[0].strip():
-        raise ConfigError(f"[mqtt.password_file] {path}: empty")
-    return lines[0].strip()
-
-
-def tls_context(section: MqttSection) -> ssl.SSLContext:
-    """Server verification against ca_file (or the system CAs); a client certificate if configured."""
-    try:
-        context = ssl.create_default_context(cafile=str(section.ca_file) if section.ca_file else None)
-        if section.cert_file:
-            context.load_cert_chain(str(section.cert_file), str(section.key_file) if section.key_file else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"[mqtt] TLS files (ca_file {section.ca_file}, cert_file {section.cert_file}, "
-                          f"key_file {section.key_file}): {exc}") from None
-    return context
-
-
-def new_client(section: MqttSection, client_id: str, auto_reconnect: bool = True) -> tuple[mqtt.Client, BrokerAddress]:
-    """A paho MQTT v5 client with the credentials and TLS of `section` (raises ConfigError), not yet connected."""
-    address = parse_broker_url(section.url)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTProtocolVersion.MQTTv5, reconnect_on_failure=auto_reconnect)
-    if section.username:
-        client.username_pw_set(section.username,
-                               read_password(section.password_file) if section.password_file else None)
-    if address.tls:
-        client.tls_set_context(tls_context(section))
-    return client, address
-
-
 class EventLink:
-    def __init__(self, config: Config, catalogue_version: str, post: Callable[[Any], None],
+    """The kiosk's MQTT actor: events through the durable outbox, retained status and call, staff commands."""
+
+    def __init__(self, config: Config, catalogue_version: str, post: Callable[[Message], None],
                  on_turn: Callable[[], None] | None = None):
-        """`post` puts a message into the main loop; `on_turn` (e.g. a watchdog beat) runs every loop turn."""
+        """`post` puts a message into the main loop; `on_turn` (e.g. a watchdog beat) runs every loop turn.
+        Bad broker settings raise ConfigError here."""
         section = config.mqtt
         self._section, self._post, self._on_turn = section, post, on_turn
         self.catalogue_version = catalogue_version
@@ -144,7 +136,7 @@ class EventLink:
             self.outbox = Outbox.open(config.kiosk.state_dir / "outbox.sqlite3", section.outbox_cap)
         except OutboxError as exc:
             raise ConfigError(str(exc)) from None
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Inbox] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
         self._started = time.monotonic()
         # Owned by the link thread:
@@ -179,17 +171,17 @@ class EventLink:
         except Exception as exc:  # a full disk must not take the kiosk down
             log.error("event %s not stored: %s", kind, exc)
             return event_id
-        self._inbox.put(("wake",))
+        self._inbox.put(_Wake())
         return event_id
 
-    def set_call(self, call: Any | None) -> None:
-        """Retain the open call (a kiosk.flow.Call), or clear it with None."""
+    def set_call(self, call: Call | None) -> None:
+        """Retain the open call, or clear it with None."""
         payload = events.encode(events.call_payload(call, kiosk=self.kiosk, site=self.site)) if call else b""
-        self._inbox.put(("call", payload))
+        self._inbox.put(_SetCall(payload))
 
     def set_state(self, state: dict[str, Any]) -> None:
         """The kiosk's reader, lamp and outage state (events.kiosk_state); re-published in the retained status."""
-        self._inbox.put(("state", dict(state)))
+        self._inbox.put(_SetState(dict(state)))
 
     def stats(self) -> LinkStats:
         box: OutboxStats = self.outbox.stats()
@@ -198,7 +190,7 @@ class EventLink:
     def stop(self, timeout: float = 5.0) -> None:
         """Say "offline" (retained), disconnect cleanly, close the outbox."""
         if self._thread.is_alive():
-            self._inbox.put(("stop",))
+            self._inbox.put(_Stop())
             self._thread.join(timeout)
         self.outbox.close()
 
@@ -235,7 +227,7 @@ class EventLink:
                     break
             acked: list[int] = []
             for message in messages:
-                if message[0] == "stop":
+                if isinstance(message, _Stop):
                     self.outbox.delete(acked)
                     self._shutdown()
                     return
@@ -250,32 +242,28 @@ class EventLink:
             deadlines.append(self._reconnect_at)
         return max(0.0, min(deadlines) - time.monotonic())
 
-    def _handle(self, message: tuple, acked: list[int]) -> None:
-        kind, *rest = message
-        if kind == "call":
-            self._call = rest[0]
-            self._publish_call()
-            return
-        if kind == "state":
-            self._state = rest[0]
-            self._publish_online()
-            return
-        if kind == "reply":
-            self._answer(*rest)
-            return
-        if kind == "wake":
-            return
-        client, *rest = rest
-        if client is not self._client:
-            return  # a late callback from a connection already given up
-        if kind == "ack":
-            self._on_ack(*rest, acked)
-        elif kind == "connack":
-            self._on_connack(*rest)
-        elif kind == "disconnected":
-            self._on_disconnected(*rest)
-        elif kind == "message":
-            self._on_message(*rest)
+    def _handle(self, message: _Inbox, acked: list[int]) -> None:
+        match message:
+            case _SetCall(payload):
+                self._call = payload
+                self._publish_call()
+            case _SetState(state):
+                self._state = state
+                self._publish_online()
+            case _Answer(command_id, ok, detail):
+                self._answer(command_id, ok, detail)
+            case _Wake() | _Stop():
+                pass
+            case _Acked() | _Connected() | _Disconnected() | _Received() if message.client is not self._client:
+                pass  # a late callback from a connection already given up
+            case _Acked(_, mid, reason):
+                self._on_ack(mid, reason, acked)
+            case _Connected(_, reason):
+                self._on_connack(reason)
+            case _Disconnected(_, reason):
+                self._on_disconnected(reason)
+            case _Received(_, msg):
+                self._on_message(msg)
 
     def _connect(self) -> None:
         try:
@@ -286,10 +274,10 @@ class EventLink:
         client.will_set(self.topics.status, self._status(False, {"reason": "lost"}), qos=1, retain=True)
         client.max_inflight_messages_set(WINDOW)
         put = self._inbox.put
-        client.on_connect = lambda c, _u, _f, reason, _p: put(("connack", c, reason))
-        client.on_disconnect = lambda c, _u, _f, reason, _p: put(("disconnected", c, reason))
-        client.on_publish = lambda c, _u, mid, reason, _p: put(("ack", c, mid, reason))
-        client.on_message = lambda c, _u, msg: put(("message", c, msg))
+        client.on_connect = lambda c, _u, _f, reason, _p: put(_Connected(c, reason))
+        client.on_disconnect = lambda c, _u, _f, reason, _p: put(_Disconnected(c, reason))
+        client.on_publish = lambda c, _u, mid, reason, _p: put(_Acked(c, mid, reason))
+        client.on_message = lambda c, _u, msg: put(_Received(c, msg))
         try:
             client.connect(self.address.host, self.address.port, keepalive=30, clean_start=True)
         except (OSError, ssl.SSLError) as exc:
@@ -299,7 +287,7 @@ class EventLink:
         self._connack_deadline = time.monotonic() + CONNACK_TIMEOUT
         client.loop_start()
 
-    def _on_connack(self, reason) -> None:
+    def _on_connack(self, reason: ReasonCode) -> None:
         if reason.is_failure:
             self._drop_client()
             self._give_up(f"broker refused the connection: {reason}")
@@ -308,7 +296,7 @@ class EventLink:
         self._in_flight.clear()
         self._last_handed = 0  # replay everything not yet acknowledged, in order
         log.info("connected to %s:%s", self.address.host, self.address.port)
-        client = self._client
+        client = self._live_client()
         subscriptions = [(self.topics.cmd, 1)]
         if self._section.ha_discovery:
             subscriptions.append((ha_discovery.status_topic(self._section.ha_prefix), 1))
@@ -319,9 +307,14 @@ class EventLink:
         self._report_drops()
         self._post(LinkChanged(True, self.outbox.stats().backlog))
 
-    def _on_disconnected(self, reason) -> None:
+    def _on_disconnected(self, reason: ReasonCode) -> None:
         self._drop_client()
         self._give_up(f"connection lost: {reason}")
+
+    def _live_client(self) -> mqtt.Client:
+        """The current connection's client (only called while there is one)."""
+        assert self._client is not None
+        return self._client
 
     def _drop_client(self) -> None:
         client, self._client = self._client, None
@@ -356,13 +349,13 @@ class EventLink:
                 if expiry is not None:
                     properties = Properties(PacketTypes.PUBLISH)
                     properties.MessageExpiryInterval = expiry
-                info = self._client.publish(row.topic, row.payload, qos=1, properties=properties)
+                info = self._live_client().publish(row.topic, row.payload, qos=1, properties=properties)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     return  # the connection is going; the disconnect message follows
                 self._in_flight[info.mid] = row.seq
                 self._last_handed = row.seq
 
-    def _on_ack(self, mid: int, reason, acked: list[int]) -> None:
+    def _on_ack(self, mid: int, reason: ReasonCode, acked: list[int]) -> None:
         seq = self._in_flight.pop(mid, None)
         if seq is None:
             return  # status, call, responses: not from the outbox
@@ -377,24 +370,28 @@ class EventLink:
         """The retained "online" status with the outbox figures and the kiosk's state."""
         if self._connected:
             details = {"outbox": self.outbox.stats().as_dict(), **self._state}
-            self._client.publish(self.topics.status, self._status(True, details), qos=1, retain=True)
+            self._live_client().publish(self.topics.status, self._status(True, details), qos=1, retain=True)
 
     def _publish_call(self) -> None:
         if self._connected:
-            self._client.publish(self.topics.call, self._call, qos=1, retain=True)
+            self._live_client().publish(self.topics.call, self._call, qos=1, retain=True)
 
     def _announce(self) -> None:
         """Home Assistant discovery (retained), or its withdrawal when ha_discovery is off."""
         for topic, payload in ha_discovery.messages(self.topics, self._section):
-            self._client.publish(topic, payload, qos=1, retain=True)
+            self._live_client().publish(topic, payload, qos=1, retain=True)
 
     def _report_drops(self) -> None:
+        """outbox_dropped for events the outbox gave up, outbox_recovered for a damaged file it set aside."""
         report = self.outbox.take_drop_report()
         if report:
             count = sum(report.values())
             log.warning("outbox was full: dropped %d events %s", count, report)
             self.emit(events.OUTBOX_DROPPED, {"count": count, "by_kind": report,
                                               "total": self.outbox.stats().dropped})
+        for recovery in self.outbox.take_recovery_reports():
+            self.emit(events.OUTBOX_RECOVERED, {"salvaged": recovery.salvaged, "lost": recovery.lost,
+                                                "cause": recovery.cause, "kept_as": recovery.kept_as})
 
     def _heartbeat(self) -> None:
         """The heartbeat event, and a fresh backlog figure for the staff screen."""
@@ -436,7 +433,7 @@ class EventLink:
         self._awaiting[command.id] = (time.monotonic() + COMMAND_TIMEOUT, response_topic, correlation)
         put = self._inbox.put
         self._post(Command(command.id, command.name, command.args,
-                           reply=lambda ok, detail: put(("reply", command.id, ok, detail))))
+                           reply=lambda ok, detail: put(_Answer(command.id, ok, detail))))
 
     def _answer(self, command_id: str, ok: bool, detail: str) -> None:
         """The main loop's reply (or a timeout): sent once; a later second answer is ignored."""
@@ -452,7 +449,7 @@ class EventLink:
         now = time.monotonic()
         for command_id in [c for c, (deadline, *_) in self._awaiting.items() if deadline <= now]:
             log.warning("command %s not answered by the kiosk within %.0f s", command_id, COMMAND_TIMEOUT)
-            deadline, topic, correlation = self._awaiting.pop(command_id)
+            _deadline, topic, correlation = self._awaiting.pop(command_id)
             self._respond(topic, correlation, events.response_payload(
                 command_id, False, f"the kiosk did not answer within {COMMAND_TIMEOUT:.0f} s",
                 kiosk=self.kiosk, error=events.TIMEOUT))
@@ -464,7 +461,7 @@ class EventLink:
         properties = Properties(PacketTypes.PUBLISH)
         if correlation is not None:
             properties.CorrelationData = correlation
-        self._client.publish(topic, events.encode(payload), qos=1, properties=properties)
+        self._live_client().publish(topic, events.encode(payload), qos=1, properties=properties)
 
     # --- shutdown ----------------------------------------------------------------------------------------
 
@@ -472,7 +469,7 @@ class EventLink:
         if not self._connected:
             self._drop_client()
             return
-        info = self._client.publish(self.topics.status, self._status(False, {"reason": "stopped"}),
+        info = self._live_client().publish(self.topics.status, self._status(False, {"reason": "stopped"}),
                                     qos=1, retain=True)
         deadline = time.monotonic() + STOP_FLUSH_SECONDS
         acked: list[int] = []
@@ -481,9 +478,9 @@ class EventLink:
                 message = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
-            if message[0] == "ack" and message[1] is self._client and message[2] == info.mid:
+            if isinstance(message, _Acked) and message.client is self._client and message.mid == info.mid:
                 break
-            if message[0] in ("ack", "disconnected"):
+            if isinstance(message, (_Acked, _Disconnected)):
                 self._handle(message, acked)
         self.outbox.delete(acked)
         self._connected = False

@@ -11,9 +11,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from kiosk import events
+from kiosk.broker import parse_broker_url, read_password
 from kiosk.config import ConfigError, config_from_dict
-from kiosk.flow import Call, LinkChanged
-from kiosk.link import Command, EventLink, parse_broker_url, read_password
+from kiosk.effects import Call
+from kiosk.link import EventLink
+from kiosk.messages import Command, LinkChanged
 from tests.rigs import contract
 
 pytestmark = pytest.mark.mqtt

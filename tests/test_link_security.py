@@ -16,8 +16,8 @@ from paho.mqtt.properties import Properties
 
 from kiosk import events
 from kiosk.config import ConfigError, config_from_dict
-from kiosk.flow import LinkChanged
-from kiosk.link import Command, EventLink
+from kiosk.link import EventLink
+from kiosk.messages import Command, LinkChanged
 from tests.test_link import Posted, wait_until
 
 pytestmark = pytest.mark.mqtt

@@ -9,8 +9,9 @@ import pytest
 from kiosk import events
 from kiosk.cli.watch import WatchState
 from kiosk.config import config_from_dict
-from kiosk.flow import Call, LinkChanged
+from kiosk.effects import Call
 from kiosk.link import EventLink
+from kiosk.messages import LinkChanged
 from tests.test_link import Posted, wait_until
 
 

@@ -65,7 +65,9 @@ class WatchState:
                     .append(f"{_get(body, 'reason')} code {_get(body, 'code') or '—'} "
                             f"for {_get(body, 'audience')} since {_get(body, 'since')}"))
         if rest.startswith("event/") and isinstance(body, dict):
-            data = body.get("data") if isinstance(body.get("data"), dict) else {}
+            data = body.get("data")
+            if not isinstance(data, dict):
+                data = {}
             style = "yellow" if str(body.get("kind", "")).startswith("call") else "cyan"
             return (line.append(f"{str(body.get('time', ''))[11:23]} ", "dim").append(f"{who:<20} ", "bold")
                     .append(f"#{body.get('seq')} ", "dim").append(f"{body.get('kind')} ", style)
@@ -98,7 +100,7 @@ def run_watch(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from kiosk import events
-    from kiosk.link import new_client
+    from kiosk.broker import new_client
 
     config = config_from_args(args)
     console = Console(highlight=False)

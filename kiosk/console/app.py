@@ -19,7 +19,7 @@ def build_app(config: Config):
     from kiosk.console.auth import AccountsError, load_accounts
     from kiosk.console.codes import code_info_for
     from kiosk.console.server import create_app
-    from kiosk.link import new_client
+    from kiosk.broker import new_client
 
     section = config.console
     if (section.tls_cert_file is None) != (section.tls_key_file is None):

@@ -18,7 +18,7 @@ from kiosk import events
 from kiosk.config import MqttSection
 from kiosk.console.hub import LinkState
 from kiosk.console.messages import Decoded, decode
-from kiosk.link import new_client
+from kiosk.broker import new_client
 
 log = logging.getLogger(__name__)
 
