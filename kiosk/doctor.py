@@ -87,8 +87,7 @@ class BrokerOutcome(StrEnum):
     LOGIN_REFUSED = "login_refused"  # CONNACK: bad user name or password / not authorised
     REFUSED = "refused"  # CONNACK: another reason
     PUBLISH_DENIED = "publish_denied"  # PUBACK reason >= 0x80 (ACL)
-    SUBSCRIBE_DENIED = "subscribe_denied"  # SUBACK reason >= 0x80 (ACL)
-    NO_ECHO = "no_echo"  # published and subscribed, but our message never came back (a silent ACL deny)
+    SUBSCRIBE_DENIED = "subscribe_denied"  # SUBACK reason >= 0x80 (ACL; mosquitto grants it and filters later)
     BAD_SETTINGS = "bad_settings"  # the password file or TLS files cannot be used
 
 
@@ -267,9 +266,8 @@ def render(findings: Sequence[Finding], texts: DoctorTexts) -> str:
     """The checklist: `[OK  ] title: message`, and for a warning or failure an indented `→ fix` line,
     then a summary line."""
     lines = []
-    for record in as_records(findings, texts):
-        title = texts.get(f"check.{record['check']}")
-        lines.append(f"[{MARKS[Status(record['status'])]}] {title}: {record['message']}")
+    for finding, record in zip(findings, as_records(findings, texts), strict=True):
+        lines.append(f"[{MARKS[finding.status]}] {texts.get(f'check.{finding.check}')}: {record['message']}")
         if record["fix"]:
             lines.append(f"       → {record['fix']}")
     counts = {status: sum(f.status is status for f in findings) for status in Status}

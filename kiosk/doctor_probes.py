@@ -91,7 +91,7 @@ def busy_pins(pins: list[int]) -> dict[int, str]:
     """BCM pins of the header's GPIO chip already claimed by someone else (lgpio line info); empty when
     lgpio is not installed (not a Pi) or no chip can be opened."""
     try:
-        import lgpio  # type: ignore[import-not-found]
+        import lgpio
     except ImportError:
         return {}
     busy: dict[int, str] = {}
@@ -125,7 +125,6 @@ def probe_broker(config: Config) -> tuple[BrokerOutcome, str, str]:
     """Connect with the kiosk's credentials, subscribe to its command topic and publish one heartbeat event
     (QoS 1) with a client id of its own (never the kiosk's: that would disconnect the running kiosk).
     Returns (outcome, detail, topic)."""
-    import paho.mqtt.client as mqtt
 
     from kiosk.broker import new_client
 
@@ -162,7 +161,7 @@ def probe_broker(config: Config) -> tuple[BrokerOutcome, str, str]:
         if reason is None:
             return BrokerOutcome.UNREACHABLE, "no CONNACK", ""
         if reason.is_failure:  # type: ignore[attr-defined]
-            login = reason.value in (0x86, 0x87, 0x8C)  # bad user name or password, not authorised, bad auth
+            login = reason.value in (0x86, 0x87, 0x8C)  # type: ignore[attr-defined]  # bad user name or password, not authorised, bad auth
             return (BrokerOutcome.LOGIN_REFUSED if login else BrokerOutcome.REFUSED), str(reason), ""
         client.subscribe(topics.cmd, qos=1)
         reason = wait("subscribe")
