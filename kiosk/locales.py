@@ -193,12 +193,13 @@ def missing_glyphs(font: Path, text: str, face_index: int = 0) -> set[str]:
 
 ALWAYS_SHOWN = "0123456789 ()-:/.,"  # error codes and counts are filled into every locale's texts
 SOURCE_RECORD = "source.json"  # <code>/source.json: fingerprints of the Japanese texts a translation follows
+STAFF_ONLY_FILES = ("doctor.json",)  # IT-facing texts in ja and en only (kiosk doctor); not translated further
 
 
 def source_files(root: Path | None = None) -> list[str]:
     """The Japanese text files every translation mirrors (guidance.json, ui.json)."""
     folder = locales_dir(root) / SOURCE_LANG
-    return sorted(p.name for p in folder.glob("*.json") if p.name not in ("glossary.json", SOURCE_RECORD))
+    return sorted(p.name for p in folder.glob("*.json") if p.name not in ("glossary.json", SOURCE_RECORD, *STAFF_ONLY_FILES))
 
 
 def texts_of(code: str, name: str, root: Path | None = None) -> dict[str, str]:
