@@ -49,8 +49,10 @@ NO_START = frozenset(
 # cl-01 (opening brackets): never at a line end.
 NO_END = frozenset("（〔［｛〈《「『【〘〖〝‘“｟«([{｢")
 
+# Spaces a line may break after (UAX #14 class BA/SP); no-break spaces (NBSP, narrow NBSP, figure space) glue.
+SPACES = " \t\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2008\u2009\u200a\u205f\u3000"
 QUOTES = frozenset("\"'")  # opening or closing by what is beside them (UAX #14 class QU)
-NO_BREAK = frozenset("\u00a0\u202f\u2060\ufeff\u200d")  # no-break spaces, word joiner, ZWJ: glue both sides
+NO_BREAK = frozenset("\u00a0\u2007\u202f\u2060\ufeff\u200d")  # no-break spaces, word joiner, ZWJ: glue both sides
 VIRAMAS = frozenset("\u094d\u09cd\u0e3a\u1039\u17d2")  # a consonant after one belongs to the same cluster
 CONNECTORS = frozenset(".,:/-'’")  # between two letters or digits they keep the run whole (10:42, 1,000, e-Tax)
 THAI_LEADING_VOWELS = frozenset("เแโใไ")  # written before the consonant they follow in speech
@@ -112,17 +114,17 @@ def _cluster_boundary(text: str, i: int) -> bool:
 
 def _opening_quote(line: str) -> bool:
     """Does `line` end with an ASCII quote that opens (UAX #14 class QU: after a space, a bracket or nothing)?"""
-    return line[-1:] in QUOTES and (len(line) == 1 or line[-2].isspace() or line[-2] in NO_END)
+    return line[-1:] in QUOTES and (len(line) == 1 or line[-2] in SPACES or line[-2] in NO_END)
 
 
 def _closing_quote(rest: str) -> bool:
     """Does `rest` start with an ASCII quote that closes (before a space, a closing mark or the end)?"""
-    return rest[:1] in QUOTES and (len(rest) == 1 or rest[1].isspace() or rest[1] in NO_START)
+    return rest[:1] in QUOTES and (len(rest) == 1 or rest[1] in SPACES or rest[1] in NO_START)
 
 
 def bad_line_end(line: str) -> bool:
     """Kinsoku: `line` (not the paragraph's last) ends with an opening bracket or opening quote."""
-    line = line.rstrip()
+    line = line.rstrip(SPACES)
     return line[-1:] in NO_END or _opening_quote(line)
 
 
@@ -146,18 +148,18 @@ def _kinsoku_ok(text: str, i: int) -> bool:
 
 def _allowed(text: str, i: int) -> bool:
     """The rules every break obeys: never before a space (a line ends after its spaces), kinsoku, clusters."""
-    if not 0 < i < len(text) or text[i].isspace() or not text[:i].strip():
+    if not 0 < i < len(text) or text[i] in SPACES or not text[:i].strip(SPACES):
         return False
-    return _kinsoku_ok(text, i) and (text[i - 1].isspace() or _cluster_boundary(text, i))
+    return _kinsoku_ok(text, i) and (text[i - 1] in SPACES or _cluster_boundary(text, i))
 
 
 @lru_cache(maxsize=4096)
 def phrase_breaks(text: str, lang: str) -> tuple[int, ...]:
     """Positions (0 < i < len) where `text` (one paragraph) may break between phrases: BudouX's phrase ends
     for the languages it models, after every run of spaces in all languages; minus what kinsoku forbids."""
-    candidates = {i for i in range(1, len(text)) if text[i - 1].isspace()}
+    candidates = {i for i in range(1, len(text)) if text[i - 1] in SPACES}
     model = budoux_model(lang)
-    if model is not None and text.strip():
+    if model is not None and text.strip(SPACES):
         end = 0
         for chunk in _parser(model).parse(text):
             end += len(chunk)
@@ -171,9 +173,11 @@ def inner_breaks(text: str) -> tuple[int, ...]:
     return tuple(i for i in range(1, len(text)) if _allowed(text, i))
 
 
-def _cuts(text: str) -> list[int]:
-    """Last resort for a run wider than the line: any grapheme-cluster boundary."""
-    return [i for i in range(1, len(text)) if not text[i].isspace() and _cluster_boundary(text, i)]
+def _cuts(text: str) -> tuple[list[int], list[int]]:
+    """Last resorts for a run wider than the line: cluster boundaries that keep kinsoku (splitting a word or
+    number), then any grapheme-cluster boundary."""
+    clusters = [i for i in range(1, len(text)) if text[i] not in SPACES and _cluster_boundary(text, i)]
+    return [i for i in clusters if not bad_line_start(text[i:]) and not bad_line_end(text[:i])], clusters
 
 
 @dataclass(frozen=True)
@@ -215,37 +219,40 @@ def _fill(paragraph: str, lang: str, width: float, measure: Measure) -> tuple[li
     forced = False
     for start, end in itertools.pairwise(bounds):
         phrase = paragraph[start:end]
-        if line and measure((line + phrase).rstrip()) <= width:
+        if line and measure((line + phrase).rstrip(SPACES)) <= width:
             line += phrase
             continue
         if line:
-            lines.append(line.rstrip())
-        if measure(phrase.rstrip()) <= width:
+            lines.append(line.rstrip(SPACES))
+        if measure(phrase.rstrip(SPACES)) <= width:
             line = phrase
             continue
         pieces, cut = _break_inside(paragraph, start, end, width, measure)
         forced = forced or cut
         lines += pieces[:-1]
         line = pieces[-1]
-    lines.append(line.rstrip())
+    lines.append(line.rstrip(SPACES))
     return lines, forced
 
 
 def _break_inside(paragraph: str, start: int, end: int, width: float, measure: Measure) -> tuple[list[str], bool]:
-    """A phrase (paragraph[start:end]) wider than the line, broken greedily at the inner opportunities."""
-    inner = [i for i in inner_breaks(paragraph) if start < i < end]
-    cuts = [i for i in _cuts(paragraph) if start < i < end]
+    """A phrase (paragraph[start:end]) wider than the line, broken greedily at the inner opportunities; a run
+    that does not fit even so is cut (kinsoku kept where it can be)."""
+    tiers = [[i for i in breaks if start < i < end] for breaks in (inner_breaks(paragraph), *_cuts(paragraph))]
     pieces, forced, at = [], False, start
-    while measure(paragraph[at:end].rstrip()) > width:
-        fitting = _farthest(paragraph, at, [i for i in inner if i > at], width, measure)
-        if fitting is None:
+    while measure(paragraph[at:end].rstrip(SPACES)) > width:
+        fitting = None
+        for tier, breaks in enumerate(tiers):
+            fitting = _farthest(paragraph, at, [i for i in breaks if i > at], width, measure)
+            if fitting is not None:
+                forced = forced or tier > 0
+                break
+        if fitting is None:  # not even one character fits: one cluster a line
             forced = True
-            fitting = _farthest(paragraph, at, [i for i in cuts if i > at], width, measure)
-            if fitting is None:  # not even one character fits: one cluster a line
-                fitting = next((i for i in cuts if i > at), end)
+            fitting = next((i for i in tiers[-1] if i > at), end)
         if fitting >= end:
             break
-        pieces.append(paragraph[at:fitting].rstrip())
+        pieces.append(paragraph[at:fitting].rstrip(SPACES))
         at = fitting
     pieces.append(paragraph[at:end])
     return pieces, forced
@@ -256,7 +263,7 @@ def _farthest(text: str, at: int, breaks: list[int], width: float, measure: Meas
     low, high, found = 0, len(breaks) - 1, None
     while low <= high:
         middle = (low + high) // 2
-        if measure(text[at:breaks[middle]].rstrip()) <= width:
+        if measure(text[at:breaks[middle]].rstrip(SPACES)) <= width:
             found, low = breaks[middle], middle + 1
         else:
             high = middle - 1
@@ -269,14 +276,14 @@ def line_starts(paragraph: str, lines: Sequence[str]) -> list[int] | None:
     """Where each line after the first starts in `paragraph`, or None if the lines are not that paragraph."""
     starts, at = [], 0
     for n, line in enumerate(lines):
-        while n and at < len(paragraph) and paragraph[at].isspace() and not line[:1].isspace():
+        while n and at < len(paragraph) and paragraph[at] in SPACES and line[:1] not in SPACES:
             at += 1
         if not paragraph.startswith(line, at):
             return None
         if n:
             starts.append(at)
         at += len(line)
-    return starts if not paragraph[at:].strip() else None
+    return starts if not paragraph[at:].strip(SPACES) else None
 
 
 def problems(text: str, lines: Sequence[str], lang: str, width: float, measure: Measure) -> list[str]:
@@ -304,10 +311,10 @@ def problems(text: str, lines: Sequence[str], lang: str, width: float, measure: 
         for n, start in enumerate(begins[1:]):
             following = min(p for p in phrases if p > start)
             if start in phrases:
-                if measure(paragraph[begins[n]:following].rstrip()) <= width:
-                    found.append(f"early break: {paragraph[start:following].strip()!r} fitted after {ours[n]!r}")
+                if measure(paragraph[begins[n]:following].rstrip(SPACES)) <= width:
+                    found.append(f"early break: {paragraph[start:following].strip(SPACES)!r} fitted after {ours[n]!r}")
                 continue
-            phrase = paragraph[max(p for p in phrases if p < start):following].strip()
+            phrase = paragraph[max(p for p in phrases if p < start):following].strip(SPACES)
             if measure(phrase) <= width:
                 found.append(f"break inside the phrase {phrase!r}, which fits on a line")
     if at != len(lines):
