@@ -1,0 +1,262 @@
+"""A real, current Home Assistant on 127.0.0.1, for the discovery tests. Slow (~3-5 min: debootstrap, pip, first
+start); needs root, debootstrap, chroot and mosquitto, and PyPI + the Debian mirror.
+
+Home Assistant's newest release needs a newer Python than this machine's, so it runs in a Debian sid root built
+here (debootstrap into pytest's temp dir; nothing is cached anywhere else):
+1. `debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates sid`, from the mirror this
+   machine's apt uses; this machine's CA bundle is copied in (its network may intercept TLS).
+2. A venv at /opt/ha with the newest `homeassistant` from PyPI and the requirements of its MQTT integration.
+3. A config dir with `configuration.yaml` (http on a free loopback port, the api), a pre-written
+   `.storage/core.config_entries` (the MQTT integration pointed at the test broker, discovery on) and
+   `.storage/auth` (an owner with a long-lived refresh token; access tokens are HS256 JWTs signed with its key,
+   as homeassistant.auth issues them).
+4. `chroot ROOT /opt/ha/bin/python -m homeassistant --config /srv/ha`, stopped by PID (SIGTERM, then SIGKILL).
+Home Assistant installs the requirements of its default integrations on first start (PyPI, into the venv); some
+of them (ffmpeg, a C build of pymicro-vad) fail here and log errors of their own, which concern no test.
+
+Fixture: `home_assistant` (module scope) -> HomeAssistant (`.broker`, `.states()`, `.state(entity_id)`,
+`.wait_for(entity_id, predicate)`, `.log()`, `.mqtt_problems()`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.rigs.mosquitto import DEFAULT_CONFIG, Broker, free_port
+
+CONFIG_DIR = "/srv/ha"
+VENV = "/opt/ha"
+STARTUP_SECONDS = 600  # first start installs the default integrations' requirements
+MQTT_LOGGERS = ("homeassistant.components.mqtt",)
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this machine's apt uses (deb822 `URIs:` or one-line `deb URL`), else deb.debian.org."""
+    for path in [*Path("/etc/apt/sources.list.d").glob("*.sources"), *Path("/etc/apt/sources.list.d").glob("*.list"),
+                 Path("/etc/apt/sources.list")]:
+        if not path.exists():
+            continue
+        text = path.read_text(errors="replace")
+        for match in re.finditer(r"^\s*(?:URIs:|deb)\s+(?:\[[^]]*\]\s+)?(\S+)", text, re.M):
+            if "security" not in match.group(1):
+                return match.group(1)
+    return "http://deb.debian.org/debian"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def access_token(refresh_token_id: str, jwt_key: str, seconds: int = 86_400) -> str:
+    """An access token for a refresh token: an HS256 JWT with `iss` = the refresh token's id (homeassistant.auth)."""
+    now = int(time.time())
+    head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = _b64(json.dumps({"iss": refresh_token_id, "iat": now, "exp": now + seconds}).encode())
+    signature = hmac.new(jwt_key.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{_b64(signature)}"
+
+
+class HomeAssistant:
+    def __init__(self, root: Path, broker: Broker):
+        self.root, self.broker = root, broker
+        self.config = root / CONFIG_DIR.lstrip("/")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self._write_config()
+
+    # --- set-up ----------------------------------------------------------------------------------------------
+
+    def _write_config(self) -> None:
+        storage = self.config / ".storage"
+        storage.mkdir(parents=True)
+        (self.config / "configuration.yaml").write_text(f"""
+homeassistant:
+  name: Kiosk test
+  latitude: 35.68
+  longitude: 139.77
+  elevation: 0
+  unit_system: metric
+  time_zone: Asia/Tokyo
+  country: JP
+  currency: JPY
+  language: en
+http:
+  server_host: 127.0.0.1
+  server_port: {self.port}
+api:
+logger:
+  default: info
+""")
+        now = datetime.now(UTC).isoformat()
+        entry = {"entry_id": secrets.token_hex(13).upper(), "version": 2, "minor_version": 1, "domain": "mqtt",
+                 "title": "127.0.0.1", "data": {"broker": self.broker.host, "port": self.broker.port},
+                 "options": {"discovery": True, "discovery_prefix": "homeassistant"}, "source": "user",
+                 "unique_id": None, "disabled_by": None, "pref_disable_new_entities": False,
+                 "pref_disable_polling": False}
+        self._store(storage / "core.config_entries", "core.config_entries", {"entries": [entry]})
+        user_id, self._refresh_id, self._jwt_key = secrets.token_hex(16), secrets.token_hex(16), secrets.token_hex(64)
+        self._store(storage / "auth", "auth", {
+            "users": [{"id": user_id, "group_ids": ["system-admin"], "is_owner": True, "is_active": True,
+                       "name": "kiosk tests", "system_generated": False, "local_only": False}],
+            "groups": [{"id": "system-admin", "name": "Administrators"}, {"id": "system-users", "name": "Users"},
+                       {"id": "system-read-only", "name": "Read Only"}],
+            "credentials": [],
+            "refresh_tokens": [{"id": self._refresh_id, "user_id": user_id, "client_id": None,
+                                "client_name": "kiosk tests", "client_icon": None,
+                                "token_type": "long_lived_access_token", "created_at": now,
+                                "access_token_expiration": 86_400.0, "token": secrets.token_hex(64),
+                                "jwt_key": self._jwt_key, "last_used_at": None, "last_used_ip": None,
+                                "expire_at": None, "credential_id": None, "version": None}]})
+
+    @staticmethod
+    def _store(path: Path, key: str, data: dict[str, Any]) -> None:
+        path.write_text(json.dumps({"version": 1, "minor_version": 1, "key": key, "data": data}))
+        path.chmod(0o600)
+
+    @property
+    def token(self) -> str:
+        return access_token(self._refresh_id, self._jwt_key)
+
+    # --- running ---------------------------------------------------------------------------------------------
+
+    def start(self) -> HomeAssistant:
+        out = (self.root / "ha.out").open("ab")
+        self.proc = subprocess.Popen(
+            ["chroot", str(self.root), f"{VENV}/bin/python", "-m", "homeassistant", "--config", CONFIG_DIR],
+            env=_chroot_env(), stdout=out, stderr=out)
+        out.close()
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Home Assistant exited {self.proc.returncode}:\n{self.log()[-5000:]}")
+            try:
+                entries = self.get("/api/config/config_entries/entry")
+                if any(e["domain"] == "mqtt" and e["state"] == "loaded" for e in entries):
+                    return self
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(1)
+        raise RuntimeError(f"Home Assistant's MQTT integration did not load:\n{self.log()[-5000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    # --- asking it -------------------------------------------------------------------------------------------
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(self.url + path, headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        return {s["entity_id"]: s for s in self.get("/api/states")}
+
+    def state(self, entity_id: str) -> dict[str, Any] | None:
+        return self.states().get(entity_id)
+
+    def wait_for(self, entity_id: str, predicate: Callable[[dict[str, Any]], bool],
+                 timeout: float = 30.0) -> dict[str, Any]:
+        """Poll the REST API until `entity_id`'s state object satisfies `predicate`; returns it."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = self.state(entity_id)
+            if last is not None and predicate(last):
+                return last
+            time.sleep(0.2)
+        raise AssertionError(f"{entity_id} never matched; last: {last}")
+
+    def log(self) -> str:
+        path = self.config / "home-assistant.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def mqtt_problems(self) -> list[str]:
+        """WARNING/ERROR lines of the MQTT integration, and template warnings (they name our templates)."""
+        lines = re.findall(r"^\S+ \S+ (?:WARNING|ERROR|CRITICAL) \([^)]*\) \[([^\]]+)\] (.*)$", self.log(), re.M)
+        return [f"[{logger}] {text}" for logger, text in lines
+                if logger.startswith(MQTT_LOGGERS) or (logger.startswith("homeassistant.helpers.template")
+                                                       and "value_json" in text)]
+
+
+def _chroot_env() -> dict[str, str]:
+    bundle = "/etc/ssl/certs/ca-certificates.crt"  # this machine's CAs (copied in): pip, uv, aiohttp
+    return {"PATH": f"{VENV}/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
+            "PIP_CERT": bundle, "SSL_CERT_FILE": bundle, "UV_NATIVE_TLS": "1",
+            "PIP_DEFAULT_TIMEOUT": os.environ.get("PIP_DEFAULT_TIMEOUT", "60")}
+
+
+def _run(root: Path, *command: str, timeout: float = 900) -> None:
+    result = subprocess.run(["chroot", str(root), *command], env=_chroot_env(), capture_output=True, text=True,
+                            timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+
+
+def build_root(root: Path) -> None:
+    """A Debian sid root with Home Assistant's venv (see the module docstring)."""
+    subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates", "sid",
+                    str(root), debian_mirror()], check=True, capture_output=True, timeout=900)
+    shutil.copy("/etc/resolv.conf", root / "etc" / "resolv.conf")
+    shutil.copy("/etc/ssl/certs/ca-certificates.crt", root / "etc" / "ssl" / "certs" / "ca-certificates.crt")
+    _run(root, "python3", "-m", "venv", VENV)
+    _run(root, f"{VENV}/bin/pip", "install", "--no-cache-dir", "--upgrade", "pip", "homeassistant")
+    manifest = next((root / VENV.lstrip("/")).glob("lib/python3*/site-packages/homeassistant/components/mqtt/"
+                                                   "manifest.json"))
+    _run(root, f"{VENV}/bin/pip", "install", "--no-cache-dir", *json.loads(manifest.read_text())["requirements"])
+
+
+def _is_mounted(path: Path) -> bool:
+    return any(line.split()[1] == str(path) for line in Path("/proc/mounts").read_text().splitlines())
+
+
+@pytest.fixture(scope="module")
+def home_assistant(tmp_path_factory) -> Iterator[HomeAssistant]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (debootstrap, chroot)")
+    for tool, package in (("debootstrap", "debootstrap"), ("mosquitto", "mosquitto")):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (Debian package {package})")
+    work = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp(), prefix="homeassistant-"))
+    root, proc = work / "root", work / "root" / "proc"
+    broker = Broker(work / "mosquitto", DEFAULT_CONFIG)
+    ha = None
+    try:
+        build_root(root)
+        subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True)
+        broker.start()
+        ha = HomeAssistant(root, broker)
+        yield ha.start()
+    finally:
+        if ha is not None:
+            ha.stop()
+        broker.stop()
+        if _is_mounted(proc):
+            subprocess.run(["umount", "-l", str(proc)], check=False)
+        if not _is_mounted(proc):  # never delete through a mount
+            shutil.rmtree(work, ignore_errors=True)
