@@ -154,7 +154,7 @@ class RecorderSection(Section):
     database: str = ""  # SQLAlchemy URL; empty = SQLite <state dir>/history.sqlite3 (console's, or [kiosk] state_dir)
     in_console: bool = True  # `kiosk console` records too; false when a separate `kiosk recorder` runs
     sites: list[Annotated[str, Field(pattern=r"^(\+|[A-Za-z0-9_-]{1,64})$")]] = []  # "+" = every site; empty = console's
-    client_id: str = Field(default="kiosk-recorder", pattern=r"^[A-Za-z0-9_-]{1,64}$")  # the persistent session's
+    client_id: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,64}$")  # the session's; "" = one per store
     session_expiry_hours: float = Field(default=168.0, ge=72.0)  # the broker keeps the queue this long (>= a weekend)
     retention_days: int = Field(default=400, ge=1)  # older events are pruned once a day
     offline_after_seconds: float = Field(default=180.0, gt=0)  # a silence this long counts as offline time

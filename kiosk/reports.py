@@ -37,7 +37,12 @@ _SLOT_MS = 15 * 60_000  # every zone's UTC offset is a multiple of 15 minutes: o
 
 
 class ReportError(ValueError):
-    """A report that cannot be made as asked (e.g. a date range that ends before it starts)."""
+    """A report that cannot be made as asked. `reason` (`not_a_date`, `reversed`, `too_long`) and `params`
+    let a caller say it in its own language; str() is the English sentence."""
+
+    def __init__(self, reason: str, message: str, **params: str):
+        super().__init__(message)
+        self.reason, self.params = reason, params
 
 
 class ReportEvent(NamedTuple):
@@ -69,15 +74,18 @@ def parse_range(start: str | None, end: str | None, today: date, default_days: i
     try:
         last = date.fromisoformat(end) if end else today
     except ValueError:
-        raise ReportError(f"the end date {end!r} is not a date (YYYY-MM-DD)") from None
+        raise ReportError("not_a_date", f"the end date {end!r} is not a date (YYYY-MM-DD)", value=str(end)) from None
     try:
         first = date.fromisoformat(start) if start else last - timedelta(days=default_days - 1)
     except ValueError:
-        raise ReportError(f"the start date {start!r} is not a date (YYYY-MM-DD)") from None
+        raise ReportError("not_a_date", f"the start date {start!r} is not a date (YYYY-MM-DD)",
+                          value=str(start)) from None
     if first > last:
-        raise ReportError(f"the range starts ({first}) after it ends ({last})")
+        raise ReportError("reversed", f"the range starts ({first}) after it ends ({last})",
+                          start=first.isoformat(), end=last.isoformat())
     if (last - first).days >= 3 * 366:
-        raise ReportError(f"the range {first} – {last} is longer than three years")
+        raise ReportError("too_long", f"the range {first} – {last} is longer than three years",
+                          start=first.isoformat(), end=last.isoformat())
     return first, last
 
 
@@ -211,7 +219,8 @@ def build_report(events: Iterable[ReportEvent], gaps: Iterable[Gap], first: date
     row by row (heartbeats), added to the total's `events`. Raises ReportError if last < first.
     """
     if last < first:
-        raise ReportError(f"the range starts ({first}) after it ends ({last})")
+        raise ReportError("reversed", f"the range starts ({first}) after it ends ({last})",
+                          start=first.isoformat(), end=last.isoformat())
     start_ms, end_ms = range_ms(first, last, tz)
     calendar = _Calendar(tz)
     total = Bucket("total")

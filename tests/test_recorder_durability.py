@@ -120,7 +120,7 @@ def bridge_config(site: str, central_port: int) -> str:
 
 
 def test_two_facilities_bridged_to_a_central_recorder_on_postgresql(mosquitto_factory, postgres_url, tmp_path):
-    from kiosk.cli.report import make_report
+    from kiosk.recorder import report_from_store as make_report
 
     central = mosquitto_factory(shipped_persistence("samples/facility.conf"))
     facilities = {site: mosquitto_factory(bridge_config(site, central.port)) for site in ("east", "west")}

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kiosk.recorder import database_url, recorded_sites
+    from kiosk.recorder import database_url, recorded_sites, session_client_id
     from kiosk.recorder.ingest import Recorder
     from kiosk.recorder.store import StoreError, describe, open_store
     from kiosk.sdnotify import Notifier
@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise ConfigError(str(exc)) from None
     section = config.recorder
-    recorder = Recorder(config.mqtt, store, sites=recorded_sites(config), client_id=section.client_id,
+    recorder = Recorder(config.mqtt, store, sites=recorded_sites(config),
+                        client_id=session_client_id(config, str(store.engine.url)),
                         session_expiry_hours=section.session_expiry_hours, retention_days=section.retention_days)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -32,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kiosk.recorder import database_url
+    from kiosk.recorder import database_url, report_from_store
     from kiosk.recorder.store import StoreError, open_store
     from kiosk.reports import ReportError, parse_range, to_csv
 
@@ -50,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise ConfigError(str(exc)) from None
     try:
-        report = make_report(store, first, last, tz, args.site, config.recorder.offline_after_seconds)
+        report = report_from_store(store, first, last, tz, args.site, config.recorder.offline_after_seconds)
     finally:
         store.close()
     if args.form == "json":
@@ -60,19 +59,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(summary(report))
     return 0
-
-
-def make_report(store, first, last, tz: ZoneInfo, sites: list[str] | None, offline_after_seconds: float,
-                now_ms: int | None = None) -> dict:
-    """The report dict (`kiosk.reports.Report.as_dict`) of the local days first … last from `store`."""
-    from kiosk.reports import build_report, range_ms
-
-    start_ms, end_ms = range_ms(first, last, tz)
-    now_ms = round(time.time() * 1000) if now_ms is None else now_ms
-    rows = store.report_events(start_ms, end_ms + 86_400_000, sites)  # a day more: answers to late calls
-    gaps = store.gaps(start_ms, end_ms, round(offline_after_seconds * 1000), sites, now_ms)
-    heartbeats = store.kind_counts(start_ms, end_ms, sites, ("heartbeat", "lamp_status"))
-    return build_report(rows, gaps, first, last, tz, sites=sites, other_kinds=heartbeats).as_dict()
 
 
 def summary(report: dict) -> str:

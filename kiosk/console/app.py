@@ -36,7 +36,24 @@ def build_app(config: Config):
         catalogue = load_catalogue()
     except (AccountsError, CatalogueError) as exc:
         raise ConsoleSetupError(str(exc)) from None
-    return create_app(config, accounts, code_info=code_info_for(catalogue, config.facility))
+    return create_app(config, accounts, code_info=code_info_for(catalogue, config.facility),
+                      history=_history_store(config))
+
+
+def _history_store(config: Config):
+    """The event store for reports (docs/history.md): opened when this console records
+    (`[recorder] in_console`) or reads a store another recorder fills (`[recorder] database`); else None."""
+    import os
+
+    from kiosk.recorder import database_url
+    from kiosk.recorder.store import StoreError, open_store
+
+    if not (config.recorder.in_console or config.recorder.database):
+        return None
+    try:
+        return open_store(database_url(config, os.environ))
+    except StoreError as exc:
+        raise ConsoleSetupError(str(exc)) from None
 
 
 def serve(config: Config) -> int:

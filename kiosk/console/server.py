@@ -24,11 +24,12 @@ from kiosk.config import Config
 from kiosk.console.auth import Account, LoginThrottle, SessionStore
 from kiosk.console.hub import CommandRefused, Hub
 from kiosk.console.mqtt import ConsoleLink
-from kiosk.console.routes import auth, calls, stream
+from kiosk.console.routes import auth, calls, reports, stream
 from kiosk.console.routes.dependencies import HERE, LANGUAGES, Console, Refused
 from kiosk.jsondata import load_json
+from kiosk.recorder.store import Store
 
-ROUTER_MODULES = (auth, stream, calls)  # each has `router = APIRouter()`; add a new concern's module here
+ROUTER_MODULES = (auth, stream, calls, reports)  # each has `router = APIRouter()`; add a new concern's module here
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -52,8 +53,10 @@ def load_strings() -> dict[str, dict[str, str]]:
 
 
 def create_app(config: Config, accounts: dict[str, Account], *, code_info: Callable[[str], dict],
-               clock: Callable[[], float] = time.monotonic) -> FastAPI:
-    """The console app; its lifespan connects to the broker and disconnects on shutdown."""
+               clock: Callable[[], float] = time.monotonic, history: Store | None = None) -> FastAPI:
+    """The console app; its lifespan connects to the broker and disconnects on shutdown. `history`: the event
+    store for reports and history (kiosk.recorder); with `[recorder] in_console` the lifespan also runs the
+    recorder feeding it."""
     section = config.console
     sites = section.sites or [config.kiosk.site]
     link: ConsoleLink | None = None
@@ -70,10 +73,22 @@ def create_app(config: Config, accounts: dict[str, Account], *, code_info: Calla
         hub.bind(asyncio.get_running_loop())
         link = ConsoleLink(config.mqtt, sites, hub.post)
         link.start()
+        recorder = None
+        if history is not None and config.recorder.in_console:
+            from kiosk.recorder import recorded_sites, session_client_id
+            from kiosk.recorder.ingest import Recorder
+
+            recorder = Recorder(config.mqtt, history, sites=recorded_sites(config),
+                                client_id=session_client_id(config, str(history.engine.url)),
+                                session_expiry_hours=config.recorder.session_expiry_hours,
+                                retention_days=config.recorder.retention_days)
+            recorder.start()
         try:
             yield
         finally:
             link.stop()
+            if recorder is not None:
+                recorder.stop()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.console = console = Console(
@@ -81,6 +96,10 @@ def create_app(config: Config, accounts: dict[str, Account], *, code_info: Calla
         sessions=SessionStore(section.session_minutes * 60.0, section.display_session_minutes * 60.0, clock),
         throttle=LoginThrottle(section.max_failed_logins, section.lockout_minutes * 60.0, clock),
         hub=hub, templates=Jinja2Templates(directory=HERE / "templates"), clock=clock)
+
+    app.state.history = history
+    app.state.history_settings = {"timezone": config.facility.timezone,
+                                  "offline_after_seconds": config.recorder.offline_after_seconds}
 
     async def refused(request: Request, exc: Exception) -> JSONResponse:
         if not isinstance(exc, Refused | CommandRefused):

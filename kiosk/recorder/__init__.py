@@ -10,10 +10,17 @@ Runs inside `kiosk console` (`[recorder] in_console`, default on) or alone as `k
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from kiosk.config import Config
+
+if TYPE_CHECKING:
+    from kiosk.recorder.store import Store
 
 
 def database_url(config: Config, environ: Mapping[str, str]) -> str:
@@ -28,6 +35,29 @@ def database_url(config: Config, environ: Mapping[str, str]) -> str:
     return default_url(Path(state) if state else config.kiosk.state_dir)
 
 
+def session_client_id(config: Config, url: str) -> str:
+    """`[recorder] client_id`, else `recorder-<hash of the store URL>`: one persistent session per store, so
+    two consoles on one broker with stores of their own never take over each other's session."""
+    import hashlib
+
+    return config.recorder.client_id or "recorder-" + hashlib.sha256(url.encode()).hexdigest()[:12]
+
+
 def recorded_sites(config: Config) -> list[str]:
     """`[recorder] sites`, else the console's sites, else `[kiosk] site`; "+" means every site."""
     return config.recorder.sites or config.console.sites or [config.kiosk.site]
+
+
+def report_from_store(store: Store, first: date, last: date, tz: ZoneInfo, sites: list[str] | None,
+                      offline_after_seconds: float, now_ms: int | None = None) -> dict[str, Any]:
+    """The report (`kiosk.reports.Report.as_dict()`) of the local days first … last read from `store`: the
+    events of the range (and answers up to a day later, to time calls raised near its end), the silences
+    longer than `offline_after_seconds` up to `now_ms` (default: now), heartbeat and lamp counts."""
+    from kiosk.reports import build_report, range_ms
+
+    start_ms, end_ms = range_ms(first, last, tz)
+    now_ms = round(time.time() * 1000) if now_ms is None else now_ms
+    rows = store.report_events(start_ms, end_ms + 86_400_000, sites)
+    gaps = store.gaps(start_ms, end_ms, round(offline_after_seconds * 1000), sites, now_ms)
+    counted = store.kind_counts(start_ms, end_ms, sites, ("heartbeat", "lamp_status"))
+    return build_report(rows, gaps, first, last, tz, sites=sites, other_kinds=counted).as_dict()

@@ -2,7 +2,8 @@
 
 Fixtures:
 - `console_accounts`: an accounts file with `staff` / `display` accounts (passwords in ACCOUNT_PASSWORDS).
-- `console_server(config, clock=...)`: the console app served by uvicorn in a thread on a free port.
+- `console_server(config, clock=..., **create_app options)`: the console app served by uvicorn in a thread
+  on a free port (e.g. `history=store` for the reports pages).
 - `console_process(config_path)`: `kiosk console` as a real process, stopped by PID.
 - `chromium`: Debian's /usr/bin/chromium driven by Playwright (never a downloaded browser).
 - `FakeClock`: a monotonic clock tests move forward (session expiry, login lockout).
@@ -72,9 +73,9 @@ def console_server(console_accounts) -> Iterator[Callable[..., RunningConsole]]:
 
     servers: list[uvicorn.Server] = []
 
-    def start(config, clock: Callable[[], float] = time.monotonic) -> RunningConsole:
+    def start(config, clock: Callable[[], float] = time.monotonic, **app_options) -> RunningConsole:
         app = create_app(config, load_accounts(console_accounts), clock=clock,
-                         code_info=code_info_for(load_catalogue(), config.facility))
+                         code_info=code_info_for(load_catalogue(), config.facility), **app_options)
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
                                                access_log=False, lifespan="on"))
