@@ -8,7 +8,8 @@
 # Re-running it upgrades the program and keeps /etc/kiosk (config, secrets) and /var/lib/kiosk (outbox, state).
 # --display    kms: Pi OS Lite, Kivy on SDL's KMS/DRM driver; labwc: Pi OS desktop, autologin + autostart.
 #              Default: the mode installed before, else labwc when labwc is installed, else kms.
-# --find-links pip also looks for wheels in DIR (an offline wheelhouse; the index is still used).
+# --find-links pip also looks for wheels in DIR. A wheelhouse made by systemd/bundle.sh (it holds
+#              kiosk-wheelhouse.txt) is complete, so pip then uses it alone (--no-index): no network needed.
 # --uninstall  removes the program, units and rules; keeps config, state and the kiosk user.
 # --purge      with --uninstall: also removes /etc/kiosk, /var/lib/kiosk and the kiosk user.
 # See docs/appliance.md.
@@ -87,7 +88,10 @@ create_user() {
 
 install_program() {
     local pip_args=(--quiet --disable-pip-version-check)
-    [ -n "${FIND_LINKS:-}" ] && pip_args+=(--find-links "$FIND_LINKS")
+    if [ -n "${FIND_LINKS:-}" ]; then
+        pip_args+=(--find-links "$FIND_LINKS")
+        [ -e "$FIND_LINKS/kiosk-wheelhouse.txt" ] && pip_args+=(--no-index) && say "installing offline from $FIND_LINKS"
+    fi
     if ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
         say "creating $VENV"
         rm -rf "$VENV"
@@ -279,6 +283,18 @@ uninstall() {
     fi
 }
 
+# The last step: the checklist of everything the kiosk depends on, as the service user (its permissions are the
+# ones that matter). Its failures do not fail the install: the program is installed either way, and some can only
+# pass on the finished Pi (reader plugged in, services running after the reboot; never inside a chroot).
+run_doctor() {
+    say "checking the installation: kiosk doctor (as $SERVICE_USER)"
+    if (cd "$STATE_DIR" && runuser -u "$SERVICE_USER" -- env HOME="$STATE_DIR" "$VENV/bin/kiosk" --config "$CONFIG" doctor >&2); then
+        say "kiosk doctor: nothing failed"
+    else
+        say "kiosk doctor found problems (FAIL above); fix them, then run: sudo -u $SERVICE_USER $VENV/bin/kiosk doctor"
+    fi
+}
+
 main() {
     local action=install
     PURGE="" DISPLAY_MODE="" FIND_LINKS=""
@@ -310,6 +326,7 @@ main() {
     configure_broker
     configure_display
     install_units
+    run_doctor
     say "done. Config: $CONFIG  State: $STATE_DIR  Program: $VENV"
 }
 
