@@ -69,7 +69,8 @@ def test_known_atr_families():
     assert family_of(contactless_atr(bytes.fromhex("804F0CA00000030603000100000000"))) is Family.MIFARE
     assert family_of(contactless_atr(bytes.fromhex("804F0CA00000030609000000000000"))) is Family.STORAGE
     assert family_of(contactless_atr(bytes.fromhex("8073C821C057597562694B"))) is Family.ISO_DEP_A
-    assert family_of(bytes.fromhex("3BDB960080B1FE451F830012")) is Family.OTHER
+    assert family_of(bytes.fromhex("3BDA13FF8131FB468012392F31C173C601C03B")) is Family.OTHER  # a contact ATR
+    assert family_of(bytes.fromhex("3BDB960080B1FE451F830012")) is Family.UNKNOWN  # 11 historical bytes missing
     assert family_of(b"") is Family.UNKNOWN and family_of(b"\x00") is Family.UNKNOWN
 
 
