@@ -15,11 +15,11 @@ class ConsoleSetupError(Exception):
 
 def build_app(config: Config):
     """The FastAPI app for `config`, or ConsoleSetupError naming what is missing or wrong."""
+    from kiosk.broker import new_client
     from kiosk.catalogue import CatalogueError, load_catalogue
     from kiosk.console.auth import AccountsError, load_accounts
     from kiosk.console.codes import code_info_for
     from kiosk.console.server import create_app
-    from kiosk.broker import new_client
 
     section = config.console
     if (section.tls_cert_file is None) != (section.tls_key_file is None):

@@ -15,10 +15,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from kiosk import events
+from kiosk.broker import new_client
 from kiosk.config import MqttSection
 from kiosk.console.hub import LinkState
 from kiosk.console.messages import Decoded, decode
-from kiosk.broker import new_client
 
 log = logging.getLogger(__name__)
 
