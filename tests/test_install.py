@@ -15,9 +15,7 @@ import pytest
 from kiosk.config import load_config
 from kiosk.console.auth import load_accounts
 from kiosk.passwords import verify_secret
-
-REPO = Path(__file__).resolve().parent.parent
-MIRROR = "http://deb.debian.org/debian"
+from tests.rigs.debootstrap import REPO, debian_root
 
 
 def needs_chroot(test):
@@ -33,82 +31,10 @@ def test_install_sh_is_shellcheck_clean():
     assert result.returncode == 0, result.stdout
 
 
-def _is_mounted(path: Path) -> bool:
-    return any(line.split()[1] == str(path) for line in Path("/proc/mounts").read_text().splitlines())
-
-
-def _copy_sources(into: Path) -> None:
-    """The project's tracked files (what a clone has), as they are in the working tree."""
-    into.mkdir(parents=True)
-    if (REPO / ".git").exists():
-        files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
-        for name in filter(None, files.decode().split("\0")):
-            if (REPO / name).is_file():
-                (into / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(REPO / name, into / name)
-    else:
-        shutil.copytree(REPO, into, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".venv", "*.egg-info", "build"))
-
-
-class Chroot:
-    def __init__(self, root: Path):
-        self.root = root
-        self.env = {
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "HOME": "/root",
-            "LANG": "C.UTF-8",
-            "DEBIAN_FRONTEND": "noninteractive",
-            "PIP_CERT": "/etc/kiosk-test-ca.crt",  # the CAs this machine trusts (its network may intercept TLS)
-            "PIP_DEFAULT_TIMEOUT": os.environ.get("PIP_DEFAULT_TIMEOUT", "60"),
-        }
-
-    def path(self, inside: str) -> Path:
-        return self.root / inside.lstrip("/")
-
-    def run(self, *command: str, timeout: float = 900) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["chroot", str(self.root), *command], env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-
-    def install(self, *args: str) -> str:
-        result = self.run("/usr/src/kiosk/systemd/install.sh", *args)
-        assert result.returncode == 0, f"install.sh {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-        return result.stdout + result.stderr
-
-    def passwd(self, user: str) -> list[str] | None:
-        for line in self.path("/etc/passwd").read_text().splitlines():
-            if line.split(":")[0] == user:
-                return line.split(":")
-        return None
-
-    def groups_of(self, user: str) -> set[str]:
-        lines = self.path("/etc/group").read_text().splitlines()
-        return {line.split(":")[0] for line in lines if user in line.split(":")[3].split(",")}
-
-
 @pytest.fixture(scope="module")
 def chroot(tmp_path_factory):
-    work = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp(), prefix="debian12-"))
-    root = work / "root"
-    proc = root / "proc"
-    try:
-        subprocess.run(
-            ["debootstrap", "--variant=minbase", "--include=systemd", "bookworm", str(root), MIRROR],
-            check=True, capture_output=True, timeout=900,
-        )
-        shutil.copy("/etc/resolv.conf", root / "etc" / "resolv.conf")
-        shutil.copy("/etc/ssl/certs/ca-certificates.crt", root / "etc" / "kiosk-test-ca.crt")
-        policy = root / "usr" / "sbin" / "policy-rc.d"  # packages must not start daemons inside the chroot
-        policy.write_text("#!/bin/sh\nexit 101\n")
-        policy.chmod(0o755)
-        subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True)
-        _copy_sources(root / "usr" / "src" / "kiosk")
-        yield Chroot(root)
-    finally:
-        if _is_mounted(proc):
-            subprocess.run(["umount", "-l", str(proc)], check=False)
-        if not _is_mounted(proc):  # never delete through a mount
-            shutil.rmtree(work, ignore_errors=True)
+    with debian_root(Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp(), prefix="debian12-"))) as root:
+        yield root
 
 
 def _mode(path: Path) -> int:
