@@ -93,8 +93,10 @@
       },
       options: { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } } } },
     });
-    fillTable("table-lookups", Object.entries(report.total.lookups));
-    fillTable("table-calls", Object.entries(report.total.calls_by_code));
+    // codes are object keys: "901" would sort before "011" as an array index, so order them explicitly
+    const byCode = (counts) => Object.entries(counts).sort((a, b) => a[0].localeCompare(b[0]));
+    fillTable("table-lookups", byCode(report.total.lookups));
+    fillTable("table-calls", byCode(report.total.calls_by_code));
     fillTable("table-kiosks", report.kiosks.map((k) => [k.site + "/" + k.kiosk,
       t("reports.hours", { n: (k.offline_seconds / 3600).toFixed(1) }), k.reader_faults]));
     document.body.dataset.loaded = "yes";
