@@ -17,6 +17,7 @@ corrections (run by `kiosk catalogue validate` and the tests).
 from __future__ import annotations
 
 import re
+import unicodedata
 import string
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +34,12 @@ MAX_GUIDANCE_STEPS = 3
 SectionId = Literal["common", "clinic_eprescription", "pharmacy_eprescription", "clinic_ekarte"]
 SECTION_ORDER: tuple[str, ...] = ("common", "clinic_eprescription", "pharmacy_eprescription", "clinic_ekarte")
 CODE_PATTERN = re.compile(r"\d{3}")
+
+
+def normalize_code(text: str) -> str:
+    """A code as typed, NFKC-normalised and trimmed: full-width digits from a Japanese IME ("０２１") -> "021"."""
+    return unicodedata.normalize("NFKC", text).strip()
+
 Code = Annotated[str, Field(pattern=r"^\d{3}$")]
 Text = Annotated[str, Field(min_length=1)]
 
@@ -243,6 +250,7 @@ class Catalogue:
         return (FALLBACK_LANGUAGE, *sorted(lang for lang in self._texts if lang != FALLBACK_LANGUAGE))
 
     def get(self, code: str) -> CodeEntry:
+        code = normalize_code(code)
         try:
             return self.codes[code]
         except KeyError:
@@ -250,7 +258,7 @@ class Catalogue:
 
     def nearest(self, code: str) -> list[str]:
         """The known code itself, or the closest known codes below and above the number typed."""
-        digits = re.sub(r"\D", "", code)
+        digits = re.sub(r"\D", "", normalize_code(code))
         if not digits:
             return []
         wanted = int(digits)

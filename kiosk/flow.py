@@ -8,6 +8,7 @@ injected clock; `Tick()` asks it to act on deadlines. Nothing about a patient ou
 from __future__ import annotations
 
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -401,7 +402,7 @@ class Flow:
     def _lookup(self, entered: str) -> list[Effect]:
         if self.screen != LOOKUP:
             return []
-        code = entered.strip()
+        code = unicodedata.normalize("NFKC", entered).strip()  # full-width digits from an IME or keyboard
         if not (len(code) == 3 and code.isascii() and code.isdigit()):
             return self._show(LOOKUP, {"error": "format", "entered": code[:8], "nearest": []},
                               self.timings.idle_timeout_seconds)

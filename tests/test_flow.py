@@ -270,13 +270,21 @@ def test_lookup_of_an_outage_code_enters_outage_and_calls_staff():
     assert h.lamps() == ["outage"]
 
 
-@pytest.mark.parametrize("entry", ["", "12", "1234", "abc", "１２３", "12a"])
+@pytest.mark.parametrize("entry", ["", "12", "1234", "abc", "１２", "12a", "٠١٢"])
 def test_lookup_rejects_malformed_entries(entry):
     h = Harness()
     h.send(Tap("lookup"))
     h.send(LookupEntered(entry))
     assert h.last_screen().name == LOOKUP and h.last_screen().context["error"] == "format"
     assert not h.emitted()
+
+
+def test_lookup_accepts_full_width_digits():
+    h = Harness()
+    h.send(Tap("lookup"))
+    h.send(LookupEntered("０１３"))  # what a Japanese IME types
+    assert h.last_screen().name != LOOKUP
+    assert h.emitted("lookup")[0].data["code"] == "013"
 
 
 def test_lookup_of_an_unknown_code_offers_the_nearest():

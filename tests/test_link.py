@@ -264,6 +264,7 @@ def test_full_outbox_drops_low_value_first_and_reports_it(mosquitto_factory, mqt
         link.emit("reader_status", {"available": i % 2 == 0, "detail": "flapping"})
     for i in range(10):
         link.emit("call", {"call_id": f"c{i}", "reason": "patient_request", "code": None, "audience": "patient"})
+    assert link.outbox.flush()  # the outbox's writer thread applies the cap as it stores them
     stats = link.stats()
     assert (stats.backlog, stats.dropped) == (100, 30)
     link.stop()  # the kiosk restarts once the broker is back; the report survives in the outbox
@@ -302,7 +303,8 @@ def test_heartbeat_carries_outbox_stats(mosquitto, mqtt_listener, link_factory):
     beats = [json.loads(m.payload) for m in watcher.wait(lambda ms: len(ms) >= 2)]
     for beat in beats:
         contract.validate_event(beat)
-    assert set(beats[0]["data"]["outbox"]) == {"backlog", "dropped", "refused", "last_error"}
+    assert set(beats[0]["data"]["outbox"]) == {"backlog", "dropped", "refused", "last_error", "storage", "held"}
+    assert beats[0]["data"]["outbox"]["storage"] == "ok"
     assert beats[1]["seq"] > beats[0]["seq"]
 
 
