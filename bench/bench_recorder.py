@@ -1,0 +1,243 @@
+"""Benchmark of the event recorder and reports (not a test: prints numbers next to a baseline of the same run).
+
+1. Ingest: a burst of N events (default 50,000) into the recorder (persistent session, SQLite WAL, ack after
+   commit) vs a bare paho subscriber on the same broker. Target: recorder ≥ 50 % of bare.
+2. Broker durability cost: bytes mosquitto writes (/proc/<pid>/io write_bytes) per event with the shipped
+   persistence settings (autosave after every change) vs persistence off, recorder away so events queue.
+3. Month report over a year of synthetic events from 10 kiosks (ROWS, default 1,000,000) on SQLite and on
+   PostgreSQL (Debian package, temp cluster): p95 of the report vs a bare COUNT(*) over the same month.
+
+    .venv/bin/python bench/bench_recorder.py [--events 50000] [--rows 1000000] [--no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import date
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import paho.mqtt.client as mqtt  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
+
+from kiosk import events  # noqa: E402
+from kiosk.config import config_from_dict  # noqa: E402
+from kiosk.recorder import report_from_store  # noqa: E402
+from kiosk.recorder.ingest import Recorder  # noqa: E402
+from kiosk.recorder.models import Event  # noqa: E402
+from kiosk.recorder.store import open_store  # noqa: E402
+from tests.rigs.mosquitto import DEFAULT_CONFIG, Broker  # noqa: E402
+
+TZ = ZoneInfo("Asia/Tokyo")
+
+
+def payloads(n: int) -> list[tuple[str, bytes]]:
+    out = []
+    for i in range(n):
+        env = events.envelope("lookup", {"code": "011", "known": True, "audience": "staff", "outage": False},
+                              kiosk=f"k{i % 10}", site="site-1", seq=i + 1, catalogue_version="bench")
+        out.append((events.Topics("kiosk", "site-1", f"k{i % 10}").event("lookup"), events.encode(env)))
+    return out
+
+
+def publish_all(broker: Broker, messages: list[tuple[str, bytes]]) -> None:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTProtocolVersion.MQTTv5)
+    client.max_inflight_messages_set(100)
+    client.max_queued_messages_set(0)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    infos = [client.publish(t, p, qos=1) for t, p in messages]
+    for info in infos:
+        info.wait_for_publish(60)
+    client.disconnect()
+    client.loop_stop()
+
+
+def bare_rate(broker: Broker, messages: list[tuple[str, bytes]]) -> float:
+    got = threading.Event()
+    count = [0, 0.0]
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bare", protocol=mqtt.MQTTProtocolVersion.MQTTv5)
+
+    def on_message(_c, _u, _m):
+        count[0] += 1
+        if count[0] == 1:
+            count[1] = time.perf_counter()
+        if count[0] == len(messages):
+            got.set()
+
+    client.on_message = on_message
+    client.connect(broker.host, broker.port)
+    client.subscribe("kiosk/+/+/event/#", qos=1)
+    client.loop_start()
+    time.sleep(0.5)
+    threading.Thread(target=publish_all, args=(broker, messages), daemon=True).start()
+    start = time.perf_counter()
+    got.wait(300)
+    elapsed = time.perf_counter() - start
+    client.disconnect()
+    client.loop_stop()
+    return len(messages) / elapsed
+
+
+def recorder_rate(broker: Broker, messages: list[tuple[str, bytes]], workdir: Path) -> float:
+    store = open_store(f"sqlite:///{workdir / 'ingest.sqlite3'}")
+    config = config_from_dict({"mqtt": {"url": broker.url}})
+    recorder = Recorder(config.mqtt, store, sites=["site-1"], client_id="bench-recorder", session_expiry_hours=72,
+                        retention_days=100_000)
+    recorder.start()
+    while not recorder.stats().connected:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    threading.Thread(target=publish_all, args=(broker, messages), daemon=True).start()
+    start = time.perf_counter()
+    while store.count() < len(messages):
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - start
+    recorder.stop()
+    store.close()
+    return len(messages) / elapsed
+
+
+def write_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
+def durability_cost(workdir: Path, n: int) -> dict[str, float]:
+    shipped = [line for line in (Path(__file__).resolve().parent.parent / "systemd/mosquitto/kiosk.conf")
+               .read_text().splitlines() if line.startswith(("persistence", "autosave"))]
+    results = {}
+    for name, extra in (("off", "persistence false\n"), ("shipped", "\n".join(shipped) + "\npersistence_location {dir}/\n")):
+        config = DEFAULT_CONFIG.replace("persistence false\n", "") + extra
+        broker = Broker(workdir / f"dur-{name}", config).start()
+        store = open_store(f"sqlite:///{workdir / f'dur-{name}.sqlite3'}")
+        recorder = Recorder(config_from_dict({"mqtt": {"url": broker.url}}).mqtt, store, sites=["site-1"],
+                            client_id="dur", session_expiry_hours=72, retention_days=100_000)
+        recorder.start()
+        while not recorder.stats().connected:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        recorder.stop()  # away: every event queues in its session
+        assert broker.proc is not None
+        before = write_bytes(broker.proc.pid)
+        publish_all(broker, payloads(n))
+        time.sleep(1.5)
+        results[name] = (write_bytes(broker.proc.pid) - before) / n
+        broker.stop()
+        store.close()
+    return results
+
+
+def fill(store, rows: int, year: int = 2025) -> None:
+    random.seed(7)
+    start = int(time.mktime((year, 1, 1, 0, 0, 0, 0, 0, -1)) * 1000)
+    span = 365 * 86_400_000
+    kinds = ["precheck"] * 45 + ["lookup"] * 15 + ["call", "call_acknowledged", "call_resolved"] * 4 + \
+        ["heartbeat"] * 25 + ["reader_status", "lamp_status", "outage_entered"]
+    outcomes = ["mynumber_card", "smartphone_iphone", "smartphone_android", "not_mynumber", "unreadable_card",
+                "smartphone_mismatch"]
+    batch = []
+    for i in range(rows):
+        kind = random.choice(kinds)
+        ts = start + (i * span) // rows
+        batch.append({"event_id": str(uuid.UUID(int=random.getrandbits(128))), "site": "site-1",
+                      "kiosk": f"k{i % 10}", "seq": i + 1, "kind": kind, "ts_ms": ts, "time": "", "received_ms": ts,
+                      "code": "011" if kind in ("lookup", "call") else None,
+                      "outcome": random.choice(outcomes) if kind == "precheck" else None,
+                      "reason": "staff_code" if kind.startswith("call") else None,
+                      "call_id": f"c{i // 3}" if kind.startswith("call") else None,
+                      "available": (random.random() > 0.1) if kind == "reader_status" else None,
+                      "catalogue_version": "bench", "data": "{}"})
+        if len(batch) == 20_000:
+            with store.engine.begin() as connection:
+                connection.execute(insert(Event), batch)
+            batch = []
+    if batch:
+        with store.engine.begin() as connection:
+            connection.execute(insert(Event), batch)
+    if store.dialect == "postgresql":
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE events")
+
+
+def month_report(store, label: str, repeats: int = 7) -> None:
+    first, last = date(2025, 6, 1), date(2025, 6, 30)
+    from kiosk.reports import range_ms
+
+    start_ms, end_ms = range_ms(first, last, TZ)
+    report_times, count_times = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        report = report_from_store(store, first, last, TZ, None, 180, now_ms=end_ms)
+        report_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        with store.engine.connect() as connection:
+            n = connection.execute(select(func.count()).select_from(Event)
+                                   .where(Event.ts_ms >= start_ms, Event.ts_ms < end_ms)).scalar_one()
+        count_times.append(time.perf_counter() - t0)
+    p95 = lambda xs: statistics.quantiles(xs, n=20, method="inclusive")[18]  # noqa: E731
+    print(f"  {label}: month report p95 {p95(report_times) * 1000:.0f} ms vs bare COUNT(*) p95 "
+          f"{p95(count_times) * 1000:.0f} ms over {n:,} rows of the month ({sum(report['total']['events'].values()):,} counted)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--durability-events", type=int, default=2_000)
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-recorder-"))
+    messages = payloads(args.events)
+    broker = Broker(workdir / "mosq", DEFAULT_CONFIG.replace("max_queued_messages 100000",
+                                                             "max_queued_messages 200000")).start()
+    try:
+        bare = bare_rate(broker, messages)
+        messages = payloads(args.events)  # new ids
+        rec = recorder_rate(broker, messages, workdir)
+    finally:
+        broker.stop()
+    print(f"ingest of {args.events:,} events: bare paho {bare:,.0f}/s, recorder (SQLite WAL, FULL sync, ack after "
+          f"commit) {rec:,.0f}/s = {rec / bare * 100:.0f} % of bare (target >= 50 %)")
+
+    cost = durability_cost(workdir, args.durability_events)
+    print(f"broker writes per queued event: persistence off {cost['off']:,.0f} B, shipped autosave-on-change "
+          f"{cost['shipped']:,.0f} B ({args.durability_events:,} events queued for an absent recorder)")
+
+    print(f"month report over {args.rows:,} synthetic rows (10 kiosks, one year):")
+    sqlite_store = open_store(f"sqlite:///{workdir / 'year.sqlite3'}")
+    fill(sqlite_store, args.rows)
+    month_report(sqlite_store, "SQLite")
+    if not args.no_postgres:
+        from tests.rigs.postgres import Postgres, pg_bin
+
+        bindir = pg_bin()
+        if bindir is None:
+            print("  PostgreSQL: not installed (Debian package postgresql)")
+        else:
+            server = Postgres(bindir).start()
+            try:
+                pg_store = open_store(server.create_database())
+                fill(pg_store, args.rows)
+                month_report(pg_store, "PostgreSQL")
+                pg_store.close()
+            finally:
+                server.remove()
+    print(json.dumps({"ingest_ratio": round(rec / bare, 3)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
