@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS drops_unreported (kind TEXT PRIMARY KEY, n INTEGER NO
 CREATE TABLE IF NOT EXISTS seen_commands (id TEXT PRIMARY KEY, at REAL NOT NULL);
 """
 SEEN_COMMANDS_KEPT = 10_000
+SEEN_COMMANDS_PRUNE_EVERY = 1_000  # the table is trimmed to SEEN_COMMANDS_KEPT after this many new ids
 MEMORY_CAP = 2_000  # events held in memory while the storage cannot take them
 BUSY_TIMEOUT = 0.25  # seconds SQLite waits for another process's lock before we call the storage "locked"
 RETRY_SECONDS = 1.0  # the writer retries a failing storage this often
@@ -210,6 +211,8 @@ class Outbox:
         self._drops_unreported: Counter[str] = Counter()
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._seen_unsaved: list[tuple[str, float]] = []
+        self._born: dict[int, float] = {}  # seq -> time.monotonic() at put(), for events of this process
+        self._seen_since_prune = SEEN_COMMANDS_PRUNE_EVERY  # the first save trims what an older kiosk left
         self._meta_dirty = False
         self._attempts = 0  # write attempts finished by the writer thread
         self._overflowing = False  # the memory bound was hit during this storage fault (logged once)
@@ -238,8 +241,8 @@ class Outbox:
         with self._mem:
             seq = self._next_seq
             self._next_seq += 1
-            self._queue[seq] = _Held(seq, kind, PRIORITY[kind], topic, build(seq), self._clock(), ttl,
-                                     time.monotonic())
+            born = self._born[seq] = time.monotonic()
+            self._queue[seq] = _Held(seq, kind, PRIORITY[kind], topic, build(seq), self._clock(), ttl, born)
             self._meta_dirty = True  # the sequence number moved on, even if the event is acknowledged first
             self._trim_memory()
         self._wake.set()
@@ -261,7 +264,7 @@ class Outbox:
                 if self._db is None:
                     break
                 try:
-                    rows = [Stored(*row) for row in self._db.execute(
+                    rows = [Stored(*row, created_monotonic=self._born.get(row[0])) for row in self._db.execute(
                         "SELECT seq, kind, topic, payload, created, ttl FROM events WHERE seq > ?"
                         " ORDER BY seq LIMIT ?", (after_seq, limit))]
                     break
@@ -304,6 +307,7 @@ class Outbox:
             return
         with self._mem:
             for seq in seqs:
+                self._born.pop(seq, None)
                 if seq in self._writing:
                     self._forget.add(seq)
                 elif self._queue.pop(seq, None) is not None:
@@ -381,6 +385,7 @@ class Outbox:
                          key=lambda h: (h.priority, h.seq))[:excess]
         for held in victims:
             del self._queue[held.seq]
+            self._born.pop(held.seq, None)
             self._drops_unreported[held.kind] += 1
         self._dropped += len(victims)
         self._meta_dirty = self._meta_dirty or bool(victims)
@@ -432,6 +437,8 @@ class Outbox:
                 forget, self._forget = self._forget & self._writing, self._forget - self._writing
                 self._writing = set()
                 del self._seen_unsaved[:len(seen)]
+                for seq, _ in victims:
+                    self._born.pop(seq, None)
                 if victims:
                     self._dropped += len(victims)
                     self._drops_unreported.update(kind for _, kind in victims)
@@ -461,8 +468,11 @@ class Outbox:
                            (kind,))
             if seen:
                 db.executemany("INSERT OR IGNORE INTO seen_commands VALUES (?, ?)", seen)
-                db.execute("DELETE FROM seen_commands WHERE id IN (SELECT id FROM seen_commands"
-                           " ORDER BY at DESC LIMIT -1 OFFSET ?)", (SEEN_COMMANDS_KEPT,))
+                self._seen_since_prune += len(seen)
+                if self._seen_since_prune >= SEEN_COMMANDS_PRUNE_EVERY:  # amortised: not on every insert
+                    self._seen_since_prune = 0
+                    db.execute("DELETE FROM seen_commands WHERE id IN (SELECT id FROM seen_commands"
+                               " ORDER BY at DESC LIMIT -1 OFFSET ?)", (SEEN_COMMANDS_KEPT,))
             for key, value in {**meta, "dropped": meta["dropped"] + len(victims), "count": backlog}.items():
                 self._set_meta(key, value)
         self._backlog_db = backlog

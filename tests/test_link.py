@@ -297,10 +297,16 @@ def test_unanswered_command_times_out_and_a_late_reply_is_ignored(mosquitto, mqt
     assert len(replies.messages) == 1
 
 
-def test_heartbeat_carries_outbox_stats(mosquitto, mqtt_listener, link_factory):
+def test_heartbeat_carries_outbox_stats(mosquitto, mqtt_listener, link_factory, monkeypatch):
+    monkeypatch.setattr("kiosk.clock.synchronized", lambda: False)  # a Pi just booted, NTP not yet answered
     watcher = mqtt_listener(mosquitto, TOPICS.event("heartbeat"))
+    status = mqtt_listener(mosquitto, TOPICS.status)
     link, posted = link_factory(mosquitto.url, heartbeat_seconds=0.2)
     beats = [json.loads(m.payload) for m in watcher.wait(lambda ms: len(ms) >= 2)]
+    assert beats[0]["data"]["clock_synchronized"] is False
+    online = json.loads(status.wait(lambda ms: len(ms) >= 1)[0].payload)
+    contract.validate("Status", online)
+    assert online["details"]["clock"] == {"synchronized": False}
     for beat in beats:
         contract.validate_event(beat)
     assert set(beats[0]["data"]["outbox"]) == {"backlog", "dropped", "refused", "last_error", "storage", "held"}
