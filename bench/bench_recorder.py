@@ -27,16 +27,16 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import paho.mqtt.client as mqtt  # noqa: E402
-from sqlalchemy import func, insert, select  # noqa: E402
+import paho.mqtt.client as mqtt
+from sqlalchemy import func, insert, select
 
-from kiosk import events  # noqa: E402
-from kiosk.config import config_from_dict  # noqa: E402
-from kiosk.recorder import report_from_store  # noqa: E402
-from kiosk.recorder.ingest import Recorder  # noqa: E402
-from kiosk.recorder.models import Event  # noqa: E402
-from kiosk.recorder.store import open_store  # noqa: E402
-from tests.rigs.mosquitto import DEFAULT_CONFIG, Broker  # noqa: E402
+from kiosk import events
+from kiosk.config import config_from_dict
+from kiosk.recorder import report_from_store
+from kiosk.recorder.ingest import Recorder
+from kiosk.recorder.models import Event
+from kiosk.recorder.store import open_store
+from tests.rigs.mosquitto import DEFAULT_CONFIG, Broker
 
 TZ = ZoneInfo("Asia/Tokyo")
 
@@ -119,7 +119,8 @@ def durability_cost(workdir: Path, n: int) -> dict[str, float]:
     shipped = [line for line in (Path(__file__).resolve().parent.parent / "systemd/mosquitto/kiosk.conf")
                .read_text().splitlines() if line.startswith(("persistence", "autosave"))]
     results = {}
-    for name, extra in (("off", "persistence false\n"), ("shipped", "\n".join(shipped) + "\npersistence_location {dir}/\n")):
+    settings = {"off": "persistence false\n", "shipped": "\n".join(shipped) + "\npersistence_location {dir}/\n"}
+    for name, extra in settings.items():
         config = DEFAULT_CONFIG.replace("persistence false\n", "") + extra
         broker = Broker(workdir / f"dur-{name}", config).start()
         store = open_store(f"sqlite:///{workdir / f'dur-{name}.sqlite3'}")
@@ -189,7 +190,8 @@ def month_report(store, label: str, repeats: int = 7) -> None:
         count_times.append(time.perf_counter() - t0)
     p95 = lambda xs: statistics.quantiles(xs, n=20, method="inclusive")[18]  # noqa: E731
     print(f"  {label}: month report p95 {p95(report_times) * 1000:.0f} ms vs bare COUNT(*) p95 "
-          f"{p95(count_times) * 1000:.0f} ms over {n:,} rows of the month ({sum(report['total']['events'].values()):,} counted)")
+          f"{p95(count_times) * 1000:.0f} ms over {n:,} rows of the month "
+          f"({sum(report['total']['events'].values()):,} counted)")
 
 
 def main() -> int:

@@ -5,8 +5,8 @@ the CSV round-trips, a display account cannot open reports, a bad date range get
 from __future__ import annotations
 
 import csv
-import json
 import io
+import json
 import struct
 import zlib
 
@@ -94,7 +94,7 @@ def reports_console(tmp_path, mosquitto, console_server):
 
 
 def test_reports_page_draws_the_known_stream_and_csv_round_trips(reports_console, chromium):
-    console, store, broker = reports_console
+    console, _store, broker = reports_console
     page = login(chromium, console.url, "staff")
     page.goto(console.url + "/reports?lang=en&from=2026-05-01&to=2026-05-03")
     page.wait_for_selector("body[data-loaded=yes]")

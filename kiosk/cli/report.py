@@ -68,12 +68,14 @@ def summary(report: dict) -> str:
              + (f", sites {', '.join(report['sites'])}" if report["sites"] else ""),
              f"pre-checks {total['prechecks']}: " + ", ".join(f"{k} {v}" for k, v in total["outcomes"].items() if v),
              "codes looked up: " + (", ".join(f"{k} ×{v}" for k, v in total["lookups"].items()) or "none"),
-             f"staff calls {total['calls']}: " + ", ".join(f"{k} {v}" for k, v in total["calls_by_reason"].items() if v)]
+             f"staff calls {total['calls']}: "
+             + ", ".join(f"{k} {v}" for k, v in total["calls_by_reason"].items() if v)]
     for stage in ("acknowledged", "resolved"):
         latency = total[stage]
         if latency["count"]:
             lines.append(f"call → {stage}: median {latency['median_seconds']:.0f} s, "
                          f"90% within {latency['p90_seconds']:.0f} s ({latency['count']} calls)")
-    lines.append(f"unanswered calls {total['unanswered']}, kiosk offline {total['offline_seconds'] / 3600:.1f} h, "
+    lines.append(f"unanswered calls {total['unanswered']}, "
+                 f"kiosk offline {total['offline_seconds'] / 3600:.1f} h, "
                  f"reader faults {total['reader_faults']}, outages {total['outages']}")
     return "\n".join(lines)
