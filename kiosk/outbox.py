@@ -264,9 +264,10 @@ class Outbox:
                 if self._db is None:
                     break
                 try:
-                    rows = [Stored(*row, created_monotonic=self._born.get(row[0])) for row in self._db.execute(
-                        "SELECT seq, kind, topic, payload, created, ttl FROM events WHERE seq > ?"
-                        " ORDER BY seq LIMIT ?", (after_seq, limit))]
+                    rows = [Stored(seq, kind, topic, payload, created, ttl, self._born.get(seq))
+                            for seq, kind, topic, payload, created, ttl in self._db.execute(
+                                "SELECT seq, kind, topic, payload, created, ttl FROM events WHERE seq > ?"
+                                " ORDER BY seq LIMIT ?", (after_seq, limit))]
                     break
                 except sqlite3.Error as exc:
                     self._fault(exc)
@@ -632,7 +633,8 @@ class Outbox:
             if not written:  # no fresh file possible now: hold the salvaged rows in memory
                 with self._mem:
                     for row in rows:
-                        self._queue[row[0]] = _Held(*row, created_monotonic=None)
+                        seq, kind, priority, topic, payload, created, ttl = row
+                        self._queue[seq] = _Held(seq, kind, priority, topic, payload, created, ttl, None)
                     self._queue = OrderedDict(sorted(self._queue.items()))
             lost = None if expected is None else max(0, expected - len(rows))
             report = Recovery(salvaged=len(rows), lost=lost, cause=cause, kept_as=aside.name, error=str(exc)[:200])

@@ -34,8 +34,10 @@ CARD_NAME_FELICA = 0x003B
 CARD_NAMES_MIFARE = frozenset({0x0001, 0x0002, 0x0003, 0x0026, 0x0036, 0x0037, 0x0038, 0x0039, 0x003A, 0x003D})
 
 # MIFARE ISO-DEP products, no JPKI: NXP's product identification tag C1 05 (AN10833: MIFARE Plus, DESFire
-# EV2+; alone or after the whole ATS as some readers pass it on), the DESFire EV1 ATS, an ATS naming itself "DESFire" (smartcard_list.txt)
-MIFARE_HISTORICAL = (re.compile(r"^(..75......)?c105", re.IGNORECASE), re.compile(r"7577810280|^810280$", re.IGNORECASE),
+# EV2+; alone or after the whole ATS, as some readers pass it on), the DESFire EV1 ATS, an ATS naming itself
+# "DESFire" (all seen in smartcard_list.txt)
+MIFARE_HISTORICAL = (re.compile(r"^(..75......)?c105", re.IGNORECASE),
+                     re.compile(r"7577810280|^810280$", re.IGNORECASE),
                      re.compile(re.escape(b"DESFire".hex()), re.IGNORECASE))
 
 # 住基カード: a Type B card whose protocol info differs from My Number cards seen so far [inference; tune here]
