@@ -232,15 +232,35 @@ def test_throttle_locks_after_repeated_failures_until_the_window_passes():
     clock = FakeClock()
     throttle = LoginThrottle(max_failures=3, window_seconds=600, clock=clock)
     for _ in range(3):
-        assert throttle.retry_after("account:a", "address:1") == 0
-        throttle.failed("account:a", "address:1")
+        assert throttle.reserve("a", "1") == 0  # counted as a failure until it succeeds
         clock.advance(10)
-    assert throttle.retry_after("account:a", "address:2") == pytest.approx(570)
-    assert throttle.retry_after("account:b", "address:1") == pytest.approx(570)  # same address, other name
-    assert throttle.retry_after("account:b", "address:2") == 0
+    assert throttle.reserve("a", "1") == pytest.approx(570)  # this account from this address: locked
+    assert throttle.retry_after("a", "2") == 0  # the same account from elsewhere: not locked out by this
+    assert throttle.retry_after("b", "1") == 0  # another account from this address: below the wide limit
     clock.advance(571)
-    assert throttle.retry_after("account:a", "address:1") == 0
+    assert throttle.retry_after("a", "1") == 0
 
+
+def test_throttle_reserves_before_the_hash_and_never_locks_out_an_address_that_logged_in_before():
+    clock = FakeClock()
+    throttle = LoginThrottle(max_failures=2, window_seconds=900, clock=clock, spread=3)
+    assert throttle.reserve("reception", "pc") == 0
+    throttle.succeeded("reception", "pc")  # reception's own PC logged in once
+    # 60 parallel attempts: each is counted when reserved, so only the first two pass before any hash ends
+    assert sum(throttle.reserve("reception", "attacker") == 0 for _ in range(60)) == 2
+    for n, address in enumerate(f"other-{i}" for i in range(8)):  # spraying from many addresses
+        throttle.reserve("reception", address)
+    wait = throttle.retry_after("reception", "new-pc")
+    assert wait > 0  # the account is throttled for addresses it has never logged in from ...
+    assert throttle.retry_after("reception", "pc") == 0  # ... but reception's own PC still gets in
+    first = throttle.retry_after("reception", "new-pc")
+    clock.advance(first)
+    throttle.reserve("reception", "another")  # one more failure doubles the back-off
+    assert throttle.retry_after("reception", "new-pc") == pytest.approx(2 * first)
+    # an address spraying many accounts is throttled whatever name it tries
+    for i in range(6):
+        throttle.reserve(f"name-{i}", "sprayer")
+    assert throttle.retry_after("reception", "sprayer") > 0
 
 def test_locales_have_the_same_keys_and_placeholders():
     strings = load_strings()
@@ -260,7 +280,8 @@ def test_a_browser_too_far_behind_is_cut_off_and_others_keep_their_updates():
     from kiosk.console.messages import StatusMessage
 
     async def scenario():
-        hub = Hub(sites=[SITE], code_info=lambda code: {}, command_timeout=1, publish_command=lambda *a: True)
+        hub = Hub(sites=[SITE], code_info=lambda code: {}, command_timeout=1, publish_command=lambda *a: True,
+                  max_kiosks=SUBSCRIBER_QUEUE + 10)
         slow, fast = hub.subscribe(), hub.subscribe()
         for i in range(SUBSCRIBER_QUEUE + 5):
             hub.handle(StatusMessage(SITE, f"k{i}", {"online": True, "backlog": None}))

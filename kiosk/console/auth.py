@@ -129,33 +129,69 @@ class SessionStore:
 
 @dataclass
 class LoginThrottle:
-    """Refuses logins for an account or a client address after too many failures inside a sliding window."""
+    """Failed-login limits that slow an attacker without locking reception out.
+
+    - one account from one address: `max_failures` inside `window_seconds`, then refused until the oldest
+      failure leaves the window;
+    - one address, any accounts (spraying), and one account from any address: `spread` × `max_failures`, then
+      refused with a back-off that doubles with every further failure (BACKOFF_SECONDS, at most the window) —
+      but the account-wide limit does not apply to an address that has logged in to that account before, so
+      failures elsewhere on the LAN never lock reception's own PC out.
+
+    `reserve` counts the attempt *before* the password hash runs (as a failure until `succeeded`), so parallel
+    attempts cannot slip past the limit while the hashes are running.
+    """
 
     max_failures: int
     window_seconds: float
     clock: Clock
+    spread: int = 3
     _failures: dict[str, deque[float]] = field(default_factory=dict)
+    _trusted: dict[str, deque[str]] = field(default_factory=dict)  # account -> addresses that logged in
 
-    def retry_after(self, *keys: str) -> float:
-        """Seconds until a login for these keys is allowed again; 0 when it is allowed now."""
-        now = self.clock()
-        wait = 0.0
-        for key in keys:
-            times = self._recent(key, now) if key in self._failures else deque()
-            if len(times) >= self.max_failures:
-                wait = max(wait, times[0] + self.window_seconds - now)
-        return wait
-
-    def failed(self, *keys: str) -> None:
+    def reserve(self, account: str, address: str) -> float:
+        """0.0: the attempt is counted and may go ahead; else the seconds to wait (nothing counted)."""
+        wait = self.retry_after(account, address)
+        if wait > 0:
+            return wait
         now = self.clock()
         if len(self._failures) > _MAX_TRACKED_KEYS:  # a flood of made-up names cannot grow memory forever
             self._failures = {k: v for k, v in self._failures.items() if self._recent(k, now)}
-        for key in keys:
+        for key in self._keys(account, address):
             self._recent(key, now).append(now)
+        return 0.0
 
-    def succeeded(self, *keys: str) -> None:
-        for key in keys:
-            self._failures.pop(key, None)
+    def retry_after(self, account: str, address: str) -> float:
+        """Seconds until a login for `account` from `address` is allowed again; 0 when it is allowed now."""
+        now = self.clock()
+        pair, by_address, by_account = self._keys(account, address)
+        times = self._recent(pair, now) if pair in self._failures else deque()
+        wait = times[0] + self.window_seconds - now if len(times) >= self.max_failures else 0.0
+        wide = [by_address] if address in self._trusted.get(account, ()) else [by_address, by_account]
+        limit = self.spread * self.max_failures
+        for key in wide:
+            times = self._recent(key, now) if key in self._failures else deque()
+            if len(times) >= limit:
+                backoff = min(self.window_seconds, BACKOFF_SECONDS * 2 ** min(len(times) - limit, 20))
+                wait = max(wait, times[-1] + backoff - now)
+        return max(0.0, wait)
+
+    def succeeded(self, account: str, address: str) -> None:
+        """The reserved attempt was the right password: forget this pair's failures, take back the
+        reservation, remember the address as one that logs in to this account."""
+        pair, by_address, by_account = self._keys(account, address)
+        self._failures.pop(pair, None)
+        for key in (by_address, by_account):
+            times = self._failures.get(key)
+            if times:
+                times.pop()
+        trusted = self._trusted.setdefault(account, deque(maxlen=TRUSTED_ADDRESSES))
+        if address not in trusted:
+            trusted.append(address)
+
+    @staticmethod
+    def _keys(account: str, address: str) -> tuple[str, str, str]:
+        return f"pair:{account}\n{address}", f"address:{address}", f"account:{account}"
 
     def _recent(self, key: str, now: float) -> deque[float]:
         times = self._failures.setdefault(key, deque())
@@ -164,4 +200,6 @@ class LoginThrottle:
         return times
 
 
+BACKOFF_SECONDS = 30.0  # the first wait once an address or account passes its wide limit; doubles after
+TRUSTED_ADDRESSES = 16  # addresses remembered per account as ones that logged in to it
 _MAX_TRACKED_KEYS = 10_000

@@ -14,9 +14,11 @@ from datetime import datetime
 
 from kiosk import events
 from kiosk.console.messages import CallMessage, Decoded, EventMessage, ReplyMessage, StatusMessage
-from kiosk.console.state import ConsoleState, Update
+from kiosk.console.state import MAX_KIOSKS, ConsoleState, Update
+from kiosk.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
+_dropped = RateLimitedLog(log)
 
 STAFF_COMMANDS = (events.ACKNOWLEDGE, events.RESOLVE)  # what a console button may send
 SUBSCRIBER_QUEUE = 2_000  # updates buffered per browser; a browser this far behind is cut off and reconnects
@@ -46,10 +48,10 @@ class CommandAnswer:
 
 class Hub:
     def __init__(self, *, sites: list[str], code_info: Callable[[str], dict], command_timeout: float,
-                 publish_command: Callable[[str, str, dict], bool],
+                 publish_command: Callable[[str, str, dict], bool], max_kiosks: int = MAX_KIOSKS,
                  now: Callable[[], datetime] = lambda: datetime.now().astimezone()):
         self.sites = sites
-        self.state = ConsoleState()
+        self.state = ConsoleState(max_kiosks=max_kiosks)
         self.connected = False
         self._code_info = code_info
         self._codes: dict[str, dict] = {}
@@ -68,7 +70,14 @@ class Hub:
     def post(self, message: Decoded | LinkState) -> None:
         """Thread-safe: hand a message to the loop that owns the state."""
         assert self._loop is not None, "Hub.bind(loop) first"
-        self._loop.call_soon_threadsafe(self.handle, message)
+        self._loop.call_soon_threadsafe(self._handle_contained, message)
+
+    def _handle_contained(self, message: Decoded | LinkState) -> None:
+        try:
+            self.handle(message)
+        except Exception as exc:  # one message must not cost a traceback each, nor stop the others
+            _dropped.error("handle", "a %s was dropped: %s: %s", type(message).__name__, type(exc).__name__,
+                           str(exc)[:200])
 
     def handle(self, message: Decoded | LinkState) -> None:
         """Apply one message (on the loop thread) and tell the browsers what changed."""

@@ -6,16 +6,16 @@ fields the console shows are read, so a newer kiosk adding fields does not break
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator
 
-from kiosk import events
+from kiosk import events, vocabulary
 
 _ID = events.ID_PATTERN
-_CODE = r"^[0-9]{1,3}$"
+_CODE = r"^[0-9]{3}$"  # the contract's three-digit code
+UNKNOWN_REASON = "unknown"  # a call reason this console does not know (a newer kiosk): shown, not counted
 
 
 class _Lenient(BaseModel):
@@ -47,7 +47,8 @@ class _StatusDetails(_Lenient):
 
     outbox: _Outbox | None = None
     reader: Annotated[_Reader | None, WrapValidator(_none_if_invalid)] = None
-    lamp: Annotated[str | None, Field(pattern=_ID), WrapValidator(_none_if_invalid)] = None
+    lamp: Annotated[Literal[vocabulary.LAMP_PATTERNS] | None,  # type: ignore[valid-type]
+                    WrapValidator(_none_if_invalid)] = None
     outage: Annotated[_Outage | None, WrapValidator(_none_if_invalid)] = None
 
 
@@ -58,7 +59,8 @@ class _Status(_Lenient):
 
 class _Call(_Lenient):
     call_id: str = Field(pattern=_ID)
-    reason: str = Field(pattern=_ID)
+    reason: Annotated[Literal[vocabulary.CALL_REASONS] | None,  # type: ignore[valid-type]
+                      WrapValidator(_none_if_invalid)]
     code: str | None = Field(default=None, pattern=_CODE)
     audience: str | None = Field(default=None, max_length=32)
     since: str | None = Field(default=None, max_length=64)
@@ -67,8 +69,10 @@ class _Call(_Lenient):
 
 class _EventData(_Lenient):
     code: str | None = Field(default=None, pattern=_CODE)
-    reason: str | None = Field(default=None, pattern=_ID)
-    pattern: str | None = Field(default=None, pattern=_ID)
+    reason: Annotated[Literal[vocabulary.CALL_REASONS] | None,  # type: ignore[valid-type]
+                      WrapValidator(_none_if_invalid)] = None
+    pattern: Annotated[Literal[vocabulary.LAMP_PATTERNS] | None,  # type: ignore[valid-type]
+                       WrapValidator(_none_if_invalid)] = None
     available: bool | None = None
     outbox: _Outbox | None = None
 
@@ -127,7 +131,9 @@ def decode(prefix: str, topic: str, payload: bytes, correlation: bytes | None, r
         if payload == b"":
             return CallMessage(site, kiosk, None)
         call = _model(_Call, payload)
-        return CallMessage(site, kiosk, call.model_dump()) if call else None
+        if call is None:
+            return None
+        return CallMessage(site, kiosk, {**call.model_dump(), "reason": call.reason or UNKNOWN_REASON})
     if rest == "status":
         if payload == b"":  # someone cleared the retained status: the kiosk was taken out of service
             return StatusMessage(site, kiosk, None)
@@ -167,11 +173,10 @@ def _reply(payload: bytes, correlation: bytes | None) -> ReplyMessage | None:
 
 
 def _model(model: type[BaseModel], payload: bytes):
-    if len(payload) > 64 * 1024:
-        return None
+    """`payload` as `model`, or None: size and nesting are limited before parsing (events.load_payload)."""
     try:
-        return model.model_validate(json.loads(payload))
-    except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return model.model_validate(events.load_payload(payload))
+    except (events.PayloadError, ValidationError):
         return None
 
 

@@ -15,12 +15,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from kiosk import events
-from kiosk.broker import new_client
+from kiosk.broker import Presence, new_client
 from kiosk.config import MqttSection
 from kiosk.console.hub import LinkState
 from kiosk.console.messages import Decoded, decode
+from kiosk.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
+_dropped = RateLimitedLog(log)
 
 
 class ConsoleLink:
@@ -37,6 +39,8 @@ class ConsoleLink:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._presence = Presence.of(mqtt_config, sites, self.client_name, "console")
+        self._presence.arm(self._client)  # killed or cut off: the broker says "offline" for it
 
     def reply_topic(self, site: str) -> str:
         return events.reply_topic(self._config.prefix, site, self.client_name)
@@ -47,6 +51,8 @@ class ConsoleLink:
         self._client.loop_start()
 
     def stop(self) -> None:
+        """Say "offline" (retained presence), then disconnect."""
+        self._presence.withdraw(self._client)
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -69,6 +75,7 @@ class ConsoleLink:
             topics += [events.subscription(prefix, site, what=what) for what in ("status", "call", "event/#")]
             topics.append(self.reply_topic(site))
         client.subscribe([(t, 1) for t in topics])
+        self._presence.announce(client)  # kiosks of these sites now count this console as listening
         log.info("console connected to the broker; watching sites %s", ", ".join(self._sites))
         self._post(LinkState(True))
 
@@ -83,8 +90,9 @@ class ConsoleLink:
         reply_topic = message.topic if message.topic in site_replies else ""
         try:
             decoded = decode(self._config.prefix, message.topic, message.payload, correlation, reply_topic)
-        except Exception:  # a bug in decoding must never kill the network thread
-            log.exception("could not decode a message on %s", message.topic)
+        except Exception as exc:  # a bug in decoding must never kill the network thread (nor flood the log)
+            _dropped.error("decode", "could not decode a message on %s: %s: %s", message.topic[:100],
+                           type(exc).__name__, str(exc)[:200])
             return
         if decoded is None:
             log.debug("ignored a malformed or foreign message on %s", message.topic)

@@ -37,6 +37,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
+HSTS_SECONDS = 31_536_000  # a year
+# Request bodies are read (and refused with 413 when too large) before any route parses them.
+BODY_LIMITS = {"/login": 4 * 1024, "/logout": 4 * 1024, "/api/command": 1024}
+BODY_LIMIT_DEFAULT = 16 * 1024
 StringsFile = RootModel[dict[str, str]]  # kiosk/console/locales/<lang>.json: string id → text
 
 
@@ -65,7 +69,7 @@ def create_app(config: Config, accounts: dict[str, Account], *, code_info: Calla
         return link is not None and link.publish_command(site, kiosk, payload)
 
     hub = Hub(sites=sites, code_info=code_info, command_timeout=section.command_timeout_seconds,
-              publish_command=publish_command)
+              publish_command=publish_command, max_kiosks=section.max_kiosks)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -108,7 +112,8 @@ def create_app(config: Config, accounts: dict[str, Account], *, code_info: Calla
 
     app.add_exception_handler(Refused, refused)
     app.add_exception_handler(CommandRefused, refused)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, hsts=section.tls_cert_file is not None)
+    app.add_middleware(BodyLimit)  # added last: runs first, before anything parses a body
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in ROUTER_MODULES:
         app.include_router(module.router)
@@ -119,13 +124,15 @@ class SecurityHeaders:
     """Adds the security headers (and no-store outside /static) to every response; pure ASGI, so the
     live stream passes straight through."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, app, hsts: bool = False):
+        self.app, self.hsts = app, hsts
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         extra = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+        if self.hsts:  # served over TLS by this process: browsers must not fall back to plain HTTP
+            extra.append((b"strict-transport-security", f"max-age={HSTS_SECONDS}".encode()))
         if not scope["path"].startswith("/static/"):
             extra.append((b"cache-control", b"no-store"))
 
@@ -135,3 +142,48 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class BodyLimit:
+    """Pure ASGI: a request body over its path's limit (BODY_LIMITS, else BODY_LIMIT_DEFAULT bytes) is
+    answered 413 before any route reads or parses it — by its Content-Length, or while it streams in."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        limit = BODY_LIMITS.get(scope["path"], BODY_LIMIT_DEFAULT)
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > limit:
+            return await _too_large(send, limit)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            size += len(message.get("body", b""))
+            if size > limit:
+                return await _too_large(send, limit)
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+async def _too_large(send, limit: int) -> None:
+    body = f'{{"error":"too_large","message":"request body over {limit} bytes"}}'.encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})

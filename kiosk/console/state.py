@@ -7,12 +7,18 @@ anything about a patient.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+import logging
+from collections import Counter, OrderedDict, deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from kiosk.ratelog import RateLimitedLog
+
+log = RateLimitedLog(logging.getLogger(__name__))
+
 Key = tuple[str, str]  # (site, kiosk id)
 Update = dict  # {"type": "kiosk"|"call"|"call_cleared"|"history"|"day", ...} — JSON for the browser
+MAX_KIOSKS = 2_000  # default of `[console] max_kiosks`
 
 HISTORY_KINDS = (
     "lookup", "precheck", "call", "call_acknowledged", "call_resolved", "outage_entered", "outage_left",
@@ -59,9 +65,10 @@ class HistoryEntry:
 class ConsoleState:
     """Kiosks, open calls and today's history, changed only through the `on_*` methods."""
 
+    max_kiosks: int = MAX_KIOSKS  # kiosks tracked; a message from one more is ignored (and logged)
     kiosks: dict[Key, KioskView] = field(default_factory=dict)
     calls: dict[Key, CallView] = field(default_factory=dict)
-    history: list[HistoryEntry] = field(default_factory=list)
+    history: deque[HistoryEntry] = field(default_factory=lambda: deque(maxlen=HISTORY_KEEP))
     lookups: Counter = field(default_factory=Counter)  # code -> lookups today
     call_counts: Counter = field(default_factory=Counter)  # code (or call reason) -> calls today
     day: str = ""
@@ -74,6 +81,8 @@ class ConsoleState:
         if status is None:
             return self._forget(key, now)
         view = self._kiosk(key)
+        if view is None:
+            return []
         view.online = status["online"]
         if status.get("backlog") is not None:
             view.backlog = status["backlog"]
@@ -95,7 +104,10 @@ class ConsoleState:
                 updates.append({"type": "call_cleared", "site": key[0], "kiosk": key[1], "call_id": old.call_id})
             return updates
         if key not in self.kiosks:
-            updates.append({"type": "kiosk", "kiosk": asdict(self._kiosk(key))})
+            new = self._kiosk(key)
+            if new is None:
+                return updates
+            updates.append({"type": "kiosk", "kiosk": asdict(new)})
         view = CallView(site=key[0], kiosk=key[1], **call)
         if self.calls.get(key) != view:
             self.calls[key] = view
@@ -105,6 +117,8 @@ class ConsoleState:
     def on_event(self, key: Key, event: dict, now: datetime) -> list[Update]:
         """An event envelope (`event/<kind>`): keeps presence fresh and today's history."""
         view = self._kiosk(key)
+        if view is None:
+            return []
         kind, data = event["kind"], event["data"]
         if kind == "lamp_status":
             view.lamp = data["pattern"] or view.lamp
@@ -140,9 +154,14 @@ class ConsoleState:
             "day": self.day,
         }
 
-    def _kiosk(self, key: Key) -> KioskView:
+    def _kiosk(self, key: Key) -> KioskView | None:
+        """The kiosk's view, a new one for a new kiosk; None once `max_kiosks` are tracked (logged)."""
         view = self.kiosks.get(key)
         if view is None:
+            if len(self.kiosks) >= self.max_kiosks:
+                log.warning("cap", "more than %d kiosks: ignoring %s/%s and any other new kiosk "
+                            "(raise [console] max_kiosks if there really are that many)", self.max_kiosks, *key)
+                return None
             view = self.kiosks[key] = KioskView(site=key[0], kiosk=key[1])
         return view
 
@@ -161,21 +180,31 @@ class ConsoleState:
         return True
 
     def _record(self, key: Key, kind: str, data: dict, time: str) -> list[Update]:
+        """A history line and, when a count changed, that one row of the counts (a delta, never the table).
+        Counts are keyed only by contract values (kiosk.console.messages checked them): a three-digit code,
+        else a call reason of kiosk.vocabulary.CALL_REASONS, else "unknown" — so their number is bounded."""
         code = data.get("code")
+        counted = None
         if kind == "lookup" and code:
+            counted = code
             self.lookups[code] += 1
         elif kind == "call":
-            self.call_counts[code or data.get("reason") or "?"] += 1
+            counted = code or data.get("reason") or "unknown"
+            self.call_counts[counted] += 1
         elif kind == "precheck" and not code:
             return []  # a pre-check that found nothing wrong is not history worth a line
         entry = HistoryEntry(time=time, kind=kind, code=code, site=key[0], kiosk=key[1])
-        self.history.append(entry)
-        del self.history[:-HISTORY_KEEP]
-        return [{"type": "history", "entry": asdict(entry), "counts": self._counts()}]
+        self.history.append(entry)  # a deque of HISTORY_KEEP: the oldest falls off
+        update: Update = {"type": "history", "entry": asdict(entry)}
+        if counted is not None:
+            update["count"] = self._count(counted)
+        return [update]
+
+    def _count(self, code: str) -> dict:
+        return {"code": code, "lookups": self.lookups[code], "calls": self.call_counts[code]}
 
     def _counts(self) -> list[dict]:
-        codes = sorted(set(self.lookups) | set(self.call_counts))
-        return [{"code": c, "lookups": self.lookups[c], "calls": self.call_counts[c]} for c in codes]
+        return [self._count(c) for c in sorted(set(self.lookups) | set(self.call_counts))]
 
     def _day(self, now: datetime) -> list[Update]:
         """History is per local day: the first message after midnight starts a new one."""

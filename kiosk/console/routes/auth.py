@@ -24,9 +24,13 @@ from kiosk.console.routes.dependencies import (
     SignedIn,
     new_token,
 )
+from kiosk.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
+_refusals = RateLimitedLog(log)
 router = APIRouter()
+MAX_WAITING_LOGINS = 32  # logins queued for a password check; more are answered "busy" at once
+_waiting = [0]  # logins now waiting for or running a password check (on the server's one event loop)
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -42,17 +46,24 @@ async def login(request: Request, console: ConsoleDep) -> Response:
     expected = request.cookies.get(LOGIN_CSRF_COOKIE)
     if not expected or form.get("csrf") != expected:
         return _login_page(console, request, "csrf", 403)
-    keys = (f"account:{name}", f"address:{request.client.host if request.client else '?'}")
-    wait = console.throttle.retry_after(*keys)
+    address = request.client.host if request.client else "?"
+    wait = console.throttle.reserve(name, address)  # counted before the hash runs: parallel tries cannot race it
     if wait > 0:
-        log.warning("login refused: too many failures (account or address throttled)")
+        _refusals.warning("locked", "login refused: too many failures (account or address throttled)")
         return _login_page(console, request, "locked", 429, minutes=str(max(1, round(wait / 60))))
-    account = await run_in_threadpool(authenticate, console.accounts, name, password)
+    if _waiting[0] >= MAX_WAITING_LOGINS:
+        _refusals.warning("busy", "login refused: %d logins already waiting for a password check", _waiting[0])
+        return _login_page(console, request, "busy", 503)
+    _waiting[0] += 1
+    try:
+        async with console.hash_slots:  # each scrypt check takes 16 MB: only a few at a time
+            account = await run_in_threadpool(authenticate, console.accounts, name, password)
+    finally:
+        _waiting[0] -= 1
     if account is None:
-        console.throttle.failed(*keys)
-        log.warning("failed console login")
+        _refusals.warning("failed", "failed console login")
         return _login_page(console, request, "bad_login", 401)
-    console.throttle.succeeded(*keys)
+    console.throttle.succeeded(name, address)
     session = console.sessions.create(account)
     log.info("console login: %s (%s)", account.name, account.role)
     response = RedirectResponse("/", status_code=303)

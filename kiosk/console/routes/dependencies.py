@@ -14,10 +14,11 @@ message in the browser's language (kiosk/console/locales/<lang>.json, key `error
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,6 +39,7 @@ SESSION_COOKIE = "console_session"
 LOGIN_CSRF_COOKIE = "console_login_csrf"
 LANG_COOKIE = "console_lang"
 CSRF_HEADER = "x-csrf-token"
+MAX_CONCURRENT_HASHES = 2  # password checks (scrypt, 16 MB each) running at once
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Console:
     hub: Hub
     templates: Jinja2Templates
     clock: Callable[[], float]
+    hash_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_HASHES))
 
     def lang_of(self, request: Request) -> str:
         """The browser's language: `?lang=`, else its cookie, else `[console] language`."""

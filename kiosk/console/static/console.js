@@ -75,14 +75,32 @@ function needsAttention(k) {
   return !k.online || k.reader_ok === false || k.outage;
 }
 
+const collator = new Intl.Collator("en", { numeric: true });
 function kioskOrder(a, b) {
-  return needsAttention(b) - needsAttention(a) || keyOf(a).localeCompare(keyOf(b), "en", { numeric: true });
+  return needsAttention(b) - needsAttention(a) || collator.compare(keyOf(a), keyOf(b));
 }
 
+// One kiosk changed: its row moves to where it belongs (a binary search over the rows, which are kept in
+// order). A snapshot draws every row in one sorted pass (drawAllKiosks), so the page stays linear in rows.
 function placeKiosk(row, k) {
   const body = $("kiosks");
-  const after = [...body.children].find((r) => r !== row && kioskOrder(kiosks.get(r.dataset.kiosk), k) > 0);
-  if (row.nextSibling !== (after || null) || row.parentNode !== body) body.insertBefore(row, after || null);
+  if (bulk) return;
+  const rows = body.children;
+  let lo = 0, hi = rows.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const other = rows[mid] === row ? (mid + 1 < rows.length ? rows[mid + 1] : null) : rows[mid];
+    if (other === null || kioskOrder(kiosks.get(other.dataset.kiosk), k) > 0) hi = mid; else lo = mid + 1;
+  }
+  let after = rows[lo] || null;
+  if (after === row) after = row.nextSibling;
+  if (row.nextSibling !== after || row.parentNode !== body) body.insertBefore(row, after);
+}
+
+let bulk = false;
+function drawAllKiosks() {
+  const sorted = [...kiosks.values()].sort(kioskOrder);
+  $("kiosks").replaceChildren(...sorted.map((k) => kioskRows.get(keyOf(k))));
 }
 
 function removeKiosk(key) {
@@ -300,14 +318,29 @@ function addHistory(entry) {
   $("no-history").hidden = true;
 }
 
+const countRows = new Map(); // code or call reason -> <tr>
+
+function countRow(c) {
+  const row = document.createElement("tr");
+  row.dataset.code = c.code;
+  const label = /^\d{3}$/.test(c.code) ? c.code : t(`call.reason.${c.code}` in S ? `call.reason.${c.code}` : "call.reason.unknown");
+  row.append(cell(label), cell(String(c.lookups)), cell(String(c.calls)));
+  countRows.set(c.code, row);
+  return row;
+}
+
 function drawCounts(counts) {
-  $("counts").replaceChildren(...counts.map((c) => {
-    const row = document.createElement("tr");
-    row.dataset.code = c.code;
-    const label = /^\d{3}$/.test(c.code) ? c.code : t(`call.reason.${c.code}` in S ? `call.reason.${c.code}` : "call.reason.unknown");
-    row.append(cell(label), cell(String(c.lookups)), cell(String(c.calls)));
-    return row;
-  }));
+  countRows.clear();
+  $("counts").replaceChildren(...counts.map(countRow));
+}
+
+// A history update carries only the one count that changed (a delta): replace or insert that row, in order.
+function putCount(c) {
+  const old = countRows.get(c.code);
+  const row = countRow(c);
+  if (old) { old.replaceWith(row); return; }
+  const after = [...countRows.keys()].filter((code) => code > c.code).sort()[0];
+  $("counts").insertBefore(row, after === undefined ? null : countRows.get(after));
 }
 
 // --- the stream ------------------------------------------------------------------------------------------
@@ -316,7 +349,10 @@ function applySnapshot(snap) {
   Object.assign(codes, snap.codes);
   for (const key of [...kioskRows.keys()]) removeKiosk(key);
   for (const key of [...callCards.keys()]) removeCall(key);
+  bulk = true;
   snap.kiosks.forEach(putKiosk);
+  bulk = false;
+  drawAllKiosks();
   snap.calls.forEach((call) => putCall(call, false));
   $("history").replaceChildren(...snap.history.slice(-HISTORY_ROWS).reverse().map(historyRow));
   $("no-history").hidden = snap.history.length > 0;
@@ -342,7 +378,7 @@ function apply(update) {
       codes[update.code] = update.info;
       for (const card of callCards.values()) if (card.dataset.code === update.code) drawCallInfo(card, { code: update.code });
       break;
-    case "history": addHistory(update.entry); drawCounts(update.counts); break;
+    case "history": addHistory(update.entry); if (update.count) putCount(update.count); break;
     case "day": $("history").replaceChildren(); drawCounts([]); $("no-history").hidden = false; break;
     case "link": showLink(update.connected); break;
     case "expired": location.href = "/login?why=expired"; break;
