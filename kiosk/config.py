@@ -144,6 +144,7 @@ class ConsoleSection(Section):
     command_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     max_failed_logins: int = Field(default=5, ge=1)  # per account and per client address ...
     lockout_minutes: float = Field(default=15.0, gt=0)  # ... within this window, then refused until it passes
+    max_kiosks: int = Field(default=2_000, ge=1)  # kiosks tracked over all `sites`; more are ignored (logged)
     tls_cert_file: Path | None = None  # both set = serve HTTPS directly (else use a reverse proxy)
     tls_key_file: Path | None = None
 
