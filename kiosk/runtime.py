@@ -44,6 +44,7 @@ from kiosk.vocabulary import STAFF
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 1.0  # watchdog tick, staff screen figures
+WORKER_RESTART_SECONDS = 2.0  # a dead reader or link thread is started again at most this often
 SETTINGS_FILE = "kiosk-ui.json"  # in the state dir: what staff chose on the staff screen
 
 
@@ -96,6 +97,8 @@ def timings_from(config: Config) -> FlowTimings:
         pin_attempts=staff.pin_attempts,
         pin_lockout_seconds=staff.pin_lockout_seconds,
     )
+        escalate_seconds=config.calls.escalate_seconds,
+        desk_seconds=config.calls.desk_seconds,
 
 
 def voice_languages(voice: Any, languages: tuple[str, ...]) -> frozenset[str]:
@@ -207,6 +210,7 @@ class Runtime:
         self._shown_lang = ""
         self._shared_state: dict[str, Any] | None = None  # the kiosk state last given to the link
         self._last_housekeeping = clock()
+        self._restart_link_at = self._restart_reader_at = 0.0  # supervisor: next restart allowed at
 
     # --- any thread ----------------------------------------------------------------------------------------
 
@@ -337,15 +341,34 @@ class Runtime:
         now = self._clock()
         if now - self._last_housekeeping >= HOUSEKEEPING_SECONDS:
             self._last_housekeeping = now
+            self._supervise()
             self.watchdog.tick()
             if self.flow.screen == STAFF and self.link is not None:  # keep the staff screen's backlog current
                 self._dispatch(_LinkStatsDue())
+
+    def _supervise(self) -> None:
+        """A worker thread that ended (a bug, not a hang: a hang stops its watchdog beats) is started again,
+        at most once every WORKER_RESTART_SECONDS; staff see the fault meanwhile."""
+        if self._shut_down or self._stop.is_set():
+            return
+        now = self._clock()
+        if self.link is not None and not self.link.alive and now >= self._restart_link_at:
+            log.error("the MQTT link thread is gone; starting it again")
+            self._restart_link_at = now + WORKER_RESTART_SECONDS
+            self.link.restart()
+        reader = self._reader_thread
+        if reader is not None and not reader.is_alive() and not self._reader_stop.is_set() \
+                and now >= self._restart_reader_at:
+            log.error("the reader thread is gone; starting it again")
+            self._restart_reader_at = now + WORKER_RESTART_SECONDS
+            self._reader_thread = threading.Thread(target=self._run_reader, name="reader", daemon=True)
+            self._reader_thread.start()
 
     def _run_reader(self) -> None:
         try:
             self.reader.run(self.post, self._reader_stop, heartbeat=lambda: self.watchdog.beat("reader"))
         except Exception:
-            log.exception("the reader thread failed")
+            log.exception("the reader thread failed; it is started again within %.0f s", WORKER_RESTART_SECONDS)
             self.post(ReaderChanged(False, "reader thread failed"))
 
     def _dispatch(self, message: Any) -> None:
@@ -384,7 +407,8 @@ class Runtime:
         """Give the link the reader / lamp / outage state when it changed (it goes into the retained status)."""
         flow = self.flow
         state = events.kiosk_state(reader_available=flow.reader["available"], reader_detail=flow.reader["detail"],
-                                   lamp=flow.lamp, outage=flow.in_outage, outage_code=flow.outage_code)
+                                   lamp=flow.lamp, outage=flow.in_outage, outage_code=flow.outage_code,
+                                   consoles_online=flow.consoles_online)
         if self.link is not None and state != self._shared_state:
             self._shared_state = state
             self.link.set_state(state)
