@@ -53,6 +53,8 @@ PATTERNS: dict[str, Pattern] = {
     "acknowledged": Pattern(1.0, (1,)),  # steady
     "outage": Pattern(0.1, (1, 0, 1) + (0,) * 9),  # fast double flash every 1.2 s
     "reader_fault": Pattern(0.2, (1, 0, 0, 0, 0, 0, 0, 0, 0, 0)),  # short flash every 2 s
+    "escalated": Pattern(0.125, (1, 0)),  # fast blink, 4 Hz: a call nobody acknowledged in time
+    "no_console": Pattern(0.25, (1, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0)),  # triple flash every 3 s: no console is up
 }
 LAMP_TEST = ("call", "outage", "acknowledged")  # shown in turn by Lamp.test(seconds)
 

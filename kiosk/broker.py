@@ -6,6 +6,7 @@ Credentials never appear in the URL; a bad setting raises kiosk.config.ConfigErr
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import stat
 from dataclasses import dataclass
@@ -13,7 +14,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from kiosk import events
 from kiosk.config import ConfigError, MqttSection
 
 
@@ -83,3 +87,44 @@ def new_client(section: MqttSection, client_id: str,
     if address.tls:
         client.tls_set_context(tls_context(section))
     return client, address
+
+
+@dataclass(frozen=True)
+class Presence:
+    """A console's (or `kiosk watch`'s) retained presence on `events.presence_topic`: kiosks count the consoles
+    of their site that are up. `arm` before connecting (the Last Will says "offline"), `announce` on every
+    connect, `withdraw` on a clean stop. An "offline" presence expires after events.PRESENCE_EXPIRY_SECONDS
+    (MQTT v5 message expiry), so consoles that came and went leave nothing behind."""
+
+    topic: str
+    online: bytes
+    offline: bytes
+
+    @classmethod
+    def of(cls, section: MqttSection, sites: list[str], console: str, role: str, under: str = "") -> Presence:
+        """The presence of `console` (its MQTT client id) watching `sites` (events.ANY_SITE: all of them),
+        announced under site `under` (default: the first of `sites`)."""
+
+        def payload(online: bool) -> bytes:
+            return events.encode(events.presence_payload(online, console=console, sites=sites, role=role))
+
+        return cls(events.presence_topic(section.prefix, under or sites[0], console), payload(True), payload(False))
+
+    def arm(self, client: mqtt.Client) -> None:
+        client.will_set(self.topic, self.offline, qos=1, retain=True, properties=_expiring(PacketTypes.WILLMESSAGE))
+
+    def announce(self, client: mqtt.Client) -> None:
+        client.publish(self.topic, self.online, qos=1, retain=True)
+
+    def withdraw(self, client: mqtt.Client, timeout: float = 2.0) -> None:
+        """Say "offline" and wait (at most `timeout` s) until it left; then the caller disconnects."""
+        info = client.publish(self.topic, self.offline, qos=1, retain=True, properties=_expiring(PacketTypes.PUBLISH))
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            with contextlib.suppress(RuntimeError, ValueError):  # not connected any more: the Last Will says it
+                info.wait_for_publish(timeout)
+
+
+def _expiring(packet_type: int) -> Properties:
+    properties = Properties(packet_type)
+    properties.MessageExpiryInterval = events.PRESENCE_EXPIRY_SECONDS
+    return properties

@@ -126,6 +126,20 @@ class UiSection(Section):
     failures_before_call: int = Field(default=3, ge=1)
 
 
+class CallsSection(Section):
+    """What happens to a staff call nobody acknowledges (kiosk.flow): counted from when the call opened."""
+
+    escalate_seconds: float = Field(default=60.0, gt=0)  # call_escalated, urgent lamp, "called once more"
+    desk_seconds: float = Field(default=180.0, gt=0)  # second call_escalated: the patient is sent to the desk
+
+    @model_validator(mode="after")
+    def _desk_after_escalation(self) -> CallsSection:
+        if self.desk_seconds <= self.escalate_seconds:
+            raise ValueError(f"desk_seconds ({self.desk_seconds:g}) must be longer than escalate_seconds "
+                             f"({self.escalate_seconds:g})")
+        return self
+
+
 class StaffSection(Section):
     pin_hash: str = ""  # salted hash (kiosk.passwords.hash_secret); empty = staff mode disabled
     pin_attempts: int = Field(default=5, ge=1)  # wrong PINs before a lockout
@@ -142,6 +156,8 @@ class ConsoleSection(Section):
     sites: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]] = []  # shown + commanded; empty = [kiosk.site]
     language: Literal["ja", "en"] = "ja"
     command_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    urgent_seconds: float = Field(default=60.0, gt=0)  # an unacknowledged call turns urgent (red) after this
+    realert_seconds: float = Field(default=30.0, ge=5)  # chime + notification again this often until acknowledged
     max_failed_logins: int = Field(default=5, ge=1)  # per account and per client address ...
     lockout_minutes: float = Field(default=15.0, gt=0)  # ... within this window, then refused until it passes
     max_kiosks: int = Field(default=2_000, ge=1)  # kiosks tracked over all `sites`; more are ignored (logged)
@@ -179,6 +195,7 @@ class Config(Section):
     mqtt: MqttSection = MqttSection()
     gpio: GpioSection = GpioSection()
     ui: UiSection = UiSection()
+    calls: CallsSection = CallsSection()
     staff: StaffSection = StaffSection()
     console: ConsoleSection = ConsoleSection()
     voice: VoiceSection = VoiceSection()

@@ -59,10 +59,11 @@ class Call:
     audience: str
     since: str  # ISO 8601 with zone
     acknowledged: bool = False
+    escalation: int = 0  # 0, or kiosk.events.ESCALATED / SENT_TO_DESK once those thresholds passed unacknowledged
 
     def as_dict(self) -> dict[str, Any]:
         return {"call_id": self.id, "reason": self.reason, "code": self.code, "audience": self.audience,
-                "since": self.since, "acknowledged": self.acknowledged}
+                "since": self.since, "acknowledged": self.acknowledged, "escalation": self.escalation}
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,18 @@ PRECHECK, LOOKUP, CALL, CALL_ACKNOWLEDGED, CALL_RESOLVED = (
 OUTAGE_ENTERED, OUTAGE_LEFT, READER_STATUS, LAMP_STATUS, HEARTBEAT, OUTBOX_DROPPED = (
     "outage_entered", "outage_left", "reader_status", "lamp_status", "heartbeat", "outbox_dropped")
 OUTBOX_RECOVERED = "outbox_recovered"  # a damaged outbox file was set aside and its readable rows salvaged
+CALL_ESCALATED = "call_escalated"  # an open call went unacknowledged past `[calls] escalate_seconds` / `desk_seconds`
 EVENT_KINDS = (PRECHECK, LOOKUP, CALL, CALL_ACKNOWLEDGED, CALL_RESOLVED, OUTAGE_ENTERED, OUTAGE_LEFT,
-               READER_STATUS, LAMP_STATUS, HEARTBEAT, OUTBOX_DROPPED, OUTBOX_RECOVERED)
+               READER_STATUS, LAMP_STATUS, HEARTBEAT, OUTBOX_DROPPED, OUTBOX_RECOVERED, CALL_ESCALATED)
 
 # When the outbox is full, the lowest priority goes first (oldest first within a priority); calls go last.
 PRIORITY = {HEARTBEAT: 0, READER_STATUS: 1, LAMP_STATUS: 1, LOOKUP: 2, PRECHECK: 2, OUTBOX_DROPPED: 3,
-            OUTBOX_RECOVERED: 3, OUTAGE_ENTERED: 3, OUTAGE_LEFT: 3, CALL: 4, CALL_ACKNOWLEDGED: 4, CALL_RESOLVED: 4}
+            OUTBOX_RECOVERED: 3, OUTAGE_ENTERED: 3, OUTAGE_LEFT: 3, CALL: 4, CALL_ACKNOWLEDGED: 4, CALL_RESOLVED: 4,
+            CALL_ESCALATED: 4}
+
+# How far an unacknowledged call has been escalated (`call_escalated` data.level, the retained call's `escalation`).
+# ESCALATED: staff called once more ([calls] escalate_seconds); SENT_TO_DESK: the patient too (desk_seconds).
+ESCALATED, SENT_TO_DESK = 1, 2
 
 ACKNOWLEDGE, RESOLVE, LAMP_TEST, RELOAD_CATALOGUE, OUTAGE_ENTER, OUTAGE_LEAVE = (
     "acknowledge", "resolve", "lamp_test", "reload_catalogue", "outage_enter", "outage_leave")
@@ -39,6 +45,14 @@ TOO_LARGE, NOT_JSON, INVALID, UNKNOWN_COMMAND, WRONG_KIOSK, REPLAYED, REJECTED, 
     "too_large", "not_json", "invalid", "unknown_command", "wrong_kiosk", "replayed", "rejected", "timeout")
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+# Words of the topic tree that are not kiosks: `{prefix}/{site}/reply/...` (command responses) and
+# `{prefix}/{site}/console/{id}/status` (console presence). No kiosk may be named so; parse_topic skips them.
+REPLY, CONSOLE = "reply", "console"
+RESERVED_KIOSK_IDS = (REPLY, CONSOLE)
+ANY_SITE = "+"  # in a presence's `sites`: a console (`kiosk watch` with no --site) listening to every site
+PRESENCE_EXPIRY_SECONDS = 86_400  # an "offline" presence is retained this long (MQTT v5 message expiry), then gone
+MAX_PRESENCE_BYTES = 4096  # a presence payload larger than this is not read
 
 
 @dataclass(frozen=True)
@@ -89,13 +103,70 @@ def subscription(prefix: str, site: str = "+", kiosk: str = "+", what: str = "#"
 
 
 def parse_topic(prefix: str, topic: str) -> tuple[str, str, str] | None:
-    """`(site, kiosk, rest)` of a kiosk topic, None if the topic is not one."""
+    """`(site, kiosk, rest)` of a kiosk topic, None if the topic is not one (including the reserved words of
+    RESERVED_KIOSK_IDS in the kiosk's place: command responses, console presence)."""
     if not topic.startswith(prefix + "/"):
         return None
     parts = topic[len(prefix) + 1:].split("/", 2)
-    if len(parts) != 3 or parts[1] == "" or parts[0] == "":
+    if len(parts) != 3 or parts[1] == "" or parts[0] == "" or parts[1] in RESERVED_KIOSK_IDS:
         return None
     return parts[0], parts[1], parts[2]
+
+
+# --- console presence: who is listening ------------------------------------------------------------------
+
+def presence_topic(prefix: str, site: str, console: str) -> str:
+    """Where console (or `kiosk watch`) `console` announces itself: retained, "offline" as its Last Will.
+    A console watching several sites announces once, under its first site, and lists them all in `sites`."""
+    return f"{prefix}/{site}/{CONSOLE}/{console}/status"
+
+
+def presence_subscription(prefix: str) -> str:
+    """Every console's presence, of every site (a kiosk counts those whose `sites` name its own)."""
+    return f"{prefix}/+/{CONSOLE}/+/status"
+
+
+def parse_presence_topic(prefix: str, topic: str) -> tuple[str, str] | None:
+    """`(site, console)` of a presence topic, None if the topic is not one."""
+    parts = topic.split("/")
+    head = prefix.split("/")
+    if len(parts) != len(head) + 4 or parts[:len(head)] != head:
+        return None
+    site, word, console, last = parts[len(head):]
+    if word != CONSOLE or last != "status" or not site or not console:
+        return None
+    return site, console
+
+
+def presence_payload(online: bool, *, console: str, sites: list[str], role: str,
+                     time: str | None = None) -> dict[str, Any]:
+    """A console's retained presence; `role`: "console" (`kiosk console`) or "watch" (`kiosk watch`)."""
+    return {"state": "online" if online else "offline", "console": console, "role": role, "sites": list(sites),
+            "time": time or timestamp(), "schema_version": SCHEMA_VERSION}
+
+
+def presence_of(payload: bytes, topic_site: str) -> tuple[bool, tuple[str, ...]] | None:
+    """`(online, sites)` of a presence payload (empty = cleared: offline), None if it is malformed. `sites`
+    may hold ANY_SITE (listens to every site): see `listens_to`."""
+    if not payload:
+        return False, (topic_site,)
+    if len(payload) > MAX_PRESENCE_BYTES:
+        return None
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(doc, dict) or doc.get("state") not in ("online", "offline"):
+        return None
+    sites = doc.get("sites")
+    if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
+        sites = [topic_site]
+    return doc["state"] == "online", tuple(sites[:64])
+
+
+def listens_to(sites: tuple[str, ...], site: str) -> bool:
+    """Whether a console whose presence lists `sites` hears the kiosks of `site`."""
+    return site in sites or ANY_SITE in sites
 
 
 def timestamp(now: datetime | None = None) -> str:
@@ -126,11 +197,15 @@ def status_payload(online: bool, *, kiosk: str, site: str, catalogue_version: st
 
 
 def kiosk_state(*, reader_available: bool, reader_detail: str, lamp: str, outage: bool,
-                outage_code: str | None) -> dict[str, Any]:
-    """What an online `status` carries about the kiosk itself (`details.reader`, `.lamp`, `.outage`), so a
-    subscriber that connects later knows it without waiting for the next reader/lamp/outage event."""
-    return {"reader": {"available": reader_available, "detail": reader_detail},
-            "lamp": lamp, "outage": {"active": outage, "code": outage_code if outage else None}}
+                outage_code: str | None, consoles_online: int | None = None) -> dict[str, Any]:
+    """What an online `status` carries about the kiosk itself (`details.reader`, `.lamp`, `.outage`,
+    `.consoles_online`: consoles of its site that are up, absent while not known yet), so a subscriber that
+    connects later knows it without waiting for the next reader/lamp/outage event."""
+    state: dict[str, Any] = {"reader": {"available": reader_available, "detail": reader_detail},
+                             "lamp": lamp, "outage": {"active": outage, "code": outage_code if outage else None}}
+    if consoles_online is not None:
+        state["consoles_online"] = consoles_online
+    return state
 
 
 class CallLike(Protocol):

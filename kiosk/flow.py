@@ -36,6 +36,7 @@ from kiosk.messages import (
     CardPresented,
     CardRemoved,
     Command,
+    ConsolesChanged,
     LinkChanged,
     LookupEntered,
     Message,
@@ -60,6 +61,8 @@ from kiosk.vocabulary import (
     IDLE,
     LAMP_ACKNOWLEDGED,
     LAMP_CALL,
+    LAMP_ESCALATED,
+    LAMP_NO_CONSOLE,
     LAMP_OFF,
     LAMP_OUTAGE,
     LAMP_READER_FAULT,
@@ -109,6 +112,8 @@ class FlowTimings:
     failures_before_call: int = 3
     pin_attempts: int = 5
     pin_lockout_seconds: float = 300.0
+    escalate_seconds: float = 60.0  # an unacknowledged call: call_escalated, urgent lamp, "called once more"
+    desk_seconds: float = 180.0  # ... and then the patient is sent to the reception desk
 
 
 def _utc_now() -> datetime:
@@ -146,6 +151,8 @@ class Flow:
         self.in_outage = False
         self.reader: dict[str, Any] = {"available": True, "detail": ""}  # available: bool, detail: str
         self.link: dict[str, Any] = {"connected": False, "pending": 0}  # connected: bool, pending: int
+        self.consoles_online: int | None = None  # staff consoles of the site that are up; None = not known
+        self._call_opened_at = 0.0  # clock time the open call was raised (escalation counts from it)
         self.lamp = ""
         self.last_events: list[dict[str, Any]] = []
         self.voice_languages = frozenset(voice_languages)  # languages the kiosk has a voice for
@@ -172,7 +179,7 @@ class Flow:
 
     def next_deadline(self) -> float | None:
         """When a `Tick()` is next due (clock time), or None when nothing is waiting."""
-        times = [t for t in (self._deadline, self._forget_failures_at) if t is not None]
+        times = [t for t in (self._deadline, self._forget_failures_at, self._escalation_due()) if t is not None]
         return min(times) if times else None
 
     def handle(self, message: Message) -> list[Effect]:
@@ -187,6 +194,8 @@ class Flow:
             case LinkChanged(connected, pending):
                 self.link = {"connected": connected, "pending": pending}
                 return self._refresh_staff()
+            case ConsolesChanged(online):
+                return self._consoles_changed(online)
             case Tap(target):
                 return self._tap(target)
             case LookupEntered(code):
@@ -211,7 +220,10 @@ class Flow:
         return OUTAGE if self.in_outage else IDLE
 
     def _home_context(self, home: str) -> dict[str, Any]:
-        if home in (CALLING, STAFF_COMING) and self.call is not None:
+        if home == CALLING and self.call is not None:
+            return {"reason": self.call.reason, "code": self.call.code, "escalation": self.call.escalation,
+                    "consoles_online": self.consoles_online}
+        if home == STAFF_COMING and self.call is not None:
             return {"reason": self.call.reason, "code": self.call.code}
         if home == OUTAGE:
             return {"code": self.outage_code, "options": OUTAGE_OPTIONS}
@@ -263,6 +275,7 @@ class Flow:
         return self._show(STAFF, {
             "reader": dict(self.reader),
             "broker": dict(self.link),
+            "consoles_online": self.consoles_online,
             "lamp": self.lamp,
             "last_events": [dict(e) for e in self.last_events],
             "default_language": self.default_lang,
@@ -276,14 +289,17 @@ class Flow:
     # --- lamp and events -----------------------------------------------------------------------------------
 
     def _lamp(self) -> list[Effect]:
-        if self.call is not None:
-            pattern = LAMP_ACKNOWLEDGED if self.call.acknowledged else LAMP_CALL
+        unheard = self.consoles_online == 0
+        if self.call is not None and self.call.acknowledged:
+            pattern = LAMP_ACKNOWLEDGED
+        elif self.call is not None:
+            pattern = LAMP_ESCALATED if self.call.escalation else LAMP_NO_CONSOLE if unheard else LAMP_CALL
         elif self.in_outage:
             pattern = LAMP_OUTAGE
         elif not self.reader["available"]:
             pattern = LAMP_READER_FAULT
         else:
-            pattern = LAMP_OFF
+            pattern = LAMP_NO_CONSOLE if unheard else LAMP_OFF
         if pattern == self.lamp:
             return []
         self.lamp = pattern
@@ -358,6 +374,10 @@ class Flow:
         if self._deadline is not None and now >= self._deadline:
             self._deadline = None
             effects += self._show_result() if self.screen == CHECKING else self._go_home()
+        due = self._escalation_due()
+        while due is not None and now >= due:
+            effects += self._escalate()
+            due = self._escalation_due()
         return effects
 
     # --- taps ----------------------------------------------------------------------------------------------
@@ -432,13 +452,49 @@ class Flow:
             return []
         self.call = Call(id=self._new_id(), reason=reason, code=code, audience=audience,
                          since=self._wall().isoformat(timespec="seconds"))
-        effects: list[Effect] = [self._emit(events.CALL, self._call_data()), SetCall(self.call), Chirp()]
+        self._call_opened_at = self._clock()
+        data = {**self._call_data(), "consoles_online": self.consoles_online}
+        effects: list[Effect] = [self._emit(events.CALL, data), SetCall(self.call), Chirp()]
         return effects + self._lamp()
 
     def _call_data(self) -> dict[str, Any]:
         assert self.call is not None
         return {"call_id": self.call.id, "reason": self.call.reason, "code": self.call.code,
                 "audience": self.call.audience}
+
+    def _escalation_due(self) -> float | None:
+        """Clock time of the open call's next escalation: None once acknowledged, resolved or sent to the desk."""
+        call = self.call
+        if call is None or call.acknowledged or call.escalation >= events.SENT_TO_DESK:
+            return None
+        after = self.timings.escalate_seconds if call.escalation < events.ESCALATED else self.timings.desk_seconds
+        return self._call_opened_at + after
+
+    def _escalate(self) -> list[Effect]:
+        """The open call waited past the next threshold unacknowledged: call_escalated (once per level), the
+        urgent lamp and, on the calling screen, the patient told again (level 1) or sent to the desk (level 2)."""
+        assert self.call is not None
+        self.call = replace(self.call, escalation=self.call.escalation + 1)
+        waited = round(self._clock() - self._call_opened_at)
+        effects: list[Effect] = [
+            self._emit(events.CALL_ESCALATED, {**self._call_data(), "level": self.call.escalation,
+                                               "waited_seconds": waited, "consoles_online": self.consoles_online}),
+            SetCall(self.call), Chirp(), *self._lamp()]
+        return effects + self._refresh_calling() + self._refresh_staff()
+
+    def _consoles_changed(self, online: int) -> list[Effect]:
+        online = max(0, online)
+        if online == self.consoles_online:
+            return []
+        self.consoles_online = online
+        return self._lamp() + self._refresh_calling() + self._refresh_staff()
+
+    def _refresh_calling(self) -> list[Effect]:
+        """The calling screen again with what changed (escalation, consoles), keeping the patient's language."""
+        if self.screen != CALLING or self.call is None or self.call.acknowledged:
+            return []
+        self.context = self._home_context(CALLING)
+        return [self._screen_effect()]
 
     def _acknowledge(self) -> list[Effect]:
         assert self.call is not None

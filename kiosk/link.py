@@ -30,7 +30,7 @@ from kiosk import events, ha_discovery
 from kiosk.broker import new_client, parse_broker_url
 from kiosk.config import Config, ConfigError
 from kiosk.effects import Call
-from kiosk.messages import Command, LinkChanged, Message
+from kiosk.messages import Command, ConsolesChanged, LinkChanged, Message
 from kiosk.outbox import Outbox, OutboxError, OutboxStats
 
 log = logging.getLogger("kiosk.link")
@@ -41,6 +41,9 @@ RECONNECT_MIN, RECONNECT_MAX = 0.2, 10.0
 STOP_FLUSH_SECONDS = 2.0
 CONNACK_TIMEOUT = 10.0  # a broker (or anything else on that port) that takes the TCP connection but never answers
 COMMAND_TIMEOUT = 10.0  # seconds the main loop has to answer a command before the caller hears "timeout"
+PRESENCE_SETTLE_SECONDS = 0.5  # after connecting, the retained console presence arrives; count it after this long
+MAX_CONSOLES_TRACKED = 1_000  # presence topics followed at most (a flood of fake consoles cannot grow memory)
+WORKER_RESTART_SECONDS = 1.0  # a link that failed starts over after this long
 
 
 # --- the link thread's inbox: from the main loop ----------------------------------------------------------
@@ -130,8 +133,9 @@ class EventLink:
         self.topics = events.Topics(section.prefix, self.site, self.kiosk)
         self.address = parse_broker_url(section.url)
         new_client(section, "check")  # bad broker settings fail here, before the link thread starts
-        if self.kiosk == "reply":
-            raise ConfigError("[kiosk.id] 'reply' is reserved (command responses live below {prefix}/{site}/reply/)")
+        if self.kiosk in events.RESERVED_KIOSK_IDS:
+            raise ConfigError(f"[kiosk.id] {self.kiosk!r} is reserved ({{prefix}}/{{site}}/reply/ holds command "
+                              "responses, {prefix}/{site}/console/ console presence)")
         try:
             self.outbox = Outbox.open(config.kiosk.state_dir / "outbox.sqlite3", section.outbox_cap)
         except OutboxError as exc:
@@ -152,6 +156,10 @@ class EventLink:
         self._connack_deadline = 0.0
         self._backoff = RECONNECT_MIN
         self._next_heartbeat = time.monotonic() + section.heartbeat_seconds
+        self._consoles: dict[str, bool] = {}  # presence topic -> online, for consoles that watch this site
+        self._consoles_posted: int | None = None  # the count last posted into the main loop
+        self._consoles_settle_at: float | None = None  # after (re)connecting: when to post the first count
+        self._refusals = RateLimitedLog(log)
 
     # --- called from the main loop -----------------------------------------------------------------------
 
@@ -234,12 +242,15 @@ class EventLink:
                 self._handle(message, acked)
             self.outbox.delete(acked)
             self._expire_commands()
+            self._report_consoles()
             self._fill_window()
 
     def _wait_seconds(self) -> float:
         deadlines = [self._next_heartbeat, time.monotonic() + 1.0, *(d for d, *_ in self._awaiting.values())]
         if self._client is None:
             deadlines.append(self._reconnect_at)
+        if self._consoles_settle_at is not None:
+            deadlines.append(self._consoles_settle_at)
         return max(0.0, min(deadlines) - time.monotonic())
 
     def _handle(self, message: _Inbox, acked: list[int]) -> None:
@@ -297,7 +308,9 @@ class EventLink:
         self._last_handed = 0  # replay everything not yet acknowledged, in order
         log.info("connected to %s:%s", self.address.host, self.address.port)
         client = self._live_client()
-        subscriptions = [(self.topics.cmd, 1)]
+        subscriptions = [(self.topics.cmd, 1), (events.presence_subscription(self.topics.prefix), 1)]
+        self._consoles.clear()
+        self._consoles_settle_at = time.monotonic() + PRESENCE_SETTLE_SECONDS
         if self._section.ha_discovery:
             subscriptions.append((ha_discovery.status_topic(self._section.ha_prefix), 1))
         client.subscribe(subscriptions)
@@ -325,9 +338,11 @@ class EventLink:
             client.disconnect()
         if was_connected:
             self._post(LinkChanged(False, self.outbox.stats().backlog))
+        self._no_consoles()
 
     def _give_up(self, error: str) -> None:
         log.warning("%s; retrying in %.1f s", error, self._backoff)
+        self._no_consoles()
         self.outbox.note_error(error)
         self._reconnect_at = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, RECONNECT_MAX)
@@ -365,6 +380,41 @@ class EventLink:
             self.outbox.refused(1, error)
         else:
             acked.append(seq)
+
+    # --- console presence: who is listening --------------------------------------------------------------
+
+    def _on_presence(self, site: str, msg: mqtt.MQTTMessage) -> None:
+        """A console's retained presence: followed when it watches this kiosk's site."""
+        presence = events.presence_of(msg.payload, site)
+        if presence is None:
+            return
+        online, sites = presence
+        if online and events.listens_to(sites, self.site):
+            if msg.topic in self._consoles or len(self._consoles) < MAX_CONSOLES_TRACKED:
+                self._consoles[msg.topic] = True
+        else:
+            self._consoles.pop(msg.topic, None)
+
+    def _report_consoles(self) -> None:
+        """Post ConsolesChanged when the count of consoles online changed (first after the settle time)."""
+        if self._consoles_settle_at is not None:
+            if time.monotonic() < self._consoles_settle_at:
+                return
+            self._consoles_settle_at = None
+        if self._connected:
+            self._post_consoles(len(self._consoles))
+
+    def _no_consoles(self) -> None:
+        """Without a broker no console can hear this kiosk: 0 (the presence is re-read on the next connection)."""
+        self._consoles.clear()
+        self._consoles_settle_at = None
+        self._post_consoles(0)
+
+    def _post_consoles(self, count: int) -> None:
+        if count != self._consoles_posted:
+            self._consoles_posted = count
+            log.info("staff consoles online for site %s: %d", self.site, count)
+            self._post(ConsolesChanged(count))
 
     def _publish_online(self) -> None:
         """The retained "online" status with the outbox figures and the kiosk's state."""
@@ -410,6 +460,10 @@ class EventLink:
         if msg.topic == ha_discovery.status_topic(self._section.ha_prefix):
             if msg.payload == b"online":
                 self._announce()
+            return
+        presence = events.parse_presence_topic(self.topics.prefix, msg.topic)
+        if presence is not None:
+            self._on_presence(presence[0], msg)
             return
         if msg.topic != self.topics.cmd:
             return

@@ -39,6 +39,13 @@ class LinkChanged:
 
 
 @dataclass(frozen=True)
+class ConsolesChanged:
+    """How many staff consoles of the kiosk's site are up (`kiosk console`, `kiosk watch`: their retained
+    presence); the link posts it after connecting and on every change, and 0 while it has no broker."""
+    online: int
+
+
+@dataclass(frozen=True)
 class Tap:
     """A screen button. Targets: see docs/design.md "Flow"."""
     target: str
@@ -81,5 +88,5 @@ class Command:
     reply: Callable[[bool, str], None] = field(repr=False, compare=False)
 
 
-Message = (CardPresented | CardRemoved | ReaderChanged | LinkChanged | Tap | LookupEntered | PinEntered
-           | CallButton | ResetButton | Tick | Command)
+Message = (CardPresented | CardRemoved | ReaderChanged | LinkChanged | ConsolesChanged | Tap | LookupEntered
+           | PinEntered | CallButton | ResetButton | Tick | Command)

@@ -96,9 +96,9 @@ def timings_from(config: Config) -> FlowTimings:
         failures_before_call=ui.failures_before_call,
         pin_attempts=staff.pin_attempts,
         pin_lockout_seconds=staff.pin_lockout_seconds,
-    )
         escalate_seconds=config.calls.escalate_seconds,
         desk_seconds=config.calls.desk_seconds,
+    )
 
 
 def voice_languages(voice: Any, languages: tuple[str, ...]) -> frozenset[str]:

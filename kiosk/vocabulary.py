@@ -47,7 +47,10 @@ VOLUME_LEVELS = (0.2, 0.4, 0.6, 0.8, 1.0)  # staff mode's volume button steps th
 
 LAMP_OFF, LAMP_CALL, LAMP_ACKNOWLEDGED, LAMP_OUTAGE, LAMP_READER_FAULT = (
     "off", "call", "acknowledged", "outage", "reader_fault")
-LAMP_PATTERNS = (LAMP_OFF, LAMP_CALL, LAMP_ACKNOWLEDGED, LAMP_OUTAGE, LAMP_READER_FAULT)
+# escalated: a call unacknowledged past [calls] escalate_seconds; no_console: no staff console of the site is up
+LAMP_ESCALATED, LAMP_NO_CONSOLE = "escalated", "no_console"
+LAMP_PATTERNS = (LAMP_OFF, LAMP_CALL, LAMP_ACKNOWLEDGED, LAMP_OUTAGE, LAMP_READER_FAULT, LAMP_ESCALATED,
+                 LAMP_NO_CONSOLE)
 
 # --- pre-check outcomes --------------------------------------------------------------------------------------
 

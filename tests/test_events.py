@@ -14,7 +14,10 @@ from tests.rigs import contract
 SAMPLE_DATA = {
     "precheck": {"outcome": "smartphone_iphone", "code": None, "hints": ["move_closer"]},
     "lookup": {"code": "012", "known": True, "audience": "patient", "outage": False},
-    "call": {"call_id": "c1", "reason": "patient_request", "code": None, "audience": "patient"},
+    "call": {"call_id": "c1", "reason": "patient_request", "code": None, "audience": "patient",
+             "consoles_online": 0},
+    "call_escalated": {"call_id": "c1", "reason": "staff_code", "code": "101", "audience": "staff", "level": 2,
+                       "waited_seconds": 180, "consoles_online": None},
     "call_acknowledged": {"call_id": "c1", "reason": "staff_code", "code": "101", "audience": "staff",
                           "by": "console"},
     "call_resolved": {"call_id": "c1", "reason": "outage", "code": "101", "audience": "staff", "by": "button"},
@@ -58,6 +61,38 @@ def test_status_and_call_payloads_valid():
                                                           details={"reason": "stopped"}))
     call = Call(id="c9", reason="repeated_failures", code=None, audience="patient", since=events.timestamp())
     contract.validate("OpenCall", events.call_payload(call, kiosk="k", site="s"))
+    escalated = Call(id="c9", reason="patient_request", code=None, audience="patient", since=events.timestamp(),
+                     escalation=events.SENT_TO_DESK)
+    contract.validate("OpenCall", events.call_payload(escalated, kiosk="k", site="s"))
+    state = events.kiosk_state(reader_available=True, reader_detail="", lamp="no_console", outage=False,
+                               outage_code=None, consoles_online=0)
+    contract.validate("Status", events.status_payload(True, kiosk="k", site="s", catalogue_version="v",
+                                                      details=state))
+
+
+def test_console_presence_topics_payloads_and_the_reserved_words():
+    topic = events.presence_topic("kiosk", "site-1", "console-1a2b")
+    assert topic == "kiosk/site-1/console/console-1a2b/status"
+    assert events.parse_presence_topic("kiosk", topic) == ("site-1", "console-1a2b")
+    assert events.parse_presence_topic("a/b", "a/b/s/console/c/status") == ("s", "c")
+    for other in ("kiosk/site-1/k1/status", "kiosk/site-1/console/status", "kiosk/s/console/c/call",
+                  "other/s/console/c/status", "kiosk/s/console/c/status/x"):
+        assert events.parse_presence_topic("kiosk", other) is None, other
+    # a kiosk-topic parser never takes a console (or the reply tree) for a kiosk
+    assert events.parse_topic("kiosk", topic) is None
+    assert events.parse_topic("kiosk", "kiosk/site-1/console/status") is None
+    assert events.parse_topic("kiosk", "kiosk/site-1/reply/to/x") is None
+    for online in (True, False):
+        for role, sites in (("console", ["site-1", "site-2"]), ("watch", [events.ANY_SITE])):
+            payload = events.presence_payload(online, console="console-1a2b", sites=sites, role=role)
+            contract.validate("ConsolePresence", payload)
+            assert events.presence_of(events.encode(payload), "site-1") == (online, tuple(sites))
+    assert events.presence_of(b"", "site-1") == (False, ("site-1",))
+    assert events.presence_of(b"\xff", "s") is None and events.presence_of(b"[]", "s") is None
+    assert events.presence_of(b'{"state": "online"}', "s") == (True, ("s",))  # no sites: the topic's site
+    assert events.presence_of(b'{"state": "online", "sites": "x"}', "s") == (True, ("s",))
+    assert events.listens_to(("site-1",), "site-1") and events.listens_to(("+",), "any")
+    assert not events.listens_to(("site-2",), "site-1")
 
 
 def test_topics():

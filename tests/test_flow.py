@@ -27,6 +27,7 @@ from kiosk.messages import (
     CardPresented,
     CardRemoved,
     Command,
+    ConsolesChanged,
     LinkChanged,
     LookupEntered,
     PinEntered,
@@ -204,7 +205,8 @@ def test_repeated_failures_call_staff_by_themselves():
         assert h.flow.screen == IDLE
     h.present(UNREADABLE)
     call = h.emitted("call")[0].data
-    assert call == {"call_id": "call-0", "reason": "repeated_failures", "code": "001", "audience": "patient"}
+    assert call == {"call_id": "call-0", "reason": "repeated_failures", "code": "001", "audience": "patient",
+                    "consoles_online": None}
     assert h.last_screen().context["called"] is True
     assert "call" in h.lamps() and any(isinstance(e, Chirp) for e in h.effects)
     h.send(CardRemoved())
@@ -312,7 +314,8 @@ def test_lookup_entry_outside_the_lookup_screen_is_ignored():
 def test_call_button_acknowledge_resolve():
     h = Harness()
     h.send(CallButton())
-    assert h.last_screen() == ShowScreen(CALLING, "ja", {"reason": "patient_request", "code": None})
+    assert h.last_screen() == ShowScreen(CALLING, "ja", {"reason": "patient_request", "code": None,
+                                                         "escalation": 0, "consoles_online": None})
     assert h.lamps() == ["call"]
     assert [type(e) for e in h.effects if isinstance(e, (SetCall, Chirp))] == [SetCall, Chirp]
     h.send(cmd("acknowledge", {"call_id": "call-0"}))
@@ -442,8 +445,8 @@ def test_staff_mode_needs_the_pin():
     h.send(PinEntered("2468"))
     staff = h.last_screen()
     assert staff.name == STAFF
-    assert set(staff.context) == {"reader", "broker", "lamp", "last_events", "default_language", "languages",
-                                  "open_call", "outage", "voice"}
+    assert set(staff.context) == {"reader", "broker", "consoles_online", "lamp", "last_events", "default_language",
+                                  "languages", "open_call", "outage", "voice"}
     assert all(set(e) == {"kind", "code", "time"} for e in staff.context["last_events"])
 
 
@@ -628,3 +631,88 @@ def test_staff_mute_and_volume_are_honoured_at_once():
     h.send(Tap("done"))
     assert h.last_screen().name == CALLING and h.last_screen().speaker
     assert h.send(Tap("speak")) == [Speak("ja")]
+
+
+# --- who is listening, and escalation (issue 18) -------------------------------------------------------------
+
+def test_a_call_with_no_console_online_says_so_on_screen_lamp_and_event():
+    h = Harness()
+    assert h.send(ConsolesChanged(0)) and h.lamps() == ["no_console"]  # staff see it on the lamp even when idle
+    assert h.emitted("lamp_status")[0].data == {"pattern": "no_console"}
+    h.send(CallButton())
+    assert h.emitted("call")[0].data["consoles_online"] == 0
+    assert h.last_screen().context["consoles_online"] == 0
+    assert h.flow.lamp == "no_console"
+    h.send(Tap("lang:en"))
+    h.send(ConsolesChanged(2))  # a console came up: the calling screen follows, in the patient's language
+    assert h.last_screen() == ShowScreen(CALLING, "en", {"reason": "patient_request", "code": None,
+                                                         "escalation": 0, "consoles_online": 2})
+    assert h.lamps() == ["call"]
+    assert h.send(ConsolesChanged(2)) == []  # nothing changed
+    h.send(cmd("acknowledge", {"call_id": "call-0"}))
+    h.send(ConsolesChanged(0))
+    assert h.flow.lamp == "acknowledged" and h.flow.screen == STAFF_COMING and not h.screens()
+
+
+def test_an_unacknowledged_call_escalates_once_per_threshold_on_the_injected_clock():
+    h = Harness(escalate_seconds=60, desk_seconds=180)
+    h.send(ConsolesChanged(1))
+    h.send(CallButton())
+    h.send(Tap("lang:en"))
+    assert h.flow.next_deadline() == 1000 + 60
+    assert h.advance(59.5) == []
+    h.advance(0.5)
+    [escalated] = h.emitted("call_escalated")
+    assert escalated.data == {"call_id": "call-0", "reason": "patient_request", "code": None, "audience": "patient",
+                              "level": 1, "waited_seconds": 60, "consoles_online": 1}
+    assert h.lamps() == ["escalated"] and any(isinstance(e, Chirp) for e in h.effects)
+    assert [e.call.escalation for e in h.effects if isinstance(e, SetCall)] == [1]
+    assert h.last_screen() == ShowScreen(CALLING, "en", {"reason": "patient_request", "code": None,
+                                                         "escalation": 1, "consoles_online": 1})
+    assert h.advance(60) == []  # once per threshold
+    h.advance(60)
+    assert [e.data["level"] for e in h.emitted("call_escalated")] == [2]
+    assert h.last_screen().context["escalation"] == 2
+    h.advance(3600)
+    assert not h.emitted("call_escalated")
+    h.send(cmd("acknowledge", {"call_id": "call-0"}))
+    assert h.lamps() == ["acknowledged"] and h.flow.screen == STAFF_COMING
+
+
+def test_both_thresholds_passed_at_once_emit_both_levels_in_order():
+    h = Harness(escalate_seconds=60, desk_seconds=180)
+    h.send(CallButton())
+    h.advance(500)
+    assert [e.data["level"] for e in h.emitted("call_escalated")] == [1, 2]
+
+
+def test_an_acknowledged_call_never_escalates_and_a_resolved_one_never_reopens():
+    h = Harness(escalate_seconds=60, desk_seconds=180)
+    h.send(CallButton())
+    h.advance(30)
+    h.send(cmd("acknowledge", {"call_id": "call-0"}))
+    for _ in range(5):
+        h.advance(100)
+        assert not h.emitted("call_escalated") and h.flow.call.escalation == 0
+    h.send(cmd("resolve"))
+    assert h.flow.call is None
+    h.advance(1000)
+    assert not h.emitted() and h.flow.call is None and h.flow.screen == IDLE
+    assert h.send(cmd("acknowledge", {"call_id": "call-0"})) and h.replies() == [(False, "no open call")]
+    # a second call counts from its own start
+    h.send(CallButton())
+    assert h.emitted("call")[0].data["call_id"] == "call-1"
+    assert h.advance(59) == []
+    h.advance(1)
+    assert [e.data["call_id"] for e in h.emitted("call_escalated")] == ["call-1"]
+
+
+def test_escalation_of_a_call_away_from_the_calling_screen_keeps_the_screen():
+    h = Harness(escalate_seconds=60, desk_seconds=180)
+    h.send(CallButton())
+    h.send(Tap("lookup"))  # the patient looks up a code meanwhile
+    h.advance(30)
+    h.send(LookupEntered("001"))
+    h.advance(31)
+    assert h.emitted("call_escalated") and h.flow.screen != CALLING and not h.screens()
+    assert h.flow.lamp == "escalated"

@@ -30,6 +30,17 @@ def test_describe_tracks_presence_and_calls():
     assert "ERROR replayed" in state.describe("kiosk/s1/reply/console", events.encode(reply)).plain
 
 
+def test_describe_shows_console_presence_and_never_takes_a_console_for_a_kiosk():
+    state = WatchState("kiosk")
+    topic = events.presence_topic("kiosk", "s1", "console-ab12")
+    online = events.encode(events.presence_payload(True, console="console-ab12", sites=["s1", "s2"], role="console"))
+    assert "console online" in state.describe(topic, online).plain and state.consoles == {"s1/console-ab12": True}
+    offline = events.encode(events.presence_payload(False, console="console-ab12", sites=["s1"], role="console"))
+    assert "console offline" in state.describe(topic, offline).plain and state.online == {}
+    assert "unreadable" in state.describe(topic, b"[1]").plain
+    assert state.describe("kiosk/s1/console/status", b"{}") is None  # never a kiosk named "console"
+
+
 @pytest.mark.mqtt
 def test_watch_prints_live_events_and_open_calls(mosquitto, tmp_path):
     config_file = tmp_path / "config.toml"

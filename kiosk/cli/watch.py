@@ -1,4 +1,8 @@
-"""`kiosk watch`: a terminal subscriber that pretty-prints live events, presence and open calls (rich)."""
+"""`kiosk watch`: a terminal subscriber that pretty-prints live events, presence and open calls (rich).
+
+It counts as a staff console: it announces its own retained presence (`{prefix}/{site}/console/<id>/status`,
+"offline" as its Last Will), so kiosks of the sites it watches know someone is listening.
+"""
 
 from __future__ import annotations
 
@@ -25,25 +29,39 @@ class WatchState:
 
     prefix: str
     online: dict[str, bool] = field(default_factory=dict)
+    consoles: dict[str, bool] = field(default_factory=dict)  # "site/console id" -> online
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def describe(self, topic: str, payload: bytes):
         """One rich Text line for a message (None for a topic that is not a kiosk's); updates the state."""
         from rich.text import Text
 
-        from kiosk.events import parse_topic
+        from kiosk import events
 
-        parsed = parse_topic(self.prefix, topic)
-        if parsed is None:
-            return None
-        site, kiosk, rest = parsed
-        who = f"{site}/{kiosk}"
         line = Text()
+        presence = events.parse_presence_topic(self.prefix, topic)
+        if presence is not None:
+            state = events.presence_of(payload, presence[0])
+            if state is None:
+                return line.append(f"{presence[1]:<20} ", "dim").append("unreadable console presence", "red")
+            self.consoles[f"{presence[0]}/{presence[1]}"] = state[0]
+            return (line.append(f"{presence[1]:<20} ", "bold").append(
+                "▲ console online" if state[0] else "△ console offline", "green" if state[0] else "red")
+                .append(f" (sites {', '.join(state[1])})"))
+        site = topic.removeprefix(self.prefix + "/").split("/")[0]
+        if topic.startswith(f"{self.prefix}/{site}/{events.REPLY}/"):  # a command response
+            kiosk, rest = events.REPLY, "reply"
+        else:
+            parsed = events.parse_topic(self.prefix, topic)
+            if parsed is None:
+                return None
+            site, kiosk, rest = parsed
+        who = f"{site}/{kiosk}"
         try:
             body = json.loads(payload) if payload else None
         except (UnicodeDecodeError, json.JSONDecodeError):
             return line.append(f"{who:<20} ", "dim").append(f"unreadable payload on {rest}", "red")
-        if kiosk == "reply":
+        if kiosk == events.REPLY:
             ok = isinstance(body, dict) and body.get("ok")
             return (line.append(f"{site + ' reply':<20} ", "dim")
                     .append("OK " if ok else f"ERROR {_get(body, 'error')} ", "green" if ok else "red")
@@ -100,19 +118,24 @@ def run_watch(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from kiosk import events
-    from kiosk.broker import new_client
+    from kiosk.broker import Presence, new_client
 
     config = config_from_args(args)
     console = Console(highlight=False)
     state = WatchState(config.mqtt.prefix)
     inbox: queue.SimpleQueue = queue.SimpleQueue()
-    client, address = new_client(config.mqtt, f"watch-{events.new_id()[:8]}")
+    name = f"watch-{events.new_id()[:8]}"
+    client, address = new_client(config.mqtt, name)
     filters = [(events.subscription(config.mqtt.prefix, args.site), 1)]
+    presence = Presence.of(config.mqtt, [args.site], name, "watch",
+                           under=config.kiosk.site if args.site == events.ANY_SITE else args.site)
+    presence.arm(client)
 
     def on_connect(c, _userdata, _flags, reason, _properties) -> None:
         inbox.put(("connected", str(reason)))
         if not reason.is_failure:
             c.subscribe(filters)
+            presence.announce(c)
 
     client.on_connect = on_connect
     client.on_disconnect = lambda _c, _u, _f, reason, _p: inbox.put(("disconnected", str(reason)))
@@ -126,6 +149,8 @@ def run_watch(args: argparse.Namespace) -> int:
             if kind != "message":
                 console.print(f"[dim]broker {address.host}:{address.port}: {kind} ({rest[0]})[/dim]")
                 continue
+            if rest[0] == presence.topic:
+                continue  # its own presence
             seen += 1
             line = state.describe(*rest)
             if line is not None:
@@ -133,6 +158,7 @@ def run_watch(args: argparse.Namespace) -> int:
                 if rest[0].endswith("/call"):
                     console.print(state.calls_table())
     finally:
+        presence.withdraw(client)
         client.disconnect()
         client.loop_stop()
     return 0
