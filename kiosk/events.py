@@ -7,10 +7,12 @@ against it. Events carry codes, never people: no builder here takes an identifie
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import accumulate
 from typing import Any, Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -39,10 +41,14 @@ ACKNOWLEDGE, RESOLVE, LAMP_TEST, RELOAD_CATALOGUE, OUTAGE_ENTER, OUTAGE_LEAVE = 
     "acknowledge", "resolve", "lamp_test", "reload_catalogue", "outage_enter", "outage_leave")
 COMMAND_NAMES = (ACKNOWLEDGE, RESOLVE, LAMP_TEST, RELOAD_CATALOGUE, OUTAGE_ENTER, OUTAGE_LEAVE)
 MAX_COMMAND_BYTES = 4096
+MAX_PAYLOAD_BYTES = 64 * 1024  # a status, call, event or command response a subscriber will decode
+MAX_CORRELATION_BYTES = 256  # MQTT v5 correlation data a kiosk echoes back
+MAX_JSON_DEPTH = 16  # nesting of arrays/objects in any inbound payload (the contract's payloads need 4)
 
 # Error codes in a command response (`error` field); `rejected` means the kiosk itself said no.
 TOO_LARGE, NOT_JSON, INVALID, UNKNOWN_COMMAND, WRONG_KIOSK, REPLAYED, REJECTED, TIMEOUT = (
     "too_large", "not_json", "invalid", "unknown_command", "wrong_kiosk", "replayed", "rejected", "timeout")
+RETAINED = "retained"  # a command published with the retain flag: refused, never executed
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -84,16 +90,24 @@ class Topics:
 
     @property
     def reply_root(self) -> str:
-        """Command responses may only go below this (the broker ACL lets kiosks write there)."""
+        """Command responses may only go one level below this (the broker ACL lets kiosks write there)."""
         return reply_root(self.prefix, self.site)
+
+    def valid_response_topic(self, topic: str | None) -> bool:
+        """True for `{prefix}/{site}/reply/to/<client>` of this kiosk's own prefix and site, `<client>` one
+        level of ID_PATTERN: no wildcard, no other site or prefix, nothing a status/event filter matches."""
+        root = self.reply_root + "/"
+        return bool(topic) and topic.startswith(root) and _ID.fullmatch(topic[len(root):]) is not None
 
 
 def reply_root(prefix: str, site: str) -> str:
-    return f"{prefix}/{site}/reply"
+    """`{prefix}/{site}/reply/to`: five levels with a fixed fourth, so no `{prefix}/+/+/status`, `…/call`,
+    `…/cmd` or `…/event/#` subscription ever matches a command response."""
+    return f"{prefix}/{site}/reply/to"
 
 
 def reply_topic(prefix: str, site: str, client: str) -> str:
-    """Where a console or tool named `client` asks kiosks of `site` to send command responses."""
+    """Where a console or tool named `client` (ID_PATTERN) asks kiosks of `site` to send command responses."""
     return f"{reply_root(prefix, site)}/{client}"
 
 
@@ -222,6 +236,41 @@ def call_payload(call: CallLike | Mapping[str, Any], *, kiosk: str, site: str,
             "schema_version": SCHEMA_VERSION}
 
 
+_ID = re.compile(ID_PATTERN)
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)  # a JSON string with its escapes
+_BRACKETS = bytes(range(256)).translate(None, b"[]{}")  # every byte but the brackets (to delete)
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+class PayloadError(ValueError):
+    """An inbound payload refused before it is parsed into anything: `code` is TOO_LARGE, NOT_JSON or INVALID
+    (nested too deeply)."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(f"{code}: {detail}")
+        self.code, self.detail = code, detail
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply arrays/objects nest in `raw` (brackets inside strings do not count); linear, no recursion."""
+    skeleton = _STRING.sub(b"", raw).translate(None, _BRACKETS)
+    return max(accumulate(map(_STEP.__getitem__, skeleton)), default=0)
+
+
+def load_payload(raw: bytes, max_bytes: int = MAX_PAYLOAD_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The JSON document of an inbound MQTT payload, with a size limit (bytes) and a nesting limit checked
+    before the parser runs, so no payload can make it recurse (RecursionError never escapes). Raises
+    PayloadError."""
+    if len(raw) > max_bytes:
+        raise PayloadError(TOO_LARGE, f"{len(raw)} bytes, at most {max_bytes}")
+    if json_depth(raw) > max_depth:
+        raise PayloadError(INVALID, f"nested more than {max_depth} levels deep")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise PayloadError(NOT_JSON, f"not JSON: {exc.__class__.__name__}") from None
+
+
 def encode(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -306,12 +355,10 @@ def command_payload(name: str, args: Mapping[str, Any] | None = None, *, kiosk: 
 
 def parse_command(raw: bytes, kiosk: str) -> ParsedCommand:
     """Validate a command payload addressed to `kiosk`; raises CommandError (replays are the link's check)."""
-    if len(raw) > MAX_COMMAND_BYTES:
-        raise CommandError(TOO_LARGE, f"{len(raw)} bytes, at most {MAX_COMMAND_BYTES}")
     try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CommandError(NOT_JSON, f"not JSON: {exc.__class__.__name__}") from None
+        doc = load_payload(raw, MAX_COMMAND_BYTES)
+    except PayloadError as exc:
+        raise CommandError(exc.code, exc.detail) from None
     command_id = doc.get("id") if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
     try:
         command = _CommandEnvelope.model_validate(doc)

@@ -12,6 +12,7 @@ the next connection.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import ssl
@@ -32,6 +33,7 @@ from kiosk.config import Config, ConfigError
 from kiosk.effects import Call
 from kiosk.messages import Command, ConsolesChanged, LinkChanged, Message
 from kiosk.outbox import Outbox, OutboxError, OutboxStats
+from kiosk.ratelog import RateLimitedLog
 
 log = logging.getLogger("kiosk.link")
 
@@ -204,12 +206,45 @@ class EventLink:
 
     # --- the link thread ---------------------------------------------------------------------------------
 
+    @property
+    def alive(self) -> bool:
+        """False once the link thread has ended (stopped, or died of something `_run` could not contain)."""
+        return self._thread.is_alive()
+
+    def restart(self) -> None:
+        """Start a new link thread after the old one died (the runtime's supervisor calls this; the old thread
+        is gone, so nothing else owns the link's state now). Says "offline" first if still connected."""
+        if self._thread.is_alive():
+            return
+        self._fail("the MQTT link thread ended")
+        self._thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
+        self._thread.start()
+
     def _run(self) -> None:
-        try:
-            self._loop()
-        except Exception:  # the watchdog (on_turn stops) restarts the service; say why first
-            log.exception("the MQTT link thread failed")
-            raise
+        while True:
+            try:
+                self._loop()
+                return
+            except Exception as exc:  # a bug must not silence the kiosk: say so at once, start over
+                log.exception("the MQTT link failed; reconnecting in %.0f s", WORKER_RESTART_SECONDS)
+                self._fail(f"the MQTT link failed ({type(exc).__name__}); restarted")
+                time.sleep(WORKER_RESTART_SECONDS)
+
+    def _fail(self, error: str) -> None:
+        """After a failure in the link: the retained status says "offline" (reason link_failed) at once, the
+        connection is dropped (a fresh one follows), staff see the error on the staff screen."""
+        with contextlib.suppress(Exception):
+            if self._connected and self._client is not None:
+                info = self._client.publish(self.topics.status, self._status(False, {"reason": "link_failed"}),
+                                            qos=1, retain=True)
+                info.wait_for_publish(1.0)
+        with contextlib.suppress(Exception):
+            self._drop_client()
+        with contextlib.suppress(Exception):
+            self.outbox.note_error(error)
+        self._connected, self._client = False, None
+        self._reconnect_at = time.monotonic() + WORKER_RESTART_SECONDS
+        self._post(LinkChanged(False, self.outbox.stats().backlog))
 
     def _loop(self) -> None:
         while True:
@@ -274,7 +309,11 @@ class EventLink:
             case _Disconnected(_, reason):
                 self._on_disconnected(reason)
             case _Received(_, msg):
-                self._on_message(msg)
+                try:
+                    self._on_message(msg)
+                except Exception as exc:  # no message may stop the link: logged (rate-limited), dropped
+                    self._refusals.error("bug", "message on %s dropped: %s: %s", str(msg.topic)[:100],
+                                         type(exc).__name__, str(exc)[:200])
 
     def _connect(self) -> None:
         try:
@@ -469,17 +508,24 @@ class EventLink:
             return
         response_topic = getattr(msg.properties, "ResponseTopic", None)
         correlation = getattr(msg.properties, "CorrelationData", None)
-        if not response_topic or not response_topic.startswith(self.topics.reply_root + "/"):
-            log.warning("command refused: response topic %r is not below %s/", response_topic,
-                        self.topics.reply_root)
+        if not isinstance(response_topic, str) or not self.topics.valid_response_topic(response_topic):
+            self._refusals.warning("topic", "command refused: response topic %r is not %s/<client>",
+                                   str(response_topic)[:100], self.topics.reply_root)
+            return
+        if correlation is not None and (not isinstance(correlation, bytes)
+                                        or len(correlation) > events.MAX_CORRELATION_BYTES):
+            self._refusals.warning("correlation", "command refused: correlation data over %d bytes",
+                                   events.MAX_CORRELATION_BYTES)
             return
         try:
             command = events.parse_command(msg.payload, self.kiosk)
+            if msg.retain:  # a retained command would run again after every restart: never executed
+                raise events.CommandError(events.RETAINED, "retained commands are refused; publish without retain")
             if not self.outbox.remember_command(command.id):
                 raise events.CommandError(events.REPLAYED, f"command id {command.id} was already used",
                                           command.id)
         except events.CommandError as err:
-            log.warning("command refused: %s: %s", err.code, err.detail)
+            self._refusals.warning(err.code, "command refused: %s: %s", err.code, err.detail[:200])
             self._respond(response_topic, correlation, events.response_payload(
                 err.command_id, False, err.detail, kiosk=self.kiosk, error=err.code))
             return
