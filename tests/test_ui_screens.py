@@ -306,3 +306,45 @@ def test_fitting_measures_the_shaped_text_on_a_fonts_first_render(kiosk_ui, lang
     fitted = rendered(label)
     label.texture_update()
     assert rendered(label) == fitted
+
+
+def test_labels_break_by_phrase_and_kivy_draws_exactly_those_lines(kiosk_ui):
+    """FitLabel hands Kivy the text broken by phrase (kiosk.typeset) and Kivy re-wraps none of it; the label's
+    text stays what the screen says (the voice reads it unbroken)."""
+    from kiosk.app.widgets import FitLabel
+    from kiosk.typeset import NO_START, typeset
+
+    text = "本体の動作中は、カードを動かさないでください。受付のカードリーダーでは「021」のエラーが出ることがあります。"
+    label = FitLabel(text=text, lang="ja", max_font_size=40, size_hint=(None, None), size=(420, 300))
+    label.fit()
+    assert label.text == text and label.typeset is not None and len(label.typeset.lines) > 2
+    assert label.typeset == typeset(text, "ja", label.line_width(), label.measure)
+    assert len(label._label._cached_lines) == len(label.typeset.lines)  # Kivy added no break of its own
+    assert not any(line[:1] in NO_START for line in label.typeset.lines[1:])
+    assert any("「021」" in line for line in label.typeset.lines)
+    small = FitLabel(text=text, lang="ja", max_font_size=40, size_hint=(None, None), size=(420, 120))
+    small.fit()
+    assert small.font_size < label.font_size and small.texture_size[1] <= 121  # the ladder still fits the box
+
+
+def test_the_line_breaking_check_catches_a_break_against_kinsoku_on_a_real_screen(kiosk_ui):
+    """Negative: lines shown with 。 at a line start must be reported."""
+    from kiosk.typeset import Typeset
+
+    kiosk_ui.app.show(ShowScreen("checking", "ja", {}))
+    kiosk_ui.settle()
+    label = kiosk_ui.app.kiosk.ids.text
+    assert screen_problems(kiosk_ui.offscreen.window) == []
+    body = label.text
+    label.typeset = Typeset(((body[:-1], body[-1]),))
+    assert any("kinsoku: line starts with '。'" in p for p in screen_problems(kiosk_ui.offscreen.window))
+
+
+def test_kiosk_locales_preview_prints_every_line_and_font_size(kivy_window, capsys):
+    from kiosk.cli import main
+
+    assert main(["locales", "preview", "--lang", "ja", "--lang", "th", "--screen", "result"]) == 0
+    out = capsys.readouterr().out
+    assert "== 800x480 ja result#2" in out and "== 800x480 th result#16" in out
+    assert "px │ 1.\u00a0受付の顔認証付きカードリーダーに" in out
+    assert out.rstrip().endswith("2 locales, 8 screens: 0 problems")

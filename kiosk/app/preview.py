@@ -50,18 +50,23 @@ def _role(widget: Any, names: dict[int, str]) -> str:
     return "button" if hasattr(widget, "target") else "label"
 
 
+def typeset_problems(widget: Any) -> list[str]:
+    """kiosk.typeset.problems for the lines a FitLabel shows: a line wider than its line width, kinsoku, a break
+    inside a phrase that fits a line, a phrase pushed to the next line although it fitted."""
+    width = widget.line_width()
+    if width is None or widget.typeset is None or widget.markup:
+        return []
+    return typeset.problems(widget.text, widget.typeset.lines, widget.lang, width, widget.measure)
+
+
 def label_layout(widget: Any, role: str = "label") -> LabelLayout:
-    """A FitLabel's lines and size, with its problems: overflowing its box, and kiosk.typeset.problems (a line
-    wider than the line width, kinsoku, a break inside a phrase that fits a line, a phrase pushed down early)."""
-    shown = widget.typeset
-    lines = shown.lines if shown is not None else tuple(widget.text.split("\n"))
+    """A FitLabel's lines and font size, with its problems: overflowing its box, and `typeset_problems`."""
+    lines = widget.typeset.lines if widget.typeset is not None else tuple(widget.text.split("\n"))
     problems = []
     tw, th = widget.texture_size
     if tw > widget.width + 1 or th > widget.height + 1:
         problems.append(f"overflow: text {tw}x{th} px, box {widget.width:.0f}x{widget.height:.0f} px")
-    width = widget.line_width()
-    if width is not None and shown is not None:
-        problems += typeset.problems(widget.text, lines, widget.lang, width, widget.measure)
+    problems += typeset_problems(widget)
     return LabelLayout(role, lines, float(widget.font_size), (float(widget.width), float(widget.height)),
                        tuple(problems))
 

@@ -4,7 +4,9 @@
   Never KIVY_GL_BACKEND=mock or SDL_VIDEODRIVER=dummy (see test-rigs.md).
 - `kiosk_ui`: a KioskApp over a real Runtime (sim reader, catalogue, flow, MockFactory lamp), driven frame by
   frame; `tap(widget)` goes through Kivy's real input pipeline (UnitTestTouch → EventLoop → Window → widgets).
-- `screen_problems(root)`: the "no tofu" glyph check and the text-overflow check over every visible label.
+- `screen_problems(root)`: the "no tofu" glyph check, the text-overflow check and the line-breaking check
+  (kiosk.app.preview.typeset_problems: kinsoku, phrases, as `kiosk locales preview` reports) over every
+  visible label.
 """
 
 from __future__ import annotations
@@ -58,8 +60,12 @@ def on_window(window) -> Iterator:
 
 
 def screen_problems(window) -> list[str]:
-    """Tofu, text overflowing its box, and widgets outside the window, for every visible label on the window."""
+    """Tofu, text overflowing its box, lines broken against kinsoku or inside a phrase that fits a line, and
+    widgets outside the window, for every visible label on the window."""
     from kivy.uix.label import Label
+
+    from kiosk.app.preview import typeset_problems
+    from kiosk.app.widgets import FitLabel
 
     problems = []
     for widget in on_window(window):
@@ -70,6 +76,8 @@ def screen_problems(window) -> list[str]:
         tofu = missing_glyphs(widget.font_name, text)
         if tofu:
             problems.append(f"{name}: no glyph in {widget.font_name} for {''.join(sorted(tofu))!r}")
+        if isinstance(widget, FitLabel):
+            problems += [f"{name}: {problem}" for problem in typeset_problems(widget)]
         tw, th = widget.texture_size
         if tw > widget.width + 1 or th > widget.height + 1:
             problems.append(f"{name}: text {tw}x{th} overflows its box {widget.width:.0f}x{widget.height:.0f}")
