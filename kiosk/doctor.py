@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from hardware.readers.registry import KNOWN_READERS
 from kiosk.paths import catalogue_root
 
 STAFF_LANGUAGES = ("ja", "en")
@@ -43,24 +44,6 @@ class Finding:
     status: Status
     text: str
     params: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class KnownReader:
-    model: str
-    backends: tuple[str, ...]  # hardware.readers.registry back-end names able to drive it
-
-
-KNOWN_READERS: dict[tuple[int, int], KnownReader] = {
-    (0x054C, 0x0DC8): KnownReader("RC-S300", ("pcsc",)),
-    (0x054C, 0x0DC9): KnownReader("RC-S300/P", ("pcsc",)),
-    (0x054C, 0x06C1): KnownReader("RC-S380", ("nfc", "pcsc")),
-    (0x054C, 0x06C3): KnownReader("RC-S380", ("nfc", "pcsc")),
-    (0x054C, 0x02E1): KnownReader("RC-S330", ("nfc",)),
-    (0x04CC, 0x2533): KnownReader("PN533", ("nfc",)),
-    (0x04E6, 0x5591): KnownReader("SCL3711", ("nfc",)),
-    (0x072F, 0x2200): KnownReader("ACR122U", ("nfc", "pcsc")),
-}
 
 
 @dataclass(frozen=True)
@@ -180,7 +163,7 @@ def broker_findings(url: str, user: str, outcome: BrokerOutcome, detail: str = "
 
 
 def clock_findings(synchronised: bool | None) -> list[Finding]:
-    """From the kernel's adjtimex state (None: could not tell)."""
+    """From kiosk.clock.synchronized() (the kernel's adjtimex state; None: could not tell)."""
     if synchronised:
         return [Finding("clock", Status.OK, "clock.ok")]
     return [Finding("clock", Status.WARNING, "clock.unknown" if synchronised is None else "clock.unsynchronised")]

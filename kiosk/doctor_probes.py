@@ -9,7 +9,6 @@ show readers that cannot be plugged into a build machine.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -20,13 +19,13 @@ import threading
 import time
 from pathlib import Path
 
-from kiosk import doctor, events
+from kiosk import clock, doctor, events
 from kiosk.config import Config, ConfigError
 from kiosk.doctor import BrokerOutcome, DeviceNode, Finding, PcscOutcome, UsbDevice
+from kiosk.outbox import OutboxStats
 
 BROKER_TIMEOUT_SECONDS = 5.0
 PCSCD_SOCKET = "/run/pcscd/pcscd.comm"  # pcsc-lite's default; PCSCLITE_CSOCK_NAME overrides it
-TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised
 
 
 def device_root() -> Path:
@@ -167,8 +166,9 @@ def probe_broker(config: Config) -> tuple[BrokerOutcome, str, str]:
         reason = wait("subscribe")
         if reason is None or reason.is_failure:  # type: ignore[attr-defined]
             return BrokerOutcome.SUBSCRIBE_DENIED, str(reason), topics.cmd
-        stats = {"backlog": 0, "dropped": 0, "refused": 0, "last_error": None}
-        payload = events.envelope(events.HEARTBEAT, {"uptime_seconds": 0.0, "outbox": stats}, kiosk=config.kiosk.id,
+        stats = OutboxStats(backlog=0, dropped=0, refused=0, last_error=None).as_dict()
+        data = {"uptime_seconds": 0.0, "outbox": stats, "clock_synchronized": clock.synchronized()}
+        payload = events.envelope(events.HEARTBEAT, data, kiosk=config.kiosk.id,
                                   site=config.kiosk.site, seq=0, catalogue_version="doctor")
         client.publish(topics.event(events.HEARTBEAT), json.dumps(payload), qos=1)
         reason = wait("publish")
@@ -178,17 +178,6 @@ def probe_broker(config: Config) -> tuple[BrokerOutcome, str, str]:
     finally:
         client.disconnect()
         client.loop_stop()
-
-
-def clock_synchronised() -> bool | None:
-    """The kernel's view (adjtimex(2) with no changes): False when TIME_ERROR (unsynchronised)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        timex = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
-        state = libc.adjtimex(timex)
-    except (OSError, AttributeError):
-        return None
-    return None if state < 0 else state != TIME_ERROR
 
 
 def disk_state(state_dir: Path) -> tuple[int | None, str | None]:
@@ -269,7 +258,7 @@ def run_all(config: Config, config_path: str, config_error: str | None) -> list[
         *doctor.gpio_findings(gpio_chips(), pins, busy_pins(list(pins.values())) if pins else {}),
         *doctor.display_findings(cards, inputs),
         *doctor.broker_findings(config.mqtt.url, config.mqtt.username, broker, detail, topic),
-        *doctor.clock_findings(clock_synchronised()),
+        *doctor.clock_findings(clock.synchronized()),
         *doctor.disk_findings(str(config.kiosk.state_dir), free, write_error),
         *doctor.outbox_findings(str(outbox), pending, config.mqtt.outbox_cap, outbox_error),
         *doctor.font_findings(missing_fonts()),
