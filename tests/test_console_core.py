@@ -26,9 +26,9 @@ JST = timezone(timedelta(hours=9))
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=JST)
 
 
-def call_dict(call_id="c1", code="011", acknowledged=False, reason="staff_code"):
+def call_dict(call_id="c1", code="011", acknowledged=False, reason="staff_code", escalation=0):
     return {"call_id": call_id, "reason": reason, "code": code, "audience": "staff",
-            "since": "2026-11-25T12:00:00.000+09:00", "acknowledged": acknowledged}
+            "since": "2026-11-25T12:00:00.000+09:00", "acknowledged": acknowledged, "escalation": escalation}
 
 
 def event(kind, data, event_id=None):

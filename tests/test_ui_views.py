@@ -234,3 +234,27 @@ def test_staff_screen_says_when_the_unit_has_no_voice(texts):
                        texts)
     assert texts.text("en", "staff.voice.muted", volume=100) in muted.lines
     assert next(a.text for a in muted.choices if a.target == "voice_mute") == texts.text("en", "staff.voice_unmute")
+
+
+def test_calling_says_plainly_when_nobody_hears_and_after_each_escalation():
+    texts = UiTexts()
+    """Issue 18: no console online, or the desk threshold passed → the patient is sent to the reception desk;
+    the first escalation tells them staff were called once more; unknown consoles keep the usual text."""
+    from kiosk.app.views import build_view
+
+    def calling(lang, **ctx):
+        return build_view("calling", lang, {"reason": "patient_request", "code": None, **ctx}, texts, None,
+                          ("ja", "en"))
+
+    usual = calling("ja", escalation=0, consoles_online=None)
+    assert (usual.title, usual.banner) == (texts.text("ja", "calling.title"), texts.text("ja", "calling.body"))
+    assert calling("ja", escalation=0, consoles_online=3) == usual
+    unheard = calling("en", escalation=0, consoles_online=0)
+    assert unheard.title == "Please go to the reception desk" and unheard.tone == "alert"
+    assert unheard.banner == texts.text("en", "calling.desk.no_console")
+    assert calling("ja", escalation=1, consoles_online=1).banner == texts.text("ja", "calling.escalated")
+    desk = calling("vi", escalation=2, consoles_online=1)
+    assert desk.title == texts.text("vi", "calling.desk.title")
+    assert desk.banner == texts.text("vi", "calling.desk.waited")
+    for malformed in ({"escalation": "2", "consoles_online": False}, {"escalation": True}, {}):
+        assert calling("ja", **malformed).title == usual.title

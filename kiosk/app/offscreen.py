@@ -30,6 +30,8 @@ SAMPLE_SCREENS: tuple[ShowScreen, ...] = tuple(ShowScreen(name, "ja", context) f
     ("lookup_result", {"code": "001", "audience": "patient", "outage": False, "call_staff": False,
                        "called": False}),
     ("calling", {"reason": "staff_code", "code": "301"}),
+    ("calling", {"reason": "patient_request", "code": None, "escalation": 1, "consoles_online": 1}),
+    ("calling", {"reason": "repeated_failures", "code": "001", "escalation": 0, "consoles_online": 0}),
     ("staff_coming", {"reason": "patient_request", "code": None}),
     ("outage", {"code": "950", "options": ("shikaku_kakuninsho", "mynaportal_screen", "moushitatesho")}),
     ("staff_pin", {"error": "wrong", "attempts_left": 4}),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kiosk.app.texts import UiTexts
+from kiosk.events import ESCALATED, SENT_TO_DESK
 from kiosk.vocabulary import (
     CALLING,
     CHECKING,
@@ -268,7 +269,19 @@ def _reason_line(t: _Texts, ctx: dict) -> tuple[str, ...]:
 
 
 def _calling(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
-    return View("calling", t.lang, t("calling.title"), tone="warn", banner=t("calling.body"),
+    """Staff are being called; or, when no staff console is up (`consoles_online` 0) or the call waited past
+    [calls] desk_seconds (`escalation` 2), the patient is sent to the reception desk; after escalate_seconds
+    (`escalation` 1) the patient hears that staff were called once more."""
+    escalation = ctx.get("escalation")
+    escalation = escalation if isinstance(escalation, int) and not isinstance(escalation, bool) else 0
+    consoles = ctx.get("consoles_online")
+    unheard = type(consoles) is int and consoles == 0
+    if unheard or escalation >= SENT_TO_DESK:
+        banner = t("calling.desk.no_console") if unheard else t("calling.desk.waited")
+        return View("calling", t.lang, t("calling.desk.title"), tone="alert", banner=banner,
+                    lines=_reason_line(t, ctx), actions=(_lookup_button(t),))
+    banner = t("calling.escalated") if escalation >= ESCALATED else t("calling.body")
+    return View("calling", t.lang, t("calling.title"), tone="warn", banner=banner,
                 lines=_reason_line(t, ctx), actions=(_lookup_button(t),))
 
 

@@ -118,6 +118,7 @@ class Hub:
         snap = self.state.snapshot()
         snap["connected"] = self.connected
         snap["codes"] = {code: self._info(code) for code in self._referenced_codes()}
+        snap["server_time"] = self._now().isoformat(timespec="milliseconds")  # the browser's clock may be off
         return snap
 
     def _broadcast(self, updates: list[Update]) -> None:

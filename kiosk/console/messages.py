@@ -57,6 +57,13 @@ class _Status(_Lenient):
     details: _StatusDetails = _StatusDetails()
 
 
+def _zero_if_invalid(value: Any, handler: Any) -> Any:
+    try:
+        return handler(value)
+    except ValidationError:
+        return 0
+
+
 class _Call(_Lenient):
     call_id: str = Field(pattern=_ID)
     reason: Annotated[Literal[vocabulary.CALL_REASONS] | None,  # type: ignore[valid-type]
@@ -65,6 +72,7 @@ class _Call(_Lenient):
     audience: str | None = Field(default=None, max_length=32)
     since: str | None = Field(default=None, max_length=64)
     acknowledged: bool = False
+    escalation: Annotated[int, Field(ge=0, le=events.SENT_TO_DESK), WrapValidator(_zero_if_invalid)] = 0
 
 
 class _EventData(_Lenient):

@@ -50,6 +50,7 @@ class CallView:
     audience: str | None
     since: str | None
     acknowledged: bool
+    escalation: int = 0  # 0, or the kiosk's call_escalated level (1 called again, 2 patient sent to the desk)
 
 
 @dataclass

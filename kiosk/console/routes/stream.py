@@ -24,8 +24,11 @@ async def console_page(request: Request, console: ConsoleDep, lookup: SessionLoo
         return RedirectResponse("/login?why=expired" if why == "session_expired" else "/login", 303)
     lang = console.lang_of(request)
     other = next(code for code in LANGUAGES if code != lang)
+    call_settings = {"urgent_seconds": console.section.urgent_seconds,
+                     "realert_seconds": console.section.realert_seconds}  # the wait shown on each open call
     return console.page(request, "console.html", session=session, strings=console.strings[lang],
-                        other_lang=other, other_name=console.strings[other]["lang.name"])
+                        other_lang=other, other_name=console.strings[other]["lang.name"],
+                        call_settings=call_settings)
 
 
 @router.get("/api/stream")

@@ -8,6 +8,9 @@ const LANG = document.documentElement.lang;
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const CAN_COMMAND = document.body.classList.contains("role-staff");
 const HISTORY_ROWS = 500;
+// [console] urgent_seconds / realert_seconds: an open call turns urgent, and rings again until acknowledged
+const CALLS = JSON.parse(document.getElementById("call-settings").textContent);
+let clockSkew = 0; // server time minus this browser's time (ms), from each snapshot: waits count on the server's clock
 
 const kioskRows = new Map(); // "site/kiosk" -> <tr>
 const kiosks = new Map(); // "site/kiosk" -> kiosk view
@@ -205,6 +208,13 @@ function putCall(call, isNew) {
   card.classList.toggle("kiosk-offline", kiosks.get(key)?.online === false);
   card.querySelector(".kiosk").textContent = `${t("call.kiosk")} ${call.kiosk}`;
   card.querySelector(".since").textContent = `${t("call.since")} ${timeText(call.since)}`;
+  card.dataset.since = String(Date.parse(call.since || "") || Date.now() + clockSkew);
+  card.dataset.reason = call.reason || "";
+  card.dataset.escalation = String(call.escalation || 0);
+  const escalation = card.querySelector(".escalation");
+  escalation.textContent = call.escalation ? t(`call.escalation.${call.escalation}`) : "";
+  escalation.hidden = !call.escalation;
+  if (fresh) card.dataset.alerted = isNew ? String(Date.now()) : "0"; // a call already open rings at the next tick
   const reasonKey = `call.reason.${call.reason}`;
   card.querySelector(".reason").textContent = reasonKey in S ? t(reasonKey) : t("call.reason.unknown");
   card.querySelector(".state").textContent = call.acknowledged ? t("call.acknowledged") : t("call.waiting");
@@ -212,7 +222,57 @@ function putCall(call, isNew) {
   card.querySelector(".resolve").hidden = !CAN_COMMAND;
   drawCallInfo(card, call);
   if (isNew && fresh) announce(call);
+  drawWait(card);
+  placeCall(card);
   drawCallSummary();
+}
+
+// --- how long each open call has waited --------------------------------------------------------------------
+
+function waitedSeconds(card) {
+  return Math.max(0, Math.floor((Date.now() + clockSkew - Number(card.dataset.since)) / 1000));
+}
+
+function durationText(seconds) {
+  const h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
+  const two = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${two(m)}:${two(s)}` : `${m}:${two(s)}`;
+}
+
+// The wait on the card, urgent (red) past urgent_seconds while nobody acknowledged; returns the wait.
+function drawWait(card) {
+  const waited = waitedSeconds(card);
+  const open = card.dataset.acknowledged !== "true";
+  card.querySelector(".elapsed").textContent = t("call.waited", { time: durationText(waited) });
+  card.dataset.waited = String(waited);
+  card.classList.toggle("urgent", open && waited >= CALLS.urgent_seconds);
+  return waited;
+}
+
+// Unacknowledged calls first, then the longest wait first.
+function callOrder(a, b) {
+  return (a.dataset.acknowledged === "true") - (b.dataset.acknowledged === "true")
+    || Number(a.dataset.since) - Number(b.dataset.since);
+}
+
+function placeCall(card) {
+  const box = $("calls");
+  const after = [...box.children].find((c) => c !== card && callOrder(card, c) < 0) || null;
+  if (card.nextSibling !== after || card.parentNode !== box) box.insertBefore(card, after);
+}
+
+// Once a second: every wait, and the chime + notification again for a call still unacknowledged.
+function tickCalls() {
+  const now = Date.now();
+  for (const card of callCards.values()) {
+    const waited = drawWait(card);
+    if (card.dataset.acknowledged === "true") continue;
+    if (now - Number(card.dataset.alerted) >= CALLS.realert_seconds * 1000) {
+      card.dataset.alerted = String(now);
+      announce({ site: card.dataset.site, kiosk: card.dataset.kiosk, call_id: card.dataset.callId,
+                 code: card.dataset.code || null, reason: card.dataset.reason }, waited);
+    }
+  }
 }
 
 function removeCall(key, callId) {
@@ -283,13 +343,16 @@ function chime() {
   }
 }
 
-function announce(call) {
+// A new call (waited undefined), or one still unacknowledged after `waited` seconds: chime and notify again.
+function announce(call, waited) {
   chime();
   if (!("Notification" in window) || Notification.permission !== "granted") return;
   const info = call.code ? codes[call.code] : null;
   const reasonKey = `call.reason.${call.reason}`;
   const body = [call.code, info ? info.title : reasonKey in S ? t(reasonKey) : ""].filter(Boolean).join(" ");
-  new Notification(t("notify.title", { kiosk: call.kiosk }), { body, tag: `${keyOf(call)}/${call.call_id}` });
+  const title = waited === undefined ? t("notify.title", { kiosk: call.kiosk })
+    : t("notify.again_title", { kiosk: call.kiosk, time: durationText(waited) });
+  new Notification(title, { body, tag: `${keyOf(call)}/${call.call_id}`, renotify: waited !== undefined });
 }
 
 function enableSound() {
@@ -347,6 +410,8 @@ function putCount(c) {
 
 function applySnapshot(snap) {
   Object.assign(codes, snap.codes);
+  const serverNow = Date.parse(snap.server_time || "");
+  clockSkew = Number.isNaN(serverNow) ? 0 : serverNow - Date.now();
   for (const key of [...kioskRows.keys()]) removeKiosk(key);
   for (const key of [...callCards.keys()]) removeCall(key);
   bulk = true;
@@ -411,3 +476,4 @@ if (localStorage.getItem("console-sound") === "on") {
   document.addEventListener("click", () => { if (!audio) enableSound(); }, { once: true });
 }
 connect();
+setInterval(tickCalls, 1000);
