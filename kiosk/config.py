@@ -66,6 +66,14 @@ class ReaderSection(Section):
             raise ValueError(str(exc)) from None
         return backend
 
+    @model_validator(mode="after")
+    def _drivable(self) -> ReaderSection:
+        """A reader model the back-end cannot drive (nfc for an RC-S300) is refused here, not at first use."""
+        refused = registry.unsupported_model(self.spec())
+        if refused is not None:
+            raise ValueError(str(refused))
+        return self
+
     def spec(self) -> str:
         """The `open_reader` spec: `backend`, except a bare `nfc` becomes `nfc:<nfc_path>`."""
         return f"nfc:{self.nfc_path}" if self.backend == "nfc" else self.backend

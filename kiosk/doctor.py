@@ -216,13 +216,14 @@ def voice_findings(enabled: bool, missing_programs: Sequence[str], clips: int | 
 
 
 class DoctorTexts:
-    """doctor.json of one staff language (falling back to English for a missing id)."""
+    """doctor.json (or another staff-only file `name`, e.g. staff.json) of one staff language (falling back
+    to English for a missing id)."""
 
-    def __init__(self, lang: str, root: Path | None = None) -> None:
+    def __init__(self, lang: str, root: Path | None = None, name: str = TEXTS_FILE) -> None:
         folder = (root or catalogue_root()) / "locales"
         self.lang = lang if lang in STAFF_LANGUAGES else "en"
-        self.fallback: dict[str, str] = json.loads((folder / "en" / TEXTS_FILE).read_text(encoding="utf-8"))
-        self.texts: dict[str, str] = json.loads((folder / self.lang / TEXTS_FILE).read_text(encoding="utf-8"))
+        self.fallback: dict[str, str] = json.loads((folder / "en" / name).read_text(encoding="utf-8"))
+        self.texts: dict[str, str] = json.loads((folder / self.lang / name).read_text(encoding="utf-8"))
 
     def get(self, key: str, params: Mapping[str, str] | None = None) -> str:
         template = self.texts.get(key, self.fallback.get(key, key))

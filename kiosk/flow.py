@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -149,7 +149,8 @@ class Flow:
         self.call: Call | None = None
         self.outage_code: str | None = None
         self.in_outage = False
-        self.reader: dict[str, Any] = {"available": True, "detail": ""}  # available: bool, detail: str
+        # available: bool, detail: str, cause: a hardware.readers.Cause value ("" = not said), params: its texts
+        self.reader: dict[str, Any] = {"available": True, "detail": "", "cause": "", "params": {}}
         self.link: dict[str, Any] = {"connected": False, "pending": 0}  # connected: bool, pending: int
         self.consoles_online: int | None = None  # staff consoles of the site that are up; None = not known
         self._call_opened_at = 0.0  # clock time the open call was raised (escalation counts from it)
@@ -189,8 +190,8 @@ class Flow:
                 return self._presented(verdict)
             case CardRemoved():
                 return self._removed()
-            case ReaderChanged(available, detail):
-                return self._reader_changed(available, detail)
+            case ReaderChanged(available, detail, cause, params):
+                return self._reader_changed(available, detail, cause, params)
             case LinkChanged(connected, pending):
                 self.link = {"connected": connected, "pending": pending}
                 return self._refresh_staff()
@@ -353,11 +354,15 @@ class Flow:
                                        "called": called, "failures": self.failures}, timeout)
         return effects
 
-    def _reader_changed(self, available: bool, detail: str) -> list[Effect]:
-        if self.reader == {"available": available, "detail": detail}:
+    def _reader_changed(self, available: bool, detail: str, cause: str = "",
+                        params: Mapping[str, str] | None = None) -> list[Effect]:
+        """A reader fault is the reader's: lamp and staff only, never a patient outcome or a failure counted."""
+        reader = {"available": available, "detail": detail, "cause": cause, "params": dict(params or {})}
+        if self.reader == reader:
             return []
-        self.reader = {"available": available, "detail": detail}
-        effects: list[Effect] = [self._emit(events.READER_STATUS, {"available": available, "detail": detail})]
+        self.reader = reader
+        effects: list[Effect] = [self._emit(events.READER_STATUS, {"available": available, "detail": detail,
+                                                                   "cause": cause, "params": dict(params or {})})]
         effects += self._lamp()
         if not available and self.screen == CHECKING:
             effects += self._go_home()

@@ -6,7 +6,7 @@ events); nothing here carries a patient identifier.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,9 +26,12 @@ class CardRemoved:
 
 @dataclass(frozen=True)
 class ReaderChanged:
-    """The reader came or went; `detail` says why (for staff)."""
+    """The reader came or went; `detail` says why in one English line (logs), `cause` is the id staff texts
+    are rendered from (`hardware.readers.Cause` values; "" = not said) with `params` for their placeholders."""
     available: bool
     detail: str = ""
+    cause: str = ""
+    params: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

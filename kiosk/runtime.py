@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from hardware.readers.contract import Presented, ReaderStatus, Removed
+from hardware.readers.contract import Cause, Presented, ReaderStatus, Removed
 from hardware.signals import Lamp
 from kiosk import events
 from kiosk.config import Config
@@ -369,7 +369,7 @@ class Runtime:
             self.reader.run(self.post, self._reader_stop, heartbeat=lambda: self.watchdog.beat("reader"))
         except Exception:
             log.exception("the reader thread failed; it is started again within %.0f s", WORKER_RESTART_SECONDS)
-            self.post(ReaderChanged(False, "reader thread failed"))
+            self.post(ReaderChanged(False, "reader thread failed", Cause.DRIVER_ERROR, {"reader": "reader thread"}))
 
     def _dispatch(self, message: Any) -> None:
         """Turn one posted message into flow input and carry out the effects; a failure is logged, not fatal."""
@@ -389,7 +389,7 @@ class Runtime:
         if isinstance(message, Removed):
             return CardRemoved()
         if isinstance(message, ReaderStatus):
-            return ReaderChanged(message.available, message.detail)
+            return ReaderChanged(message.available, message.detail, str(message.cause), dict(message.params))
         return message
 
     # --- effects -------------------------------------------------------------------------------------------
@@ -400,8 +400,7 @@ class Runtime:
                 self._apply_one(effect)
             except Exception:
                 log.exception("effect %s failed", type(effect).__name__)
-        if effects:
-            self._share_state()
+        self._share_state()  # also when nothing was shown: e.g. consoles_online changed with the lamp unchanged
 
     def _share_state(self) -> None:
         """Give the link the reader / lamp / outage state when it changed (it goes into the retained status)."""

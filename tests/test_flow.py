@@ -402,7 +402,7 @@ def test_lamp_test_and_reload_commands():
 def test_reader_loss_sets_the_fault_lamp_and_is_reported():
     h = Harness()
     h.send(ReaderChanged(False, "no reader"))
-    assert h.emitted("reader_status")[0].data == {"available": False, "detail": "no reader"}
+    assert h.emitted("reader_status")[0].data == {"available": False, "detail": "no reader", "cause": "", "params": {}}
     assert h.lamps() == ["reader_fault"]
     assert h.send(ReaderChanged(False, "no reader")) == []
     h.send(CallButton())

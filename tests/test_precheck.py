@@ -6,6 +6,7 @@ import pytest
 
 from hardware.readers import apdu
 from hardware.readers.contract import (
+    Cause,
     Failure,
     Family,
     Observation,
@@ -20,11 +21,13 @@ from kiosk.precheck import CODES, Outcome, RulesError, classify, default_rules_p
 from kiosk.scenarios import load_scenario, scenario_dir
 from tests.rigs.pcsc import EXPECTED_OUTCOMES
 
+UNPLUGGED = ReaderStatus(False, "simulated unplug", Cause.SIMULATED_UNPLUG, {"reader": "simulated reader"})
+
 
 @pytest.fixture
 def sim(running_reader):
     running = running_reader(SimReader())
-    assert running.next_event() == ReaderStatus(True, "simulated reader")
+    assert running.next_event() == ReaderStatus.ready("simulated reader")
     return running
 
 
@@ -82,9 +85,9 @@ def test_pulled_card_reports_removal_after_the_presentation(sim):
 
 def test_unplug_and_plug_post_reader_status(sim):
     sim.reader.unplug()
-    assert sim.next_event() == ReaderStatus(False, "simulated unplug")
+    assert sim.next_event() == UNPLUGGED
     sim.reader.plug()
-    assert sim.next_event() == ReaderStatus(True, "simulated reader")
+    assert sim.next_event() == ReaderStatus.ready("simulated reader")
 
 
 def test_nothing_presented_is_its_own_outcome():
@@ -176,9 +179,9 @@ def test_scenario_plays_in_order(tmp_path, running_reader):
     )
     running = running_reader(SimReader(scenario=load_scenario(str(script))))
     kinds = [running.next_event() for _ in range(7)]
-    assert kinds[0] == ReaderStatus(True, "simulated reader")
+    assert kinds[0] == ReaderStatus.ready("simulated reader")
     assert classify(kinds[1].observation).outcome is Outcome.SMARTPHONE_IPHONE
-    assert kinds[2:5] == [Removed(), ReaderStatus(False, "simulated unplug"), ReaderStatus(True, "simulated reader")]
+    assert kinds[2:5] == [Removed(), UNPLUGGED, ReaderStatus.ready("simulated reader")]
     assert classify(kinds[5].observation).outcome is Outcome.NOT_MYNUMBER
     assert kinds[6] == Removed()
 

@@ -20,7 +20,7 @@ FULL_PROBE = [apdu.SELECT_JPKI, apdu.SELECT_TOKEN_EF, apdu.READ_TOKEN]
 
 def start(running_reader, card):
     running = running_reader(NfcReader(card.path, technologies=(card.technology,)))
-    assert running.wait_status(True) == ReaderStatus(True, f"NFC reader {card.path}")
+    assert running.wait_status(True) == ReaderStatus.ready(f"NFC reader {card.path}")
     return running
 
 

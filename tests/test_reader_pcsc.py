@@ -38,7 +38,7 @@ EXPECTED_WIRE = {
 @pytest.fixture
 def reader(pcscd, running_reader):
     running = running_reader(PcscReader(name="PCD 00 00"))
-    assert running.wait_status(True) == ReaderStatus(True, reader_name(0))
+    assert running.wait_status(True) == ReaderStatus.ready(reader_name(0))
     return running
 
 

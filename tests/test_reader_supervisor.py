@@ -6,7 +6,7 @@ import itertools
 import logging
 import threading
 
-from hardware.readers.contract import ReaderLost, ReaderStatus
+from hardware.readers.contract import Cause, ReaderLost, ReaderStatus
 from hardware.readers.toolkit import StatusLatch, supervise
 
 
@@ -15,8 +15,8 @@ def test_failures_are_posted_retried_and_never_escape(caplog):
     stop = threading.Event()
     latch = StatusLatch()
     attempts = iter([
-        ReaderLost("pcscd is not running"),
-        ReaderLost("pcscd is not running"),  # the same status is posted once
+        ReaderLost("pcscd is not running", Cause.SERVICE_DOWN),
+        ReaderLost("pcscd is not running", Cause.SERVICE_DOWN),  # the same status is posted once
         RuntimeError("driver said 0123456789ABCDEF"),  # an unexpected failure: its text may identify
         "works",
     ])
@@ -31,8 +31,9 @@ def test_failures_are_posted_retried_and_never_escape(caplog):
     with caplog.at_level(logging.INFO):
         supervise(session, posted.append, stop, latch, (0.0,), "test reader")
     assert posted == [
-        ReaderStatus(False, "pcscd is not running"),
-        ReaderStatus(False, "test reader: unexpected error; retrying"),
+        ReaderStatus(False, "pcscd is not running", Cause.SERVICE_DOWN),
+        ReaderStatus(False, "test reader: unexpected error (RuntimeError); retrying", Cause.DRIVER_ERROR,
+                     {"reader": "test reader", "error": "RuntimeError"}),
         ReaderStatus(True, "reader"),
     ]
     assert "RuntimeError" in caplog.text and "0123456789ABCDEF" not in caplog.text
@@ -49,7 +50,7 @@ def test_stop_ends_the_back_off_at_once():
     thread = threading.Thread(target=supervise, args=(session, lambda e: None, stop, latch, (3600.0,), "r"))
     thread.start()
     thread.join(timeout=5)
-    assert not thread.is_alive() and latch.last == ReaderStatus(False, "gone")
+    assert not thread.is_alive() and latch.last == ReaderStatus(False, "gone", Cause.DRIVER_ERROR)
 
 
 def test_the_back_off_keeps_beating():

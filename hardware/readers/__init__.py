@@ -7,6 +7,7 @@
 
 from hardware.readers.contract import (
     NOTHING,
+    Cause,
     Failure,
     Family,
     Observation,
@@ -22,6 +23,7 @@ from hardware.readers.registry import open_reader
 
 __all__ = [
     "NOTHING",
+    "Cause",
     "Failure",
     "Family",
     "Observation",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
@@ -73,12 +73,47 @@ class Removed:
     """The item presented last has left the field."""
 
 
+class Cause(StrEnum):
+    """Why a reader is (un)available: the id staff texts are looked up by (`reader.<cause>` and
+    `reader.<cause>.fix` in the staff locale files) and what `reader_status` events carry.
+
+    A reader fault is never a patient outcome: no Presented is posted for an item the reader could not read
+    because of the reader, and the re-read once the fault is gone is the same presentation.
+    """
+
+    READY = "ready"  # available: the reader is watched
+    SIMULATED_UNPLUG = "simulated_unplug"  # the simulated reader's cable was "pulled" (demo panel, scenarios)
+    SERVICE_DOWN = "service_down"  # pcscd is not running / stopped (nothing listens on its socket)
+    SERVICE_REFUSED = "service_refused"  # pcscd refuses this user (polkit, socket permissions): SCARD_E_NO_ACCESS
+    READER_MISSING = "reader_missing"  # no (matching) reader is plugged in
+    READER_UNPLUGGED = "reader_unplugged"  # the reader in use was pulled out (confirmed by listing readers)
+    READER_BUSY = "reader_busy"  # another program holds the reader or card (SCARD_E_SHARING_VIOLATION, EBUSY)
+    READER_UNAVAILABLE = "reader_unavailable"  # listed but unusable for longer than a blip (UNAVAILABLE state)
+    COMM_ERROR = "comm_error"  # talking to the reader failed (SCARD_F_COMM_ERROR, USB I/O error)
+    NO_PERMISSION = "no_permission"  # the device node may not be opened by this user (EACCES)
+    UNSUPPORTED_MODEL = "unsupported_model"  # the back-end cannot drive this reader (RC-S300 under nfcpy)
+    BAD_DEVICE_PATH = "bad_device_path"  # not an nfcpy device path
+    DRIVER_ERROR = "driver_error"  # anything else the driver threw (the type only is logged)
+
+
 @dataclass(frozen=True)
 class ReaderStatus:
-    """The reader (or its service) became available or was lost; `detail` is staff-facing text."""
+    """The reader (or its service) became available or was lost.
+
+    `cause`: why (a `Cause` value); `params`: plain-text values for the cause's staff texts ("reader",
+    "user", "path", "code", "model" ...; never an identifier of a card or a person); `detail`: one English
+    line for logs and old consumers. Staff-facing words come from the locale files by `cause`.
+    """
 
     available: bool
     detail: str = ""
+    cause: Cause = Cause.READY
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def ready(cls, detail: str) -> ReaderStatus:
+        """Available, watching `detail` (the reader's name or the back-end's description)."""
+        return cls(True, detail, Cause.READY, {"reader": detail})
 
 
 ReaderEvent = Presented | Removed | ReaderStatus
@@ -100,11 +135,27 @@ class ProbeOptions:
 
 
 class ReaderError(Exception):
-    """A reader cannot be opened or used (bad spec, scenario, missing driver); the message says what to do."""
+    """A reader cannot be opened or used (bad spec, scenario, missing driver, a model the back-end cannot
+    drive); the message says what to do. `cause` (a Cause, None: a mistake in the spec itself) and `params`
+    name it for staff texts."""
+
+    def __init__(self, message: str, cause: Cause | None = None, **params: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.params = params
 
 
 class ReaderLost(Exception):
-    """A back-end lost its reader or service; the message is the staff-facing detail."""
+    """A back-end lost its reader or service (or cannot use it): the message is the English detail for logs,
+    `cause` and `params` what staff are told (see ReaderStatus)."""
+
+    def __init__(self, detail: str, cause: Cause = Cause.DRIVER_ERROR, **params: str) -> None:
+        super().__init__(detail)
+        self.cause = cause
+        self.params = params
+
+    def status(self) -> ReaderStatus:
+        return ReaderStatus(False, str(self), self.cause, dict(self.params))
 
 
 class CardGone(Exception):

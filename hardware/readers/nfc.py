@@ -8,7 +8,9 @@ nfcpy logs UIDs, PUPIs and IDms at DEBUG: its loggers are pinned to WARNING when
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 import time
 
@@ -16,6 +18,7 @@ from hardware.readers.atr import contactless_atr, family_of
 from hardware.readers.contract import (
     CardGone,
     CardTransportError,
+    Cause,
     Failure,
     Family,
     Heartbeat,
@@ -31,7 +34,8 @@ from hardware.readers.contract import (
     no_heartbeat,
 )
 from hardware.readers.probe import PROBED_FAMILIES, observe
-from hardware.readers.toolkit import FlapCounter, StatusLatch, supervise
+from hardware.readers.registry import KNOWN_READERS
+from hardware.readers.toolkit import FlapCounter, StatusLatch, supervise, this_user
 
 TECHNOLOGIES = ("106A", "106B", "212F")
 IDLE_SECONDS = 0.1  # pause between sense rounds when nothing answered
@@ -94,24 +98,60 @@ class NfcReader(Reader):
                   self.description, heartbeat)
 
     def _session(self, post: Post, stop: threading.Event, heartbeat: Heartbeat) -> None:
-        """Open the device and watch it until `stop`; a missing or lost device raises ReaderLost."""
+        """Open the device and watch it until `stop`; a missing, busy, forbidden or lost device raises ReaderLost."""
         import nfc
 
         clf = nfc.ContactlessFrontend()
+        opened = False
         try:
             try:
                 opened = clf.open(self.path)
             except ValueError:
-                raise ReaderLost(
-                    f"{self.path!r} is not an nfcpy device path (usb, usb:054c:06c3, tty:USB0, ...)") from None
+                raise ReaderLost(f"{self.path!r} is not an nfcpy device path (usb, usb:054c:06c3, tty:USB0, ...)",
+                                 Cause.BAD_DEVICE_PATH, path=self.path) from None
             if not opened:
-                raise ReaderLost(f"no NFC reader found at {self.path!r}; plug one in")
-            self._status.report(post, ReaderStatus(True, self.description))
+                raise self._not_opened()
+            self._status.report(post, ReaderStatus.ready(self.description))
             self._watch(clf, post, stop, heartbeat)
-        except OSError as exc:  # unplugged, busy (pcscd holding an ACR122U), no permission
-            raise ReaderLost(f"NFC reader {self.path!r} unavailable: {exc.strerror or exc}") from None
+        except OSError as exc:
+            raise self._os_fault(exc, opened) from None
         finally:
             clf.close()
+
+    def _os_fault(self, exc: OSError, opened: bool) -> ReaderLost:
+        """What an OSError from nfcpy (libusb, a tty) means for staff; only its errno is kept."""
+        path, code = self.path, exc.errno
+        if code == errno.EBUSY:
+            return ReaderLost(f"NFC reader {path!r} is busy: another program (pcscd for an ACR122U?) holds it",
+                              Cause.READER_BUSY, reader=path)
+        if code in (errno.EACCES, errno.EPERM):
+            return ReaderLost(f"user {this_user()} may not open NFC reader {path!r} (udev rule, plugdev group)",
+                              Cause.NO_PERMISSION, reader=path, user=this_user())
+        if code in (errno.ENODEV, errno.ENOENT):
+            cause = Cause.READER_UNPLUGGED if opened else Cause.READER_MISSING
+            return ReaderLost(f"NFC reader {path!r} {'was unplugged' if opened else 'not found'}", cause,
+                              reader=path, wanted=path, readers="none")
+        if code in (errno.EIO, errno.ETIMEDOUT, errno.EPIPE):
+            return ReaderLost(f"communication with NFC reader {path!r} failed ({errno.errorcode.get(code, code)})",
+                              Cause.COMM_ERROR, reader=path)
+        name = errno.errorcode.get(code or 0, str(code))
+        return ReaderLost(f"NFC reader {path!r} unavailable ({name})", Cause.DRIVER_ERROR, reader=path, error=name)
+
+    def _not_opened(self) -> ReaderLost:
+        """Why nfcpy found no device at a (partial) path: it skips readers it may not open or has no driver
+        for, and says only False. Looks at the USB devices the path matches, without opening any."""
+        for vendor, product, bus, dev in _usb_devices(self.path):
+            known = KNOWN_READERS.get((vendor, product))
+            if known is not None and self.kind not in known.backends:
+                return ReaderLost(f"the {known.model} ({vendor:04x}:{product:04x}) works only with "
+                                  f"{' or '.join(known.backends)}, not nfcpy", Cause.UNSUPPORTED_MODEL,
+                                  model=known.model, backends=", ".join(known.backends))
+            if _nfcpy_drives(vendor, product):
+                if not os.access(f"/dev/bus/usb/{int(bus):03d}/{int(dev):03d}", os.R_OK | os.W_OK):
+                    return self._os_fault(OSError(errno.EACCES, "no permission"), False)
+                return self._os_fault(OSError(errno.EBUSY, "busy"), False)
+        return ReaderLost(f"no NFC reader found at {self.path!r}; plug one in", Cause.READER_MISSING,
+                          wanted=self.path, readers="none")
 
     def _watch(self, clf, post: Post, stop: threading.Event, heartbeat: Heartbeat) -> None:
         from nfc.clf import RemoteTarget
@@ -156,6 +196,25 @@ class NfcReader(Reader):
                     return
             elif clf.sense(RemoteTarget(target.brty), iterations=1) is None:
                 return
+
+
+def _usb_devices(path: str) -> list[tuple[int, int, str, str]]:
+    """(vendor, product, bus, device) of the USB devices an nfcpy `usb...` path matches; [] for other paths or
+    when libusb cannot enumerate."""
+    if not path.startswith("usb"):
+        return []
+    from nfc.clf import transport
+
+    try:
+        return [(int(v), int(p), str(b), str(d)) for v, p, b, d in transport.USB.find(path) or []]
+    except Exception:  # no libusb backend, no USB bus (containers)
+        return []
+
+
+def _nfcpy_drives(vendor: int, product: int) -> bool:
+    from nfc.clf import device
+
+    return (vendor, product) in device.usb_device_map
 
 
 def _transmit(tag):

@@ -21,6 +21,7 @@ from hardware.readers.atr import family_of
 from hardware.readers.cards import PROFILES, CardProfile
 from hardware.readers.contract import (
     CardGone,
+    Cause,
     Failure,
     Family,
     Heartbeat,
@@ -130,15 +131,15 @@ class SimReader(Reader):
         self._commands.put(_Remove())
 
     def unplug(self) -> None:
-        """Simulate pulling the reader's cable: posts ReaderStatus(False, "simulated unplug")."""
+        """Simulate pulling the reader's cable: posts ReaderStatus(False, "simulated unplug", SIMULATED_UNPLUG)."""
         self._commands.put(_Plug(False))
 
     def plug(self) -> None:
-        """Plug the reader back in: posts ReaderStatus(True, "simulated reader")."""
+        """Plug the reader back in: posts ReaderStatus.ready("simulated reader")."""
         self._commands.put(_Plug(True))
 
     def run(self, post: Post, stop: threading.Event, heartbeat: Heartbeat = no_heartbeat) -> None:
-        post(ReaderStatus(True, self.description))
+        post(ReaderStatus.ready(self.description))
         timeline = self._timeline()
         due = next(timeline, None)
         while not stop.is_set():
@@ -176,7 +177,8 @@ class SimReader(Reader):
         if isinstance(command, _Plug):
             if not command.available:
                 self._take_away(post)
-            post(ReaderStatus(command.available, self.description if command.available else "simulated unplug"))
+            post(ReaderStatus.ready(self.description) if command.available else
+                 ReaderStatus(False, "simulated unplug", Cause.SIMULATED_UNPLUG, {"reader": self.description}))
         elif isinstance(command, _Remove) or command.item == "nothing":
             self._take_away(post)
         elif command.item in FLAPPING_PRESETS:

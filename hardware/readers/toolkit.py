@@ -7,12 +7,22 @@ Used by `pcsc` and `nfc`; the simulated reader needs none of it. The probe itsel
 from __future__ import annotations
 
 import logging
+import os
+import pwd
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hardware.readers.contract import HEARTBEAT_SECONDS, Heartbeat, Post, ReaderLost, ReaderStatus, no_heartbeat
+from hardware.readers.contract import (
+    HEARTBEAT_SECONDS,
+    Cause,
+    Heartbeat,
+    Post,
+    ReaderLost,
+    ReaderStatus,
+    no_heartbeat,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +58,14 @@ class StatusLatch:
             post(status)
 
 
+def this_user() -> str:
+    """The name of the user this process runs as (what pcscd's polkit rule or a udev rule must allow)."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
 def wait_beating(stop: threading.Event, seconds: float, heartbeat: Heartbeat) -> bool:
     """Wait `seconds` or until `stop` is set (then True), beating at least every HEARTBEAT_SECONDS."""
     deadline = time.monotonic() + seconds
@@ -76,10 +94,11 @@ def supervise(session: Callable[[], None], post: Post, stop: threading.Event, st
         try:
             session()
         except ReaderLost as lost:
-            status.report(post, ReaderStatus(False, str(lost)))
+            status.report(post, lost.status())
         except Exception as exc:  # the supervisor must outlive anything a driver throws
             log.error("%s failed (%s); restarting it", description, type(exc).__name__)
-            status.report(post, ReaderStatus(False, f"{description}: unexpected error; retrying"))
+            status.report(post, ReaderStatus(False, f"{description}: unexpected error ({type(exc).__name__}); retrying",
+                                             Cause.DRIVER_ERROR, {"reader": description, "error": type(exc).__name__}))
         if status.times_available != available_before:  # it worked for a while: retry quickly
             failures = 0
         wait_beating(stop, retry_seconds[min(failures, len(retry_seconds) - 1)], heartbeat)

@@ -1,7 +1,9 @@
 """`kiosk precheck`: watch the card reader and print what each presented item is, with its official code.
 
 One line per presentation (`--json`: one JSON object with at least `outcome` and `code`, null when all is
-well). Exit codes: 0 ok, 2 bad configuration or rule table, 3 timeout with nothing presented, 4 no reader.
+well). Exit codes: 0 ok, 2 bad configuration or rule table, 3 timeout with nothing presented, 4 the reader
+cannot be used: stderr says why (`reader <cause>: <staff text>` and the fix, in the staff language, from
+catalogue/locales/<ja|en>/staff.json). A reader fault never prints a patient outcome.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
 
 EXIT_TIMEOUT = 3
 EXIT_NO_READER = 4
+STAFF_TEXTS = "staff.json"  # reader.<cause> and reader.<cause>.fix
 FIRST_STATUS_SECONDS = 10.0  # how long a back-end may take to say whether it found a reader
 
 
@@ -59,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except ReaderError as exc:
         print(f"kiosk precheck: {exc}", file=sys.stderr)
+        if exc.cause is not None:
+            print(_fault(exc.cause, exc.params, config.console.language), file=sys.stderr)
         return EXIT_NO_READER
 
     events: queue.Queue = queue.Queue()
@@ -68,13 +74,13 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     deadline = started + args.timeout if args.timeout is not None else None
     status_deadline = started + FIRST_STATUS_SECONDS
-    seen_reader = False
+    seen_reader = fault = False
     presented = 0
     try:
         while True:
             now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                return 0 if presented else EXIT_TIMEOUT
+            if deadline is not None and now >= deadline:  # a reader still faulty then: 4, not a timeout
+                return 0 if presented else EXIT_NO_READER if fault else EXIT_TIMEOUT
             if not seen_reader and now >= status_deadline:
                 print(f"kiosk precheck: {reader.description} did not start", file=sys.stderr)
                 return EXIT_NO_READER
@@ -86,10 +92,13 @@ def run(args: argparse.Namespace) -> int:
             if isinstance(event, ReaderStatus):
                 if not event.available and not seen_reader:
                     print(f"kiosk precheck: no reader: {event.detail}", file=sys.stderr)
+                    print(_fault(event.cause, event.params, config.console.language), file=sys.stderr)
                     return EXIT_NO_READER
-                seen_reader = seen_reader or event.available
+                seen_reader, fault = seen_reader or event.available, not event.available
                 print(f"kiosk precheck: {'reader ready' if event.available else 'reader lost'}: {event.detail}",
                       file=sys.stderr, flush=True)
+                if not event.available:
+                    print(_fault(event.cause, event.params, config.console.language), file=sys.stderr, flush=True)
             elif isinstance(event, Presented):
                 presented += 1
                 verdict = classify(event.observation, args.expect, rules)
@@ -99,6 +108,15 @@ def run(args: argparse.Namespace) -> int:
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def _fault(cause: str, params: Mapping[str, str], lang: str) -> str:
+    """`reader <cause>: <staff text>` and an indented `→ <fix>` line, in staff language `lang` (ja, else en)."""
+    from kiosk.doctor import DoctorTexts
+
+    texts = DoctorTexts(lang, name=STAFF_TEXTS)
+    message, fix = texts.get(f"reader.{cause}", params), texts.get(f"reader.{cause}.fix", params)
+    return f"reader {cause}: {message}" + (f"\n  → {fix}" if fix else "")
 
 
 def _line(verdict: Verdict, observation: Observation, as_json: bool) -> str:
