@@ -108,7 +108,8 @@ def preview(langs: Sequence[str], layouts: Sequence[str], screens: Sequence[str]
                         continue
                     app.show(ShowScreen(screen.name, lang, screen.context, large_text=large_text))
                     kiosk.settle()
-                    yield layout, lang, f"{screen.name}#{n}", window_layouts(kiosk.window, app.kiosk.ids)
+                    ids = app.kiosk.ids if app.kiosk is not None else None
+                    yield layout, lang, f"{screen.name}#{n}", window_layouts(kiosk.window, ids)
     finally:
         kiosk.close()
 
