@@ -92,6 +92,9 @@ class MqttSection(Section):
     ha_language: str = Field(default="ja", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")  # HA entity names
     outbox_cap: int = Field(default=100_000, ge=100)
     heartbeat_seconds: float = Field(default=60.0, gt=0)
+    # MQTT keep-alive of consoles and `kiosk watch`: a console that dies unannounced is declared offline (its Last
+    # Will) by the broker after 1.5 x this, and its kiosks stop counting it
+    console_keepalive_seconds: int = Field(default=30, ge=2, le=600)
 
 
 BcmPin = Annotated[int, Field(ge=0, le=27)]  # the 40-pin header's GPIO 0-27

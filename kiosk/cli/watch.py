@@ -140,7 +140,7 @@ def run_watch(args: argparse.Namespace) -> int:
     client.on_connect = on_connect
     client.on_disconnect = lambda _c, _u, _f, reason, _p: inbox.put(("disconnected", str(reason)))
     client.on_message = lambda _c, _u, message: inbox.put(("message", message.topic, message.payload))
-    client.connect_async(address.host, address.port, keepalive=30)
+    client.connect_async(address.host, address.port, keepalive=config.mqtt.console_keepalive_seconds)
     client.loop_start()
     seen = 0
     try:

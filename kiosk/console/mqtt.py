@@ -47,7 +47,8 @@ class ConsoleLink:
 
     def start(self) -> None:
         """Connect in the background; paho retries for as long as the console runs."""
-        self._client.connect_async(self._address.host, self._address.port, keepalive=30)
+        self._client.connect_async(self._address.host, self._address.port,
+                                   keepalive=self._config.console_keepalive_seconds)
         self._client.loop_start()
 
     def stop(self) -> None:

@@ -1,0 +1,199 @@
+"""Issue 18 on the real stack: real mosquitto, the kiosk runtime with its real EventLink (headless loop, screens
+recorded), `kiosk console` as a process, headless Chromium.
+
+Nobody listening → the call says `consoles_online` 0 and the patient is sent to the desk; a console started
+later sees the call and its true age; the browser shows the wait, turns it urgent and rings again until it is
+acknowledged (page clock, no long waits); escalation once per threshold (short configured thresholds), none
+after acknowledgement; a console killed with SIGKILL goes offline through its Last Will and the kiosk notices.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from datetime import datetime
+
+import pytest
+
+from kiosk.app.texts import UiTexts
+from kiosk.app.views import build_view
+from kiosk.catalogue import load_catalogue
+from kiosk.config import Config
+from kiosk.link import EventLink
+from kiosk.messages import CallButton
+from kiosk.runtime import Runtime
+from kiosk.vocabulary import CALLING, STAFF_COMING
+from tests.rigs.console import ACCOUNT_PASSWORDS, LinkKiosk
+from tests.test_console_browser import RECORDER
+from tests.test_runtime import RecordingScreen
+
+pytestmark = [pytest.mark.browser, pytest.mark.mqtt, pytest.mark.slow]
+SITE = "site-1"
+ESCALATE, DESK = 3.0, 6.0  # [calls] thresholds of this test's kiosk (seconds)
+
+
+class IdleReader:
+    """No card is presented in this test: a reader that only waits (and beats)."""
+
+    def run(self, post, stop, heartbeat=lambda: None):
+        while not stop.wait(0.2):
+            heartbeat()
+
+
+def payloads(listener, topic):
+    return [json.loads(m.payload) for m in listener.on(topic) if m.payload]
+
+
+def statuses(listener):
+    return [p["details"] for p in payloads(listener, f"kiosk/{SITE}/k1/status") if p["state"] == "online"]
+
+
+@pytest.fixture
+def kiosk(tmp_path, mosquitto):
+    config = Config.model_validate({
+        "kiosk": {"id": "k1", "site": SITE, "state_dir": str(tmp_path / "kiosk")},
+        "mqtt": {"url": mosquitto.url},
+        "calls": {"escalate_seconds": ESCALATE, "desk_seconds": DESK},
+        "gpio": {"lamp": None, "buzzer": None, "call_button": None, "reset_button": None},
+    })
+    screen = RecordingScreen()
+    runtime = Runtime(config, reader=IdleReader(), catalogue_loader=load_catalogue, screen=screen,
+                      link_factory=lambda version, post, on_turn: EventLink(config, version, post, on_turn=on_turn))
+    thread = threading.Thread(target=runtime.run, name="kiosk-main")
+    thread.start()
+    yield runtime, screen
+    runtime.stop()
+    thread.join(15)
+    assert not thread.is_alive()
+
+
+def open_console(browser, url: str):
+    """A staff page with the page clock installed (re-alerts are checked by moving it, not by waiting)."""
+    context = browser.new_context(locale="ja-JP", viewport={"width": 1366, "height": 900})
+    context.add_init_script(RECORDER)
+    page = context.new_page()
+    page.clock.install()
+    page.goto(f"{url}/login?lang=ja")
+    page.fill("input[name=name]", "staff")
+    page.fill("input[name=password]", ACCOUNT_PASSWORDS["staff"])
+    page.click("button[type=submit]")
+    page.wait_for_selector("#kiosks-title")
+    page.click("#sound")
+    return page
+
+
+def until(page, expression: str, timeout: float = 10.0) -> None:
+    """Poll a page expression (the console's CSP forbids the eval that page.wait_for_function needs)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"never true: {expression}"
+        time.sleep(0.05)
+
+
+def notifications(page, kiosk: str) -> list[str]:
+    return [n["title"] for n in page.evaluate("window.__notifications") if f"{kiosk}" in n["title"]]
+
+
+def test_nobody_listening_late_console_wait_realert_escalation_and_killed_console(
+        tmp_path, kiosk, mosquitto, mqtt_listener, console_accounts, console_process, chromium):
+    runtime, screen = kiosk
+    texts = UiTexts()
+    listener = mqtt_listener(mosquitto, f"kiosk/{SITE}/k1/#", f"kiosk/{SITE}/console/+/status")
+
+    # 1. Nobody listening: the status says so, the call carries 0, the patient is sent to the desk.
+    listener.wait(lambda ms: any(d.get("consoles_online") == 0 for d in statuses(listener)))
+    assert runtime.lamp.pattern == "no_console"
+    runtime.post(CallButton())
+    listener.wait(lambda ms: payloads(listener, f"kiosk/{SITE}/k1/event/call"))
+    [call_event] = payloads(listener, f"kiosk/{SITE}/k1/event/call")
+    assert call_event["data"]["consoles_online"] == 0
+    shown = screen.shown.wait_for(lambda s: s.name == CALLING)
+    view = build_view(shown.name, shown.lang, shown.context, texts, None, ("ja", "en"))
+    assert (view.title, view.banner) == (texts.text("ja", "calling.desk.title"),
+                                         texts.text("ja", "calling.desk.no_console"))
+    assert runtime.lamp.pattern == "no_console"
+    listener.wait(lambda ms: payloads(listener, f"kiosk/{SITE}/k1/call"))
+    call = payloads(listener, f"kiosk/{SITE}/k1/call")[-1]
+    since = datetime.fromisoformat(call["since"]).timestamp()
+
+    # 2. A console started later: the kiosk counts it, the patient hears staff are being called.
+    config = tmp_path / "console.toml"
+    config.write_text(f"""
+[kiosk]
+site = "{SITE}"
+state_dir = "{tmp_path / 'console-state'}"
+[mqtt]
+url = "{mosquitto.url}"
+console_keepalive_seconds = 2
+[console]
+accounts_file = "{console_accounts}"
+urgent_seconds = 1
+realert_seconds = 5
+[recorder]
+in_console = false
+""")
+    console = console_process(config)
+    listener.wait(lambda ms: any(d.get("consoles_online") == 1 for d in statuses(listener)))
+    screen.shown.wait_for(lambda s: s.name == CALLING and s.context.get("consoles_online") == 1)
+
+    # ... and sees the call with its true age, urgent, and rings for it until someone acknowledges.
+    page = open_console(chromium, console.url)
+    card = page.wait_for_selector(f"article.call[data-call-id='{call['call_id']}']")
+    assert int(card.get_attribute("data-since")) == int(since * 1000)
+    until(page, "document.querySelector('article.call').dataset.waited !== undefined")
+    waited = int(card.get_attribute("data-waited"))
+    assert waited >= int(time.time() - since) - 2, "the wait counts from the kiosk's call, not the page load"
+    page.wait_for_selector("article.call.urgent")
+    until(page, "window.__notifications.length >= 1")  # an open call found at start rings at once
+    rang = len(notifications(page, "k1"))
+    page.clock.fast_forward(6_000)
+    until(page, f"window.__notifications.filter(n => n.title.includes('k1')).length > {rang}")
+    assert "まだ応答がありません" in notifications(page, "k1")[-1]
+
+    # Longest wait first: a newer call from a second kiosk goes below.
+    other = LinkKiosk(mosquitto.url, tmp_path / "k2", kiosk="k2", site=SITE).start()
+    try:
+        other.raise_call(code=None, reason="patient_request", call_id="call-k2")
+        page.wait_for_selector("article.call[data-kiosk='k2']")
+        assert page.eval_on_selector_all("#calls article.call", "cards => cards.map(c => c.dataset.kiosk)") \
+            == ["k1", "k2"]
+
+        # 3. Escalation: once per threshold (the kiosk's own clock), shown on the card and to the patient.
+        escalated = f"kiosk/{SITE}/k1/event/call_escalated"
+        listener.wait(lambda ms: len(payloads(listener, escalated)) >= 2, timeout=DESK + 10)
+        assert [p["data"]["level"] for p in payloads(listener, escalated)] == [1, 2]
+        assert payloads(listener, escalated)[-1]["data"]["consoles_online"] == 1
+        assert all(p["data"]["call_id"] == call["call_id"] for p in payloads(listener, escalated))
+        page.wait_for_selector("article.call[data-kiosk='k1'][data-escalation='2']")
+        assert "受付へご案内しました" in page.inner_text("article.call[data-kiosk='k1']")
+        shown = screen.shown.wait_for(lambda s: s.name == CALLING and s.context.get("escalation") == 2)
+        assert build_view(shown.name, "ja", shown.context, texts, None, ("ja", "en")).banner == \
+            texts.text("ja", "calling.desk.waited")
+        assert runtime.lamp.pattern == "escalated"
+
+        # Acknowledged: no more ringing for it, no more escalation, unacknowledged calls first.
+        page.click("article.call[data-kiosk='k1'] button.ack")
+        page.wait_for_selector("article.call[data-kiosk='k1'].acknowledged")
+        screen.shown.wait_for(lambda s: s.name == STAFF_COMING)
+        assert page.eval_on_selector_all("#calls article.call", "cards => cards.map(c => c.dataset.kiosk)") \
+            == ["k2", "k1"]
+        assert not page.query_selector("article.call[data-kiosk='k1'].urgent")
+        rang = len(notifications(page, "k1"))
+        page.clock.fast_forward(30_000)
+        until(page, "window.__notifications.filter(n => n.title.includes('k2')).length >= 2")
+        assert len(notifications(page, "k1")) == rang
+        time.sleep(1.0)
+        assert len(payloads(listener, escalated)) == 2
+    finally:
+        other.stop()
+
+    # 4. The console is killed: its Last Will says offline and the kiosk notices.
+    os.kill(console.proc.pid, signal.SIGKILL)
+    console.proc.wait()
+    listener.wait(lambda ms: statuses(listener)[-1].get("consoles_online") == 0, timeout=20)
+    offline = [json.loads(m.payload) for m in listener.messages if "/console/" in m.topic and m.payload]
+    assert offline[-1]["state"] == "offline" and offline[-1]["role"] == "console"
+    assert runtime.flow.consoles_online == 0 and runtime.lamp.pattern == "acknowledged"
