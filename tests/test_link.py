@@ -10,7 +10,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from kiosk import events
+from kiosk import events, ha_discovery
 from kiosk.broker import parse_broker_url, read_password
 from kiosk.config import ConfigError, config_from_dict
 from kiosk.effects import Call
@@ -210,22 +210,72 @@ def test_acl_refusal_detected_and_reported(mosquitto_factory, link_factory, capl
     assert any("broker refused event" in r.getMessage() for r in caplog.records)
 
 
-def test_ha_discovery_announced_and_reannounced(mosquitto, mqtt_listener, link_factory):
-    discovery = mqtt_listener(mosquitto, "homeassistant/+/k1/+/config")
-    link, posted = link_factory(mosquitto.url, ha_discovery=True)
-    posted.next(LinkChanged)
-    first = discovery.wait(lambda ms: len(ms) >= 5)
-    configs = {m.topic: json.loads(m.payload) for m in first}
-    assert "homeassistant/binary_sensor/k1/open_call/config" in configs
-    assert configs["homeassistant/binary_sensor/k1/online/config"]["state_topic"] == TOPICS.status
-    assert len({c["unique_id"] for c in configs.values()}) == 5
+def _publish(broker, topic: str, payload: bytes, retain: bool = False) -> None:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTProtocolVersion.MQTTv5)
-    client.connect(mosquitto.host, mosquitto.port)
+    client.connect(broker.host, broker.port)
     client.loop_start()
-    client.publish("homeassistant/status", b"online", qos=1).wait_for_publish(5)
+    client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
     client.disconnect()
     client.loop_stop()
-    discovery.wait(lambda ms: len(ms) >= 10)
+
+
+HA_DEVICE_TOPIC = "homeassistant/device/k1/config"
+HA_LEGACY_TOPICS = {f"homeassistant/{component}/k1/{key}/config" for component, key in ha_discovery.LEGACY_ENTITIES}
+
+
+def test_ha_discovery_announced_and_reannounced(mosquitto, mqtt_listener, link_factory):
+    announced = mqtt_listener(mosquitto, "homeassistant/#")
+    _link, posted = link_factory(mosquitto.url, ha_discovery=True, ha_language="en")
+    posted.next(LinkChanged)
+    first = announced.wait(lambda ms: any(m.topic == HA_DEVICE_TOPIC for m in ms))
+    # Earlier versions' per-entity configs are emptied first, then the one device-based config.
+    assert [m.topic for m in first[:-1]] and {m.topic for m in first[:-1]} == HA_LEGACY_TOPICS
+    assert all(m.payload == b"" for m in first[:-1]) and first[-1].topic == HA_DEVICE_TOPIC
+    config = json.loads(first[-1].payload)
+    assert config == ha_discovery.discovery_config(TOPICS, "en")
+    assert config["device"] == {"identifiers": ["kiosk_s1_k1"], "name": "Kiosk k1", "manufacturer": "mynumber-kiosk",
+                                "model": "My Number pre-check kiosk", "sw_version": config["origin"]["sw_version"],
+                                "suggested_area": SITE}
+    assert config["origin"]["name"] == "mynumber-kiosk" and config["qos"] == 1
+    cmps = config["cmps"]
+    assert set(cmps) == set(ha_discovery.components(TOPICS))
+    online = cmps["online"]
+    assert (online["platform"], online["state_topic"], online["default_entity_id"], online["unique_id"]) == \
+        ("binary_sensor", TOPICS.status, "binary_sensor.kiosk_k1_online", "kiosk_s1_k1_online")
+    assert "availability_topic" not in online  # online is the availability itself
+    for key, component in cmps.items():
+        assert "object_id" not in component and component["name"]
+        assert component["default_entity_id"] == f"{component['platform']}.kiosk_k1_{key}"
+        if key != "online":
+            assert component["availability_topic"] == TOPICS.status, key
+    assert cmps["precheck"]["state_topic"] == TOPICS.event(events.PRECHECK)
+    assert cmps["open_call"]["state_topic"] == TOPICS.call
+    # Retained: Home Assistant started later gets it from the broker.
+    late = mqtt_listener(mosquitto, HA_DEVICE_TOPIC)
+    retained = late.wait(lambda ms: bool(ms))[0]
+    assert retained.retain and json.loads(retained.payload) == config
+
+    # Home Assistant's birth message: announced again; its last will ("offline") is not a reason to.
+    _publish(mosquitto, "homeassistant/status", b"offline")
+    _publish(mosquitto, "homeassistant/status", b"online")
+    again = announced.wait(lambda ms: len([m for m in ms if m.topic == HA_DEVICE_TOPIC]) >= 2)
+    assert len([m for m in again if m.topic == HA_DEVICE_TOPIC]) == 2
+    assert json.loads([m for m in again if m.topic == HA_DEVICE_TOPIC][-1].payload) == config
+
+
+def test_ha_discovery_off_withdraws_the_device(mosquitto, mqtt_listener, link_factory):
+    _publish(mosquitto, HA_DEVICE_TOPIC, b'{"cmps": {}}', retain=True)  # announced while ha_discovery was on
+    live = mqtt_listener(mosquitto, "homeassistant/#")
+    live.wait(lambda ms: any(m.topic == HA_DEVICE_TOPIC for m in ms))
+    _link, posted = link_factory(mosquitto.url, ha_discovery=False)
+    posted.next(LinkChanged)
+    withdrawn = live.wait(lambda ms: len([m for m in ms if m.topic == HA_DEVICE_TOPIC]) == 2)
+    assert {m.topic for m in withdrawn[1:]} == HA_LEGACY_TOPICS | {HA_DEVICE_TOPIC}
+    assert all(m.payload == b"" for m in withdrawn[1:])
+    # Nothing stays retained: a subscriber gets the retained status (filters answered in order) and no config.
+    late = mqtt_listener(mosquitto, HA_DEVICE_TOPIC, TOPICS.status)
+    got = late.wait(lambda ms: any(m.topic == TOPICS.status for m in ms))
+    assert [m.topic for m in got] == [TOPICS.status]
 
 
 def test_broker_url_and_password_file_checks(tmp_path):
