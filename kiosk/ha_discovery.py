@@ -9,9 +9,10 @@ the same call returns the withdrawal (empty retained configs), so a kiosk taken 
 orphan device behind.
 
 Every state comes from the kiosk's own MQTT contract (docs/asyncapi.yaml): the retained `status` (online,
-reader, lamp, outage, catalogue version) and `call`, and the `precheck`, `lookup` and `heartbeat` events.
+reader, lamp, outage, catalogue version) and `call`, and the `precheck`, `lookup`, `call_escalated` and
+`heartbeat` events (outbox backlog and storage, clock synchronised).
 States are the contract's ids (stable for automations); enum sensors list their options. Entity names are in
-the facility's language ([mqtt] ha_language) from catalogue/locales/homeassistant/<lang>.json, English when a
+the facility's language ([mqtt] ha_language) from catalogue/locales/<lang>/homeassistant.json, English when a
 language or a name is missing there.
 
 Templates never touch a key the payload may lack (an offline status has no `details.reader`): Home Assistant
@@ -21,13 +22,15 @@ logs a warning for every undefined variable, and an empty output makes it ignore
 from __future__ import annotations
 
 import json
+import logging
 import re
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from kiosk.config import MqttSection
-from kiosk.events import HEARTBEAT, LOOKUP, PRECHECK, Topics, encode
+from kiosk.events import CALL_ESCALATED, ESCALATED, HEARTBEAT, LOOKUP, PRECHECK, SENT_TO_DESK, Topics, encode
+from kiosk.outbox import STORAGE_STATES
 from kiosk.paths import catalogue_root
 from kiosk.precheck import Outcome
 from kiosk.vocabulary import LAMP_PATTERNS
@@ -35,17 +38,29 @@ from kiosk.vocabulary import LAMP_PATTERNS
 PACKAGE = "mynumber-kiosk"
 SUPPORT_URL = "https://github.com/mynumber-kiosk/mynumber-kiosk"
 FALLBACK_LANGUAGE = "en"
+NAMES_FILE = "homeassistant.json"  # in catalogue/locales/<lang>/: entity and device names (staff-only)
 CALL_STATES = ("none", "open", "acknowledged")
+# Event types of the call escalation event entity by `call_escalated` data.level (kiosk.events).
+ESCALATION_TYPES = {ESCALATED: "escalated", SENT_TO_DESK: "sent_to_desk"}
 # Entities of the per-entity discovery topics used before device-based discovery (kept ids: history stays).
 LEGACY_ENTITIES = (("binary_sensor", "online"), ("binary_sensor", "open_call"), ("sensor", "last_outcome"),
                    ("sensor", "last_code"), ("sensor", "lamp"))
 
 _ONLINE = "value_json.state == 'online'"
 
+log = logging.getLogger(__name__)
+
 
 def _when_online(key: str, expression: str, otherwise: str = "") -> str:
     """A template giving `expression` when the status is online and carries details.<key>, else `otherwise`."""
     return (f"{{% if {_ONLINE} and value_json.details.{key} is defined %}}{{{{ {expression} }}}}"
+            f"{{% else %}}{otherwise}{{% endif %}}")
+
+
+def _defined(path: str, expression: str, otherwise: str) -> str:
+    """A template giving `expression` when value_json.<path> is present and not null, else `otherwise`."""
+    value = f"value_json.{path}"
+    return (f"{{% if {value} is defined and {value} is not none %}}{{{{ {expression} }}}}"
             f"{{% else %}}{otherwise}{{% endif %}}")
 
 
@@ -65,13 +80,24 @@ def legacy_topics(topics: Topics, ha_prefix: str) -> list[str]:
 
 @cache
 def entity_names(language: str) -> dict[str, str]:
-    """Entity and device names in `language`, each missing one in English (catalogue/locales/homeassistant)."""
-    folder = catalogue_root() / "locales" / "homeassistant"
+    """Entity and device names in `language`, each missing one in English: catalogue/locales/<lang>/NAMES_FILE,
+    a staff-only file (kiosk.locales.STAFF_ONLY_FILES; ja and en today). A file that cannot be read is logged
+    and skipped (names are cosmetic: discovery goes on, with the keys as names at worst)."""
+    folder = catalogue_root() / "locales"
     names: dict[str, str] = {}
     for code in (FALLBACK_LANGUAGE, language):
-        path = folder / f"{code}.json"
-        if path.exists():
-            names.update(json.loads(path.read_text(encoding="utf-8")))
+        path = folder / code / NAMES_FILE
+        if not path.is_file():
+            continue
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("Home Assistant names: cannot read %s: %s", path, exc)
+            continue
+        if isinstance(loaded, dict):
+            names.update({str(k): str(v) for k, v in loaded.items()})
+        else:
+            log.warning("Home Assistant names: %s is not a JSON object", path)
     return names
 
 
@@ -97,8 +123,9 @@ def components(topics: Topics) -> dict[str, dict[str, Any]]:
     available = {"availability_topic": topics.status, "availability_template": "{{ value_json.state }}",
                  "payload_available": "online", "payload_not_available": "offline"}
     call_attributes = ("{{ {'reason': value_json.reason, 'code': value_json.code, 'since': value_json.since, "
-                       "'acknowledged': value_json.acknowledged, 'audience': value_json.audience} | tojson "
-                       "if value else '{}' }}")
+                       "'acknowledged': value_json.acknowledged, 'audience': value_json.audience, "
+                       "'escalation': value_json.escalation | default(0)} | tojson if value else '{}' }}")
+    level_types = "{" + ", ".join(f"{level}: '{name}'" for level, name in ESCALATION_TYPES.items()) + "}"
     diagnostic = {"entity_category": "diagnostic"}
     return {
         "online": {"platform": "binary_sensor", "device_class": "connectivity", "state_topic": topics.status,
@@ -120,6 +147,14 @@ def components(topics: Topics) -> dict[str, dict[str, Any]]:
         "open_call": {"platform": "binary_sensor", "state_topic": topics.call,
                       "value_template": "{{ 'ON' if value else 'OFF' }}", "json_attributes_topic": topics.call,
                       "json_attributes_template": call_attributes, "icon": "mdi:bell-ring", **available},
+        "call_escalated": {"platform": "event", "state_topic": topics.event(CALL_ESCALATED),
+                           "event_types": list(ESCALATION_TYPES.values()),
+                           "value_template": f"{{{{ {{'event_type': {level_types}[value_json.data.level], "
+                                             "'level': value_json.data.level, 'reason': value_json.data.reason, "
+                                             "'code': value_json.data.code, 'waited_seconds': "
+                                             "value_json.data.waited_seconds, 'consoles_online': "
+                                             "value_json.data.consoles_online} | tojson }}",
+                           "icon": "mdi:bell-alert", **available},
         "call_state": {"platform": "sensor", "device_class": "enum", "options": list(CALL_STATES),
                        "state_topic": topics.call,
                        "value_template": "{{ ('acknowledged' if value_json.acknowledged else 'open') if value "
@@ -154,24 +189,42 @@ def components(topics: Topics) -> dict[str, dict[str, Any]]:
                            "value_template": "{{ value_json.data.outbox.backlog }}",
                            "json_attributes_topic": topics.event(HEARTBEAT),
                            "json_attributes_template": "{{ {'dropped': value_json.data.outbox.dropped, 'refused': "
-                                                       "value_json.data.outbox.refused} | tojson }}",
+                                                       "value_json.data.outbox.refused, 'held': "
+                                                       "value_json.data.outbox.held | default(0)} | tojson }}",
                            "icon": "mdi:tray-full", **diagnostic, **available},
+        "storage": {"platform": "sensor", "device_class": "enum", "options": list(STORAGE_STATES),
+                    "state_topic": topics.event(HEARTBEAT),
+                    "value_template": "{{ value_json.data.outbox.storage | default('ok') }}",
+                    "icon": "mdi:sd", **diagnostic, **available},
+        "clock_synchronized": {"platform": "binary_sensor", "state_topic": topics.event(HEARTBEAT),
+                               "value_template": _defined("data.clock_synchronized",
+                                                          "'ON' if value_json.data.clock_synchronized else 'OFF'",
+                                                          "None"),
+                               "icon": "mdi:clock-check-outline", **diagnostic, **available},
         "catalogue_version": {"platform": "sensor", "state_topic": topics.status,
                               "value_template": "{{ value_json.catalogue_version }}", "icon": "mdi:book-open-variant",
                               **diagnostic, **available},
     }
 
 
+def _device_name(names: dict[str, str], topics: Topics) -> str:
+    """The device's name from the `device` template (`{kiosk}`, `{site}`), the kiosk id if that is unusable."""
+    try:
+        return names.get("device", "{kiosk}").format(kiosk=topics.kiosk, site=topics.site)
+    except (KeyError, IndexError, ValueError):
+        return topics.kiosk
+
+
 def discovery_config(topics: Topics, language: str) -> dict[str, Any]:
     """The device-based discovery payload: device, origin and every component with its name and ids."""
     names = entity_names(language)
     sw_version = _package_version()
-    cmps = {key: {**config, "name": names[key], "unique_id": unique_id(topics, key),
+    cmps = {key: {**config, "name": names.get(key, key), "unique_id": unique_id(topics, key),
                   "default_entity_id": entity_id(config["platform"], topics, key)}
             for key, config in components(topics).items()}
     return {"device": {"identifiers": [f"kiosk_{topics.site}_{topics.kiosk}"],
-                       "name": names["device"].format(kiosk=topics.kiosk, site=topics.site),
-                       "manufacturer": PACKAGE, "model": names["model"], "sw_version": sw_version,
+                       "name": _device_name(names, topics),
+                       "manufacturer": PACKAGE, "model": names.get("model", PACKAGE), "sw_version": sw_version,
                        "suggested_area": topics.site},
             "origin": {"name": PACKAGE, "sw_version": sw_version, "support_url": SUPPORT_URL},
             "cmps": cmps, "qos": 1}

@@ -193,7 +193,8 @@ def missing_glyphs(font: Path, text: str, face_index: int = 0) -> set[str]:
 
 ALWAYS_SHOWN = "0123456789 ()-:/.,"  # error codes and counts are filled into every locale's texts
 SOURCE_RECORD = "source.json"  # <code>/source.json: fingerprints of the Japanese texts a translation follows
-STAFF_ONLY_FILES = ("doctor.json", "staff.json")  # staff/IT texts in ja and en only (kiosk doctor, reader faults)
+STAFF_ONLY_FILES = ("doctor.json", "staff.json", "homeassistant.json")  # staff/IT texts in ja and en only
+# (kiosk doctor, reader faults, Home Assistant entity names)
 
 
 def source_files(root: Path | None = None) -> list[str]:

@@ -13,6 +13,9 @@ import pytest
 
 from kiosk import events, ha_discovery
 from kiosk.config import MqttSection
+from kiosk.locales import placeholders, source_files
+from kiosk.outbox import STORAGE_STATES
+from kiosk.paths import catalogue_root
 from kiosk.precheck import Outcome
 from tests.test_e2e_kiosk import KIOSK, SITE, TOPICS, config_file, run_kiosk, send_command
 
@@ -64,6 +67,37 @@ def test_discovery_config_is_device_based_with_stable_ids_and_localised_names():
     english = json.loads(ha_discovery.messages(events.Topics("kiosk", "s1", "k1"),
                                                MqttSection(ha_discovery=True, ha_language="vi"))[-1][1])
     assert english["cmps"]["reader_fault"]["name"] == "Reader fault"  # no Vietnamese names: English
+
+
+def test_names_ja_and_en_cover_every_entity_and_are_not_asked_of_patient_locales():
+    root = catalogue_root() / "locales"
+    ja, en = (json.loads((root / lang / ha_discovery.NAMES_FILE).read_text(encoding="utf-8")) for lang in ("ja", "en"))
+    assert ja.keys() == en.keys() == {"device", "model", *ha_discovery.components(TOPICS)}
+    assert all(placeholders(ja[key]) == placeholders(en[key]) for key in ja)
+    assert ha_discovery.NAMES_FILE not in source_files()  # staff-only: ja and en
+
+
+def test_new_components_read_the_contract_s_fields():
+    cmps = ha_discovery.components(TOPICS)
+    escalated = cmps["call_escalated"]
+    assert escalated["platform"] == "event" and escalated["state_topic"] == TOPICS.event(events.CALL_ESCALATED)
+    assert escalated["event_types"] == ["escalated", "sent_to_desk"]
+    assert sorted(ha_discovery.ESCALATION_TYPES) == [events.ESCALATED, events.SENT_TO_DESK]
+    assert cmps["storage"]["options"] == list(STORAGE_STATES) and cmps["storage"]["entity_category"] == "diagnostic"
+    assert cmps["clock_synchronized"]["state_topic"] == TOPICS.event(events.HEARTBEAT)
+    assert "escalation" in cmps["open_call"]["json_attributes_template"]
+
+
+def test_damaged_names_file_falls_back_to_ids(tmp_path, monkeypatch):
+    (tmp_path / "locales" / "en").mkdir(parents=True)
+    (tmp_path / "locales" / "en" / ha_discovery.NAMES_FILE).write_text("{not json", encoding="utf-8")
+    monkeypatch.setattr(ha_discovery, "catalogue_root", lambda: tmp_path)
+    ha_discovery.entity_names.cache_clear()
+    try:
+        config = ha_discovery.discovery_config(TOPICS, "en")
+    finally:
+        ha_discovery.entity_names.cache_clear()
+    assert config["device"]["name"] == "k1" and config["cmps"]["reader_fault"]["name"] == "reader_fault"
 
 
 def test_discovery_off_withdraws_every_config():
