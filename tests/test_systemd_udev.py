@@ -26,8 +26,14 @@ def _usb_ids() -> set[str]:
 
 
 def test_supported_readers_are_covered():
-    expected = {"054c:0dc8", "054c:0dc9", "054c:06c1", "054c:06c3", "04cc:2533", "072f:2200"}
-    assert expected <= _usb_ids()
+    """The nfcpy readers (hardware.readers.registry.KNOWN_READERS with back-end nfc), and not the RC-S300:
+    nfcpy cannot drive it, pcscd opens it."""
+    from hardware.readers.registry import KNOWN_READERS
+
+    nfcpy = {f"{v:04x}:{p:04x}" for (v, p), known in KNOWN_READERS.items() if "nfc" in known.backends}
+    assert {"054c:06c1", "054c:06c3", "04cc:2533", "072f:2200"} <= nfcpy
+    assert nfcpy <= _usb_ids()
+    assert not {"054c:0dc8", "054c:0dc9"} & _usb_ids()
 
 
 def test_granted_groups_are_the_kiosk_users_groups_and_access_is_not_world_wide():
