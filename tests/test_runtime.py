@@ -314,7 +314,8 @@ def test_a_crashing_reader_thread_shows_as_a_reader_fault(kiosk):
 
     k = kiosk(reader=Broken())
     kind, data = k.link.events.wait_for(lambda e: e[0] == "reader_status")
-    assert data == {"available": False, "detail": "reader thread failed"}
+    assert data == {"available": False, "detail": "reader thread failed", "cause": "driver_error",
+                    "params": {"reader": "reader thread"}}
     k.screen.lamps.wait_for(lambda p: p == "reader_fault")
 
 
