@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import accumulate
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -43,6 +43,7 @@ COMMAND_NAMES = (ACKNOWLEDGE, RESOLVE, LAMP_TEST, RELOAD_CATALOGUE, OUTAGE_ENTER
 MAX_COMMAND_BYTES = 4096
 MAX_PAYLOAD_BYTES = 64 * 1024  # a status, call, event or command response a subscriber will decode
 MAX_CORRELATION_BYTES = 256  # MQTT v5 correlation data a kiosk echoes back
+MAX_REPLY_PARAMS = 8  # placeholders of a response's detail_id text (names up to 64, values up to 200 chars)
 MAX_JSON_DEPTH = 16  # nesting of arrays/objects in any inbound payload (the contract's payloads need 4)
 
 # Error codes in a command response (`error` field); `rejected` means the kiosk itself said no.
@@ -97,7 +98,7 @@ class Topics:
         """True for `{prefix}/{site}/reply/to/<client>` of this kiosk's own prefix and site, `<client>` one
         level of ID_PATTERN: no wildcard, no other site or prefix, nothing a status/event filter matches."""
         root = self.reply_root + "/"
-        return bool(topic) and topic.startswith(root) and _ID.fullmatch(topic[len(root):]) is not None
+        return topic is not None and topic.startswith(root) and _ID.fullmatch(topic[len(root):]) is not None
 
 
 def reply_root(prefix: str, site: str) -> str:
@@ -152,18 +153,35 @@ def parse_presence_topic(prefix: str, topic: str) -> tuple[str, str] | None:
     return site, console
 
 
-def presence_payload(online: bool, *, console: str, sites: list[str], role: str,
+def presence_payload(online: bool, *, console: str, sites: list[str], role: str, listeners: int = 0,
                      time: str | None = None) -> dict[str, Any]:
-    """A console's retained presence; `role`: "console" (`kiosk console`) or "watch" (`kiosk watch`)."""
+    """A console's retained presence; `role`: "console" (`kiosk console`) or "watch" (`kiosk watch`);
+    `listeners`: the people who can hear a call there now (a console: its staff pages open, awake and visible;
+    `kiosk watch`: 1 on a terminal, 0 when its output is not one). Always 0 when offline."""
     return {"state": "online" if online else "offline", "console": console, "role": role, "sites": list(sites),
-            "time": time or timestamp(), "schema_version": SCHEMA_VERSION}
+            "listeners": max(0, listeners) if online else 0, "time": time or timestamp(),
+            "schema_version": SCHEMA_VERSION}
 
 
-def presence_of(payload: bytes, topic_site: str) -> tuple[bool, tuple[str, ...]] | None:
-    """`(online, sites)` of a presence payload (empty = cleared: offline), None if it is malformed. `sites`
-    may hold ANY_SITE (listens to every site): see `listens_to`."""
+class PresenceState(NamedTuple):
+    """What a presence says: `online`, the `sites` it hears (may hold ANY_SITE: see `listens_to`) and how many
+    `listeners` can hear a call there now."""
+
+    online: bool
+    sites: tuple[str, ...]
+    listeners: int
+
+    @property
+    def listening(self) -> bool:
+        """Online with at least one listener: what a kiosk counts in `consoles_online`."""
+        return self.online and self.listeners > 0
+
+
+def presence_of(payload: bytes, topic_site: str) -> PresenceState | None:
+    """What a presence payload says (empty = cleared: offline), None if it is malformed. A presence without
+    `listeners` (a client that does not count them) is taken as one listener while online."""
     if not payload:
-        return False, (topic_site,)
+        return PresenceState(False, (topic_site,), 0)
     if len(payload) > MAX_PRESENCE_BYTES:
         return None
     try:
@@ -175,7 +193,11 @@ def presence_of(payload: bytes, topic_site: str) -> tuple[bool, tuple[str, ...]]
     sites = doc.get("sites")
     if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
         sites = [topic_site]
-    return doc["state"] == "online", tuple(sites[:64])
+    online = doc["state"] == "online"
+    listeners = doc.get("listeners", 1)
+    if not isinstance(listeners, int) or isinstance(listeners, bool) or listeners < 0:
+        return None
+    return PresenceState(online, tuple(sites[:64]), listeners if online else 0)
 
 
 def listens_to(sites: tuple[str, ...], site: str) -> bool:
@@ -376,10 +398,17 @@ def parse_command(raw: bytes, kiosk: str) -> ParsedCommand:
 
 
 def response_payload(command_id: str | None, ok: bool, detail: str, *, kiosk: str,
-                     error: str | None = None, time: str | None = None) -> dict[str, Any]:
-    """The answer sent to the command's v5 response topic, with its correlation data."""
-    return {"id": command_id, "kiosk": kiosk, "ok": ok, "error": None if ok else (error or REJECTED),
-            "detail": detail[:500], "time": time or timestamp(), "schema_version": SCHEMA_VERSION}
+                     error: str | None = None, time: str | None = None, detail_id: str | None = None,
+                     params: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The answer sent to the command's v5 response topic, with its correlation data. `detail_id` names the
+    staff text that says it (`reply.<detail_id>` in catalogue/locales/<ja|en>/staff.json; the error code when
+    not given) and `params` fill its placeholders, so a console shows it in its viewer's language; `detail`
+    stays one English line for logs and older consoles."""
+    error = None if ok else (error or REJECTED)
+    return {"id": command_id, "kiosk": kiosk, "ok": ok, "error": error,
+            "detail": detail[:500], "detail_id": detail_id or error,
+            "params": {str(k)[:64]: str(v)[:200] for k, v in list(dict(params or {}).items())[:MAX_REPLY_PARAMS]},
+            "time": time or timestamp(), "schema_version": SCHEMA_VERSION}
 
 
 def _first_problem(exc: ValidationError, root: str = "") -> str:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from kiosk.cli.run import EXIT_CONFIG
+
 SYSTEMD = Path(__file__).resolve().parent.parent / "systemd"
 UNITS = {"kiosk.service": 2.5, "kiosk-console.service": 2.0, "kiosk-recorder.service": 2.0}  # the highest exposure each may have
 DROP_INS = ["kms.conf", "labwc.conf"]
@@ -96,6 +98,7 @@ def test_kiosk_unit_contract():
     assert unit["Type"] == ["notify"] and unit["NotifyAccess"] == ["main"]
     assert unit["ExecStart"] == ["/opt/kiosk/venv/bin/kiosk run"]
     assert unit["Restart"] == ["always"] and int(unit["WatchdogSec"][0]) > 0
+    assert unit["RestartPreventExitStatus"] == [str(EXIT_CONFIG)]  # a bad config is not retried every 3 s
     assert unit["User"] == ["kiosk"] and unit["StateDirectory"] == ["kiosk"]
     assert unit["ConfigurationDirectory"] == ["kiosk"] and unit["ProtectSystem"] == ["strict"]
     assert unit["DevicePolicy"] == ["closed"]

@@ -14,7 +14,7 @@ import os
 # journald) instead of taking over sys.stderr.
 os.environ.setdefault("KIVY_NO_ARGS", "1")
 os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kivy.app import App
@@ -32,6 +32,7 @@ from kiosk.app.views import LANGUAGE_MENU, View, build_view
 from kiosk.app.widgets import FitButton, Illustration, Keypad  # also registers LampView, StaffCorner for kiosk.kv
 from kiosk.display import Look, load_display_modes
 from kiosk.effects import ShowScreen
+from kiosk.locales import Locale
 from kiosk.messages import LookupEntered, PinEntered, Tap
 from kiosk.voice import speech_text
 
@@ -62,10 +63,10 @@ ASIDE_SHARE = {"pictures": (0.42, 0.42), "keypad": (0.46, 0.58), "choices": (0.5
 LARGE_TEXT_PICTURES = 0.6  # large text: pictures keep this fraction of their room, the text gets the rest
 
 
-def register_fonts(texts: UiTexts) -> dict[str, str]:
+def register_fonts(locales: Mapping[str, Locale]) -> dict[str, str]:
     """Register each locale's font with Kivy; returns {lang: font name}. A missing file falls back to Roboto."""
     names: dict[str, str] = {}
-    for code, locale in texts.locales.items():
+    for code, locale in locales.items():
         regular = locale.font_file()
         if regular is None:
             log.warning("no font file for %s (tried %s); its text may show as boxes", code,
@@ -78,11 +79,11 @@ def register_fonts(texts: UiTexts) -> dict[str, str]:
     return names
 
 
-def shaping_scripts(texts: UiTexts) -> dict[str, str]:
+def shaping_scripts(locales: Mapping[str, Locale]) -> dict[str, str]:
     """{lang: Kivy `font_script_name`}: the locale's ISO 15924 script, so HarfBuzz shapes Devanagari and Myanmar.
     Tags Kivy's Label does not accept (Jpan, Hans, Hant, Kore: mixed scripts) become Zyyy (HarfBuzz guesses)."""
     accepted = Label.font_script_name.options
-    return {code: locale.script if locale.script in accepted else "Zyyy" for code, locale in texts.locales.items()}
+    return {code: locale.script if locale.script in accepted else "Zyyy" for code, locale in locales.items()}
 
 
 def compose_text(lines: Sequence[str], steps: Sequence[str]) -> str:
@@ -210,7 +211,7 @@ class KioskApp(App):
         self.apply_look(self.display_modes.look())
         self.languages = tuple(runtime.flow.languages)
         self.fonts: dict[str, str] = {}
-        self.scripts = shaping_scripts(self.texts)
+        self.scripts = shaping_scripts(self.texts.locales)
         self.lang = "ja"
         self.view: View | None = None
         self.kiosk: KioskRoot | None = None
@@ -229,7 +230,7 @@ class KioskApp(App):
     # --- building ------------------------------------------------------------------------------------------
 
     def build(self):
-        self.fonts = register_fonts(self.texts)
+        self.fonts = register_fonts(self.texts.locales)
         self.font = self.fonts.get(self.lang, "Roboto")
         self.font_script = self.scripts.get(self.lang, "Zyyy")
         if self.fullscreen:
@@ -307,7 +308,7 @@ class KioskApp(App):
             self.post(ResetButton())
         else:  # a staff command, as the console would send it
             self.post(Command(id=f"demo-{name}", name=name, args={},
-                              reply=lambda ok, detail: log.info("demo %s: %s", name, detail)))
+                              reply=lambda answer: log.info("demo %s: %s", name, answer.detail)))
 
     # --- the runtime's side --------------------------------------------------------------------------------
 

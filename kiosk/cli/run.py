@@ -17,6 +17,10 @@ from kiosk.cli import add_network_options, config_from_args
 from kiosk.config import Config
 
 SCENARIO_GRACE_SECONDS = 3.0  # after a scenario's last step, before the headless demo ends
+# `kiosk run` could not use its configuration or data and could not show the out-of-service screen either
+# (--headless, no display, or the screen's own data broken): sysexits.h EX_CONFIG. kiosk.service lists it in
+# RestartPreventExitStatus=, so systemd does not restart into the same error every few seconds.
+EXIT_CONFIG = 78
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -68,7 +72,7 @@ def _signals_factory(config: Config, pin_factory=None):
     from kiosk.messages import CallButton, ResetButton
 
     def make(post):
-        buttons = dict(on_call=lambda: post(CallButton()), on_reset=lambda: post(ResetButton()))
+        buttons = {"on_call": lambda: post(CallButton()), "on_reset": lambda: post(ResetButton())}
         if pin_factory is not None:  # the demo's mock GPIO: a failure there is a bug, not a missing Pi
             return Signals(config.gpio.pins(), pin_factory=pin_factory, **buttons)
         return open_signals(config.gpio.pins(), **buttons)
@@ -90,14 +94,22 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _startup_errors() -> tuple[type[Exception], ...]:
-    """The errors bad data or a missing device raise at start; each message names the file or device."""
+def _data_errors() -> tuple[type[Exception], ...]:
+    """The errors a bad config or data file raises at start (a reader spec or scenario the registry refuses
+    included); each message names the file, the field and the value."""
     from hardware.readers.contract import ReaderError
     from kiosk.catalogue import CatalogueError
+    from kiosk.config import ConfigError
+    from kiosk.display import DisplayError
     from kiosk.locales import LocaleError
     from kiosk.precheck import RulesError
 
-    return ReaderError, CatalogueError, LocaleError, RulesError, OSError
+    return ConfigError, ReaderError, CatalogueError, LocaleError, RulesError, DisplayError
+
+
+def _startup_errors() -> tuple[type[Exception], ...]:
+    """The errors bad data or a missing device raise at start; each message names the file or device."""
+    return *_data_errors(), OSError
 
 
 def _stop_on_signals(runtime) -> None:
@@ -108,35 +120,65 @@ def _stop_on_signals(runtime) -> None:
 # --- kiosk run -------------------------------------------------------------------------------------------
 
 def run_kiosk(args: argparse.Namespace) -> int:
+    """The kiosk until SIGTERM (0). A config or data file it cannot use: the out-of-service screen until SIGTERM
+    (0), or EXIT_CONFIG when that cannot be shown either; another start-up failure (OSError): 2."""
     from hardware.readers.registry import open_reader
     from kiosk.scenarios import load_scenario
     from kiosk.sdnotify import Notifier
 
-    config = config_from_args(args)
+    notifier = Notifier.from_environ()
+    fullscreen = True
     try:
+        config = config_from_args(args)
+        fullscreen = config.ui.fullscreen
+        texts = None if args.headless else _screen_data()  # before any device is opened
         rules = _rules(config)
         reader = open_reader(config.reader.spec(), config.reader.name, rules.probe_options(),
                              load_scenario=load_scenario)
-        runtime = _build_runtime(config, reader, rules, notifier=Notifier.from_environ())
-    except _startup_errors() as exc:
+        runtime = _build_runtime(config, reader, rules, notifier=notifier)
+    except _data_errors() as exc:
+        return _out_of_service(str(exc), headless=args.headless, fullscreen=fullscreen, notifier=notifier)
+    except OSError as exc:
         return _fail(f"cannot start: {exc}")
     if args.headless:
         _stop_on_signals(runtime)
         runtime.run()
         return 0
-    app = _kiosk_app(runtime, fullscreen=config.ui.fullscreen)
+    app = _kiosk_app(runtime, fullscreen=config.ui.fullscreen, texts=texts)
     for signum in (signal.SIGTERM, signal.SIGINT):  # systemd stops us with SIGTERM: leave cleanly ("offline")
         signal.signal(signum, lambda *_: app.stop())
     app.run()
     return 0
 
 
-def _kiosk_app(runtime, *, fullscreen: bool, demo_reader=None):
+def _screen_data():
+    """The screen's own data (UI texts of every language, kiosk/display.json), read before the runtime starts so
+    a broken file is an out-of-service screen rather than a crash; the UiTexts go to the app."""
+    from kiosk.app.texts import UiTexts
+    from kiosk.display import load_display_modes
+
+    load_display_modes()
+    return UiTexts()
+
+
+def _out_of_service(problem: str, *, headless: bool, fullscreen: bool, notifier) -> int:
+    """Say what is wrong (stderr: the journal) and show the out-of-service screen until stopped (0); EXIT_CONFIG
+    when it cannot be shown (--headless, no display, its own data broken)."""
+    print(f"kiosk: cannot start: {problem}", file=sys.stderr, flush=True)
+    if headless:
+        return EXIT_CONFIG
+    from kiosk.app import out_of_service
+
+    shown = out_of_service.show(problem, notifier=notifier, fullscreen=fullscreen)
+    return 0 if shown else EXIT_CONFIG
+
+
+def _kiosk_app(runtime, *, fullscreen: bool, demo_reader=None, texts=None):
     """The Kivy app over the runtime (it becomes the runtime's screen and drives its loop from Kivy's Clock)."""
     os.environ.setdefault("KIVY_NO_ARGS", "1")  # Kivy must not parse the kiosk's own arguments
     from kiosk.app import KioskApp
 
-    return KioskApp(runtime, fullscreen=fullscreen, demo_reader=demo_reader)
+    return KioskApp(runtime, fullscreen=fullscreen, demo_reader=demo_reader, texts=texts)
 
 
 # --- kiosk demo ------------------------------------------------------------------------------------------
