@@ -280,7 +280,8 @@ class PcscReader(Reader):
             self._status.report(post, ReaderStatus.ready(reader))
             self._forget(post)
             return
-        if state & scard.SCARD_STATE_EXCLUSIVE and not self._shown:  # another program holds the item
+        held = state & scard.SCARD_STATE_EXCLUSIVE and family_of(atr) in PROBED_FAMILIES if atr else False
+        if held and not self._shown:  # another program holds an item we would have to connect to
             if self._pending is None:
                 self._pending = self._flaps.add(time.monotonic())
             self._here = True
