@@ -63,7 +63,7 @@ def test_install_builds_for_aarch64_and_checks_itself(arm64, installed):
     probe = arm64.run(python, "-c", "import platform, smartcard.scard, kivy, lgpio, gpiozero, nfc; "
                       "print(platform.machine(), smartcard.scard.__file__, kivy.__version__)")
     assert probe.returncode == 0, probe.stderr
-    machine, scard_module, _ = probe.stdout.split()
+    machine, scard_module, _ = probe.stdout.splitlines()[-1].split()  # after any Kivy log lines
     assert machine == "aarch64"
     assert "ARM aarch64" in subprocess.run(["file", "-L", str(arm64.path(scard_module).parent.glob("_scard*.so")
                                                               .__next__())], capture_output=True, text=True).stdout
