@@ -92,33 +92,39 @@ def new_client(section: MqttSection, client_id: str,
 @dataclass(frozen=True)
 class Presence:
     """A console's (or `kiosk watch`'s) retained presence on `events.presence_topic`: kiosks count the consoles
-    of their site that are up. `arm` before connecting (the Last Will says "offline"), `announce` on every
-    connect, `withdraw` on a clean stop. An "offline" presence expires after events.PRESENCE_EXPIRY_SECONDS
-    (MQTT v5 message expiry), so consoles that came and went leave nothing behind."""
+    of their site that someone can hear (`listeners` ≥ 1). `arm` before connecting (the Last Will says
+    "offline"), `announce` on every connect and whenever the number of listeners changes, `withdraw` on a clean
+    stop. An "offline" presence expires after events.PRESENCE_EXPIRY_SECONDS (MQTT v5 message expiry), so
+    consoles that came and went leave nothing behind."""
 
     topic: str
-    online: bytes
-    offline: bytes
+    console: str
+    sites: tuple[str, ...]
+    role: str
 
     @classmethod
     def of(cls, section: MqttSection, sites: list[str], console: str, role: str, under: str = "") -> Presence:
-        """The presence of `console` (its MQTT client id) watching `sites` (events.ANY_SITE: all of them),
-        announced under site `under` (default: the first of `sites`)."""
+        """The presence of `console` (its MQTT client id: the shipped ACLs let a client write only the presence
+        topic of its own client id) watching `sites` (events.ANY_SITE: all of them), announced under site
+        `under` (default: the first of `sites`)."""
+        return cls(events.presence_topic(section.prefix, under or sites[0], console), console, tuple(sites), role)
 
-        def payload(online: bool) -> bytes:
-            return events.encode(events.presence_payload(online, console=console, sites=sites, role=role))
-
-        return cls(events.presence_topic(section.prefix, under or sites[0], console), payload(True), payload(False))
+    def payload(self, online: bool, listeners: int = 0) -> bytes:
+        return events.encode(events.presence_payload(online, console=self.console, sites=list(self.sites),
+                                                     role=self.role, listeners=listeners))
 
     def arm(self, client: mqtt.Client) -> None:
-        client.will_set(self.topic, self.offline, qos=1, retain=True, properties=_expiring(PacketTypes.WILLMESSAGE))
+        client.will_set(self.topic, self.payload(False), qos=1, retain=True,
+                        properties=_expiring(PacketTypes.WILLMESSAGE))
 
-    def announce(self, client: mqtt.Client) -> None:
-        client.publish(self.topic, self.online, qos=1, retain=True)
+    def announce(self, client: mqtt.Client, listeners: int) -> None:
+        """Say "online" with `listeners` people who can hear a call now."""
+        client.publish(self.topic, self.payload(True, listeners), qos=1, retain=True)
 
     def withdraw(self, client: mqtt.Client, timeout: float = 2.0) -> None:
         """Say "offline" and wait (at most `timeout` s) until it left; then the caller disconnects."""
-        info = client.publish(self.topic, self.offline, qos=1, retain=True, properties=_expiring(PacketTypes.PUBLISH))
+        info = client.publish(self.topic, self.payload(False), qos=1, retain=True,
+                              properties=_expiring(PacketTypes.PUBLISH))
         if info.rc == mqtt.MQTT_ERR_SUCCESS:
             with contextlib.suppress(RuntimeError, ValueError):  # not connected any more: the Last Will says it
                 info.wait_for_publish(timeout)

@@ -168,13 +168,15 @@ class EventLink:
     def start(self) -> None:
         self._thread.start()
 
-    def emit(self, kind: str, data: dict[str, Any]) -> str:
-        """Store an event in the outbox (then it is published); returns its id."""
+    def emit(self, kind: str, data: dict[str, Any], at: str | None = None) -> str:
+        """Store an event in the outbox (then it is published); returns its id. `at`: the envelope's time
+        (ISO 8601 with zone) when the flow fixed it (a `call` is stamped with its `since`), else now."""
         event_id = events.new_id()
 
         def payload(seq: int) -> bytes:
             return events.encode(events.envelope(kind, data, kiosk=self.kiosk, site=self.site, seq=seq,
-                                                 catalogue_version=self.catalogue_version, event_id=event_id))
+                                                 catalogue_version=self.catalogue_version, event_id=event_id,
+                                                 time=at))
 
         try:
             self.outbox.put(kind, self.topics.event(kind), payload, CALL_EVENT_TTL if kind == events.CALL else None)
@@ -423,12 +425,12 @@ class EventLink:
     # --- console presence: who is listening --------------------------------------------------------------
 
     def _on_presence(self, site: str, msg: mqtt.MQTTMessage) -> None:
-        """A console's retained presence: followed when it watches this kiosk's site."""
+        """A console's retained presence: counted while it watches this kiosk's site and someone can hear it
+        (online with at least one listener)."""
         presence = events.presence_of(msg.payload, site)
         if presence is None:
             return
-        online, sites = presence
-        if online and events.listens_to(sites, self.site):
+        if presence.listening and events.listens_to(presence.sites, self.site):
             if msg.topic in self._consoles or len(self._consoles) < MAX_CONSOLES_TRACKED:
                 self._consoles[msg.topic] = True
         else:

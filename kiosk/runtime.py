@@ -432,10 +432,10 @@ class Runtime:
             case Chirp():
                 if self.buzzer is not None:
                     self.buzzer.chirp()
-            case Emit(kind, data):
+            case Emit(kind, data, at):
                 log.info("event %s %s", kind, json.dumps(data, ensure_ascii=False))
                 if self.link is not None:
-                    self.link.emit(kind, dict(data))
+                    self.link.emit(kind, dict(data), at)
                 for listener in self.event_listeners:
                     listener(kind, dict(data))
             case SetCall(call):

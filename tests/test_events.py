@@ -83,14 +83,21 @@ def test_console_presence_topics_payloads_and_the_reserved_words():
     assert events.parse_topic("kiosk", "kiosk/site-1/console/status") is None
     assert events.parse_topic("kiosk", "kiosk/site-1/reply/to/x") is None
     for online in (True, False):
-        for role, sites in (("console", ["site-1", "site-2"]), ("watch", [events.ANY_SITE])):
-            payload = events.presence_payload(online, console="console-1a2b", sites=sites, role=role)
+        for role, sites, listeners in (("console", ["site-1", "site-2"], 2), ("watch", [events.ANY_SITE], 1),
+                                       ("console", ["site-1"], 0)):
+            payload = events.presence_payload(online, console="console-1a2b", sites=sites, role=role,
+                                              listeners=listeners)
             contract.validate("ConsolePresence", payload)
-            assert events.presence_of(events.encode(payload), "site-1") == (online, tuple(sites))
-    assert events.presence_of(b"", "site-1") == (False, ("site-1",))
+            state = events.presence_of(events.encode(payload), "site-1")
+            assert state == (online, tuple(sites), listeners if online else 0)
+            assert state.listening == (online and listeners > 0)  # online with nobody to hear it: not counted
+    assert events.presence_of(b"", "site-1") == (False, ("site-1",), 0)
     assert events.presence_of(b"\xff", "s") is None and events.presence_of(b"[]", "s") is None
-    assert events.presence_of(b'{"state": "online"}', "s") == (True, ("s",))  # no sites: the topic's site
-    assert events.presence_of(b'{"state": "online", "sites": "x"}', "s") == (True, ("s",))
+    # no sites: the topic's site; no listeners (a client that does not count them): one while online
+    assert events.presence_of(b'{"state": "online"}', "s") == (True, ("s",), 1)
+    assert events.presence_of(b'{"state": "online", "sites": "x"}', "s") == (True, ("s",), 1)
+    for bad in (b'-1', b'"2"', b'true', b'1.5'):
+        assert events.presence_of(b'{"state": "online", "listeners": ' + bad + b'}', "s") is None, bad
     assert events.listens_to(("site-1",), "site-1") and events.listens_to(("+",), "any")
     assert not events.listens_to(("site-2",), "site-1")
 

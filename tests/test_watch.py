@@ -33,8 +33,12 @@ def test_describe_tracks_presence_and_calls():
 def test_describe_shows_console_presence_and_never_takes_a_console_for_a_kiosk():
     state = WatchState("kiosk")
     topic = events.presence_topic("kiosk", "s1", "console-ab12")
-    online = events.encode(events.presence_payload(True, console="console-ab12", sites=["s1", "s2"], role="console"))
-    assert "console online" in state.describe(topic, online).plain and state.consoles == {"s1/console-ab12": True}
+    online = events.encode(events.presence_payload(True, console="console-ab12", sites=["s1", "s2"], role="console",
+                                                   listeners=2))
+    assert "console online, 2 listening" in state.describe(topic, online).plain
+    assert state.consoles == {"s1/console-ab12": True}
+    unheard = events.encode(events.presence_payload(True, console="console-ab12", sites=["s1"], role="console"))
+    assert "console online, nobody listening" in state.describe(topic, unheard).plain
     offline = events.encode(events.presence_payload(False, console="console-ab12", sites=["s1"], role="console"))
     assert "console offline" in state.describe(topic, offline).plain and state.online == {}
     assert "unreadable" in state.describe(topic, b"[1]").plain

@@ -1,7 +1,8 @@
 """`kiosk watch`: a terminal subscriber that pretty-prints live events, presence and open calls (rich).
 
 It counts as a staff console: it announces its own retained presence (`{prefix}/{site}/console/<id>/status`,
-"offline" as its Last Will), so kiosks of the sites it watches know someone is listening.
+"offline" as its Last Will) with one listener when its output is a terminal (someone reads it), none when it
+is piped or redirected (a log): kiosks of the sites it watches count it only in the first case.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import queue
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,13 +43,15 @@ class WatchState:
         line = Text()
         presence = events.parse_presence_topic(self.prefix, topic)
         if presence is not None:
-            state = events.presence_of(payload, presence[0])
-            if state is None:
+            heard = events.presence_of(payload, presence[0])
+            if heard is None:
                 return line.append(f"{presence[1]:<20} ", "dim").append("unreadable console presence", "red")
-            self.consoles[f"{presence[0]}/{presence[1]}"] = state[0]
+            self.consoles[f"{presence[0]}/{presence[1]}"] = heard.online
+            who = f", {heard.listeners} listening" if heard.listening else ", nobody listening"
             return (line.append(f"{presence[1]:<20} ", "bold").append(
-                "▲ console online" if state[0] else "△ console offline", "green" if state[0] else "red")
-                .append(f" (sites {', '.join(state[1])})"))
+                "▲ console online" + who if heard.online else "△ console offline",
+                "green" if heard.listening else "yellow" if heard.online else "red")
+                .append(f" (sites {', '.join(heard.sites)})"))
         site = topic.removeprefix(self.prefix + "/").split("/")[0]
         if topic.startswith(f"{self.prefix}/{site}/{events.REPLY}/"):  # a command response
             kiosk, rest = events.REPLY, "reply"
@@ -131,11 +135,13 @@ def run_watch(args: argparse.Namespace) -> int:
                            under=config.kiosk.site if args.site == events.ANY_SITE else args.site)
     presence.arm(client)
 
+    listeners = 1 if sys.stdout.isatty() else 0  # someone reads a terminal; nobody hears a pipe or a log file
+
     def on_connect(c, _userdata, _flags, reason, _properties) -> None:
         inbox.put(("connected", str(reason)))
         if not reason.is_failure:
             c.subscribe(filters)
-            presence.announce(c)
+            presence.announce(c, listeners)
 
     client.on_connect = on_connect
     client.on_disconnect = lambda _c, _u, _f, reason, _p: inbox.put(("disconnected", str(reason)))

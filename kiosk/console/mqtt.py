@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
@@ -41,6 +42,8 @@ class ConsoleLink:
         self._client.on_message = self._on_message
         self._presence = Presence.of(mqtt_config, sites, self.client_name, "console")
         self._presence.arm(self._client)  # killed or cut off: the broker says "offline" for it
+        self._listeners = 0  # staff pages that can hear a call (kiosk.console.listeners)
+        self._announcing = threading.Lock()  # the latest count is the last one published
 
     def reply_topic(self, site: str) -> str:
         return events.reply_topic(self._config.prefix, site, self.client_name)
@@ -56,6 +59,12 @@ class ConsoleLink:
         self._presence.withdraw(self._client)
         self._client.disconnect()
         self._client.loop_stop()
+
+    def set_listeners(self, count: int) -> None:
+        """The presence says how many staff pages can hear a call now (kiosks count consoles with one or more)."""
+        with self._announcing:
+            self._listeners = count
+            self._presence.announce(self._client, count)  # not connected: the next connect announces it
 
     def publish_command(self, site: str, kiosk: str, payload: dict) -> bool:
         """Publish a command with a v5 response topic and the command id as correlation data."""
@@ -76,7 +85,8 @@ class ConsoleLink:
             topics += [events.subscription(prefix, site, what=what) for what in ("status", "call", "event/#")]
             topics.append(self.reply_topic(site))
         client.subscribe([(t, 1) for t in topics])
-        self._presence.announce(client)  # kiosks of these sites now count this console as listening
+        with self._announcing:  # kiosks of these sites count this console while someone can hear it
+            self._presence.announce(client, self._listeners)
         log.info("console connected to the broker; watching sites %s", ", ".join(self._sites))
         self._post(LinkState(True))
 

@@ -30,6 +30,7 @@ from fastapi.templating import Jinja2Templates
 from kiosk.config import ConsoleSection
 from kiosk.console.auth import Account, LoginThrottle, Session, SessionStore
 from kiosk.console.hub import Hub
+from kiosk.console.listeners import Listeners
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Console:
     sessions: SessionStore
     throttle: LoginThrottle
     hub: Hub
+    listeners: Listeners  # its staff pages that can hear a call now (the presence's `listeners`)
     templates: Jinja2Templates
     clock: Callable[[], float]
     hash_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_HASHES))

@@ -1,5 +1,9 @@
 """The live page (/) and its Server-Sent Events stream (/api/stream): a full snapshot first, then every
-update from the Hub until the session expires (`expired`) or the browser falls too far behind."""
+update from the Hub until the session expires (`expired`) or the browser falls too far behind.
+
+A staff account's stream is a listener (kiosk.console.listeners): its snapshot carries the page's `listener` id,
+with which the page says whether it is visible (POST /api/listening, routes/listening.py); it stops counting when
+the stream ends."""
 
 from __future__ import annotations
 
@@ -24,8 +28,9 @@ async def console_page(request: Request, console: ConsoleDep, lookup: SessionLoo
         return RedirectResponse("/login?why=expired" if why == "session_expired" else "/login", 303)
     lang = console.lang_of(request)
     other = next(code for code in LANGUAGES if code != lang)
-    call_settings = {"urgent_seconds": console.section.urgent_seconds,
-                     "realert_seconds": console.section.realert_seconds}  # the wait shown on each open call
+    call_settings = {"urgent_seconds": console.section.urgent_seconds,  # the wait shown on each open call
+                     "realert_seconds": console.section.realert_seconds,
+                     "beat_seconds": console.listeners.beat_seconds}  # a visible page says so this often
     return console.page(request, "console.html", session=session, strings=console.strings[lang],
                         other_lang=other, other_name=console.strings[other]["lang.name"],
                         call_settings=call_settings)
@@ -39,8 +44,9 @@ async def stream(console: ConsoleDep, session: SignedIn) -> Response:
 
 async def _updates(console: Console, session: Session) -> AsyncIterator[str]:
     queue = console.hub.subscribe()
+    listener = console.listeners.open(session.token) if session.account.can_command else None
     try:
-        yield _sse({"type": "snapshot", **console.hub.snapshot()})
+        yield _sse({"type": "snapshot", **console.hub.snapshot(), "listener": listener})
         while True:
             if console.sessions.lookup(session.token)[0] is None:
                 yield _sse({"type": "expired"})
@@ -56,6 +62,7 @@ async def _updates(console: Console, session: Session) -> AsyncIterator[str]:
             yield _sse(update)
     finally:
         console.hub.unsubscribe(queue)
+        console.listeners.close(listener)
 
 
 def _sse(update: dict) -> str:

@@ -11,6 +11,7 @@ const HISTORY_ROWS = 500;
 // [console] urgent_seconds / realert_seconds: an open call turns urgent, and rings again until acknowledged
 const CALLS = JSON.parse(document.getElementById("call-settings").textContent);
 let clockSkew = 0; // server time minus this browser's time (ms), from each snapshot: waits count on the server's clock
+let listener = null; // this page's id as a listener (staff pages only), from its stream's snapshot
 
 const kioskRows = new Map(); // "site/kiosk" -> <tr>
 const kiosks = new Map(); // "site/kiosk" -> kiosk view
@@ -425,6 +426,31 @@ function applySnapshot(snap) {
   drawKioskSummary();
   drawCallSummary();
   showLink(snap.connected);
+  showListeners(snap.listeners || 0);
+  listener = snap.listener || null;
+  beat();
+}
+
+// --- who can hear a call ------------------------------------------------------------------------------------
+// A staff page counts as listening (the kiosks' consoles_online) while it is visible: it says so when its stream
+// starts, whenever it is shown or hidden (Page Visibility API), and every beat_seconds while visible. A hidden,
+// frozen or sleeping page stops beating and the server stops counting it after [console] listener_expiry_seconds.
+function beat() {
+  if (!listener) return;
+  fetch("/api/listening", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF },
+    body: JSON.stringify({ listener, visible: document.visibilityState === "visible" }),
+    credentials: "same-origin",
+    keepalive: true, // also while the page is being hidden or closed
+  }).catch(() => { /* server unreachable: it stops counting this page by itself */ });
+}
+
+function showListeners(count) {
+  const box = $("listeners");
+  box.textContent = count ? t("header.listeners", { count }) : t("header.nobody_listening");
+  box.classList.toggle("none", !count);
+  box.dataset.count = String(count);
 }
 
 function showLink(connected) {
@@ -446,6 +472,7 @@ function apply(update) {
     case "history": addHistory(update.entry); if (update.count) putCount(update.count); break;
     case "day": $("history").replaceChildren(); drawCounts([]); $("no-history").hidden = false; break;
     case "link": showLink(update.connected); break;
+    case "listeners": showListeners(update.count); break;
     case "expired": location.href = "/login?why=expired"; break;
   }
 }
@@ -477,3 +504,5 @@ if (localStorage.getItem("console-sound") === "on") {
 }
 connect();
 setInterval(tickCalls, 1000);
+document.addEventListener("visibilitychange", beat);
+setInterval(() => { if (document.visibilityState === "visible") beat(); }, CALLS.beat_seconds * 1000);

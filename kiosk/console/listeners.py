@@ -1,0 +1,83 @@
+"""Who can hear a call at this console: its staff pages that are open, awake and visible.
+
+A console process that runs with no browser open (often on the Pi itself), or whose only page is a background
+tab, a sleeping PC or a screen switched off, hears nothing. So the console's retained presence (kiosk.broker
+`Presence`) carries `listeners`, the count kept here, and kiosks count only consoles with at least one.
+
+- A page's event stream (`/api/stream`) is opened here (`open`) and closed with it (`close`); only pages of
+  staff accounts count (display-account wall screens cannot acknowledge a call and are often left on with
+  nobody near, so they would make every call look heard).
+- The page says whether it is visible (Page Visibility API) at once and every `expiry / 3` seconds while it is
+  (`beat`); a hidden page says so at once and stops beating. A page not heard from for `expiry` seconds —
+  asleep, frozen, its PC switched off or cut off (its TCP stream may look open for minutes) — stops counting
+  (`expire`, called about once a second by the console).
+
+Owned by the console's asyncio loop: no locking. `on_change(count)` is called whenever the count changes.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MAX_PAGES = 1_000  # open staff streams followed at most; more are served but not counted
+
+
+@dataclass
+class _Page:
+    session: str  # the session token: only the page's own session may speak for it
+    visible: bool
+    heard: float  # clock time of its last beat
+
+
+class Listeners:
+    """The staff pages of this console and how many of them can hear a call now."""
+
+    def __init__(self, expiry_seconds: float, on_change: Callable[[int], None] = lambda count: None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.expiry = expiry_seconds
+        self._on_change = on_change
+        self._clock = clock
+        self._pages: dict[str, _Page] = {}
+        self.count = 0
+
+    @property
+    def beat_seconds(self) -> float:
+        """How often a visible page says so (three beats per expiry: one lost request is not enough to drop it)."""
+        return self.expiry / 3
+
+    def open(self, session_token: str) -> str | None:
+        """A staff page's stream started: its id (not counted until it says it is visible), None past MAX_PAGES."""
+        if len(self._pages) >= MAX_PAGES:
+            return None
+        page = secrets.token_urlsafe(12)
+        self._pages[page] = _Page(session_token, False, self._clock())
+        return page
+
+    def beat(self, page: str, session_token: str, visible: bool) -> bool:
+        """The page says whether it is visible; False for a page that is not (or no longer) open in this
+        session (its stream ended: the browser opens a new one and gets a new id)."""
+        known = self._pages.get(page)
+        if known is None or known.session != session_token:
+            return False
+        known.visible, known.heard = visible, self._clock()
+        self._recount()
+        return True
+
+    def close(self, page: str | None) -> None:
+        """The page's stream ended (page closed, reloaded, session expired, server stopping)."""
+        if page is not None and self._pages.pop(page, None) is not None:
+            self._recount()
+
+    def expire(self) -> None:
+        """Stop counting pages not heard from within the expiry."""
+        self._recount()
+
+    def _recount(self) -> None:
+        deadline = self._clock() - self.expiry
+        count = sum(1 for page in self._pages.values() if page.visible and page.heard > deadline)
+        if count != self.count:
+            self.count = count
+            self._on_change(count)
