@@ -188,7 +188,8 @@ class RecorderSection(Section):
     client_id: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,64}$")  # the session's; "" = one per store
     session_expiry_hours: float = Field(default=168.0, ge=72.0)  # the broker keeps the queue this long (>= a weekend)
     retention_days: int = Field(default=400, ge=1)  # older events are pruned once a day
-    offline_after_seconds: float = Field(default=180.0, gt=0)  # a silence this long counts as offline time
+    heartbeat_retention_days: int = Field(default=8, ge=1)  # heartbeat rows (their presence spans stay)
+    offline_after_seconds: float = Field(default=180.0, ge=120.0)  # silence = offline (>= presence JOIN_MS)
 
 
 class VoiceSection(Section):

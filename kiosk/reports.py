@@ -1,15 +1,22 @@
 """Facility reports from recorded events: pure computations, no database and no clock.
 
-`build_report(events, gaps, start, end, tz)` turns the events of a date range (rows from
-`kiosk.recorder.store.Store.report_events`) and the kiosks' silences (`Store.gaps`) into a `Report`: per day,
-ISO week, month and hour of day, and in total —
+Two ways in, one way out (`assemble`), so the database path is checked against the plain one:
+
+- `build_report(events, gaps, first, last, tz)`: the reference, from every event of the range in Python
+  (`silences(events, …)` gives the gaps the same way the store does);
+- `kiosk.recorder.store.Store.report_inputs`: the same inputs aggregated in SQL — event counts per
+  time slot (`Tally`) and per kiosk (`KioskTally`), one row per timed call (`CallTimes`), the silences from
+  the kiosks' presence spans (`Gap`) — so a month over a million rows never leaves the database row by row.
+
+A `Report` holds, per day, ISO week, month and hour of day, per kiosk and in total —
 
 - pre-check outcomes (`kiosk.precheck.Outcome` values), codes looked up, staff calls by reason and by code;
 - staff response time, from the events' own timestamps: call → `call_acknowledged` and call → `call_resolved`,
   median and 90th percentile in seconds (linear interpolation between the closest ranks, as numpy's default;
   a call is counted in the period it was raised, its answer may come later);
 - kiosk offline time in seconds (silences longer than `[recorder] offline_after_seconds`, split across the
-  periods they cover) and reader faults (`reader_status` events saying the reader is unavailable).
+  periods they cover; see `silences`) and reader faults (`reader_status` events saying the reader is
+  unavailable).
 
 Periods are local to the facility's time zone (`[facility] timezone`): days and hours are the clinic's.
 `Report.as_dict()` is the JSON of `kiosk report --json` and the console's reports page; `to_csv(report)` is
@@ -20,9 +27,11 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
+import math
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
@@ -34,6 +43,11 @@ from kiosk.vocabulary import CALL_REASONS
 OUTCOMES = tuple(outcome.value for outcome in Outcome)
 PERIOD_TYPES = ("day", "week", "month", "hour")
 _SLOT_MS = 15 * 60_000  # every zone's UTC offset is a multiple of 15 minutes: one local calendar per slot
+HOUR_MS, DAY_MS = 3_600_000, 86_400_000
+ANSWER_WINDOW_MS = DAY_MS  # a call raised near the end of a range is still timed if answered within this
+# A kiosk's silence is seen if its last event before it is at most this long before the range; a kiosk not
+# heard from since longer is taken as retired (or not yet installed) for that range, not as offline.
+OFFLINE_LOOKBACK_MS = 10 * DAY_MS
 
 
 class ReportError(ValueError):
@@ -66,6 +80,43 @@ class Gap(NamedTuple):
     kiosk: str
     start_ms: int
     end_ms: int
+
+
+class Tally(NamedTuple):
+    """`n` events alike (kind and the columns a report counts by) in the time slot starting at `when_ms`; a
+    slot never crosses a local hour (see `slot_ms`)."""
+
+    when_ms: int
+    kind: str
+    code: str | None
+    outcome: str | None
+    reason: str | None
+    available: bool | None
+    n: int
+
+
+class KioskTally(NamedTuple):
+    """`n` events alike of one kiosk in the whole range."""
+
+    site: str
+    kiosk: str
+    kind: str
+    code: str | None
+    outcome: str | None
+    reason: str | None
+    available: bool | None
+    n: int
+
+
+class CallTimes(NamedTuple):
+    """A call raised in the range (its first `call` event) and its first answers at or after it, within
+    `ANSWER_WINDOW_MS` after the range (Unix ms; None = not answered that way)."""
+
+    raised_ms: int
+    site: str
+    kiosk: str
+    acknowledged_ms: int | None
+    resolved_ms: int | None
 
 
 def parse_range(start: str | None, end: str | None, today: date, default_days: int = 30) -> tuple[date, date]:
@@ -210,78 +261,153 @@ def _empty_periods(first: date, last: date) -> dict[str, dict[str, Bucket]]:
     return periods
 
 
-def build_report(events: Iterable[ReportEvent], gaps: Iterable[Gap], first: date, last: date, tz: ZoneInfo,
-                 *, sites: list[str] | None = None, other_kinds: Mapping[str, int] | None = None) -> Report:
-    """The report of the local days first … last (inclusive) in `tz`.
+def slot_ms(first: date, last: date, tz: ZoneInfo) -> int:
+    """The longest time slot (ms) that divides every local hour of first … last into whole slots counted
+    from the range's start: the greatest common divisor of an hour and the zone's UTC offsets in the range
+    (an hour for Asia/Tokyo, 30 min for Asia/Kolkata, 15 min for Asia/Kathmandu). The database groups events
+    by slot; each slot then belongs to one local hour, day, week and month."""
+    step = HOUR_MS
+    day = first - timedelta(days=1)
+    while day <= last + timedelta(days=1):  # noon and midnight: a zone changes its offset at most once a day
+        for hour in (0, 12):
+            offset = datetime(day.year, day.month, day.day, hour, tzinfo=tz).utcoffset() or timedelta(0)
+            step = math.gcd(step, abs(round(offset.total_seconds() * 1000)))
+        day += timedelta(days=1)
+    return step
 
-    `events` may include answers (`call_acknowledged` / `call_resolved`) after the range, to time calls raised
-    near its end; events outside the range are otherwise ignored. `other_kinds`: counts of kinds not passed
-    row by row (heartbeats), added to the total's `events`. Raises ReportError if last < first.
+
+def silences(events: Iterable[ReportEvent], threshold_ms: int, start_ms: int, end_ms: int,
+             until_ms: int) -> list[Gap]:
+    """The kiosks' offline time around [start_ms, end_ms), from every event (any kind: a running kiosk sends
+    a heartbeat every minute, even with the broker down, as its outbox keeps them):
+
+    - each silence longer than `threshold_ms` between two consecutive events of a kiosk that ends after
+      start_ms, among its events from `OFFLINE_LOOKBACK_MS` before the range up to its end;
+    - a kiosk silent since its last such event counts as offline until min(end_ms, until_ms) ("now").
+
+    A kiosk with no event from the lookback on is not counted (retired, or not installed yet). This is the
+    reference for `kiosk.recorder.store.Store.gaps`, which finds the same silences between presence spans.
     """
-    if last < first:
-        raise ReportError("reversed", f"the range starts ({first}) after it ends ({last})",
-                          start=first.isoformat(), end=last.isoformat())
+    lookback = start_ms - OFFLINE_LOOKBACK_MS
+    stamps: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for ev in events:
+        if lookback <= ev.ts_ms < end_ms:
+            stamps[(ev.site, ev.kiosk)].append(ev.ts_ms)
+    until = min(end_ms, until_ms)
+    found = []
+    for (site, kiosk), times in stamps.items():
+        times.sort()
+        found += [Gap(site, kiosk, a, b) for a, b in itertools.pairwise(times) if b - a > threshold_ms and b > start_ms]
+        if until - times[-1] > threshold_ms:
+            found.append(Gap(site, kiosk, times[-1], until))
+    return sorted(found)
+
+
+def build_report(events: Iterable[ReportEvent], gaps: Iterable[Gap], first: date, last: date, tz: ZoneInfo,
+                 *, sites: list[str] | None = None) -> Report:
+    """The report of the local days first … last (inclusive) in `tz`, from every event in Python (the
+    reference for the database path, and for callers without a store).
+
+    `events` may include answers (`call_acknowledged` / `call_resolved`) up to `ANSWER_WINDOW_MS` after the
+    range, to time calls raised near its end; events outside the range are otherwise ignored. Raises
+    ReportError if last < first.
+    """
+    _check(first, last)
+    start_ms, end_ms = range_ms(first, last, tz)
+    events = list(events)
+    counts: Counter[tuple[Any, ...]] = Counter()
+    calls: dict[tuple[str, str, str], int] = {}
+    for ev in events:
+        if start_ms <= ev.ts_ms < end_ms:
+            counts[(ev.ts_ms, ev.site, ev.kiosk, ev.kind, ev.code, ev.outcome, ev.reason, ev.available)] += 1
+            if ev.kind == "call" and ev.call_id:
+                key = (ev.site, ev.kiosk, ev.call_id)
+                calls[key] = min(calls.get(key, ev.ts_ms), ev.ts_ms)
+    answers: dict[tuple[str, str, str, str], int] = {}
+    for ev in events:
+        key = (ev.site, ev.kiosk, ev.call_id or "")
+        raised = calls.get(key)
+        if ev.kind in ("call_acknowledged", "call_resolved") and raised is not None \
+                and raised <= ev.ts_ms < end_ms + ANSWER_WINDOW_MS:
+            answers[(*key, ev.kind)] = min(answers.get((*key, ev.kind), ev.ts_ms), ev.ts_ms)
+    tallies = [Tally(ts, kind, code, outcome, reason, available, n)
+               for (ts, _site, _kiosk, kind, code, outcome, reason, available), n in counts.items()]
+    per_kiosk: Counter[KioskTally] = Counter()
+    for (_ts, site, kiosk, kind, code, outcome, reason, available), n in counts.items():
+        per_kiosk[KioskTally(site, kiosk, kind, code, outcome, reason, available, 0)] += n
+    call_times = [CallTimes(raised, site, kiosk, answers.get((site, kiosk, call_id, "call_acknowledged")),
+                            answers.get((site, kiosk, call_id, "call_resolved")))
+                  for (site, kiosk, call_id), raised in calls.items()]
+    return assemble(tallies, [key._replace(n=n) for key, n in per_kiosk.items()], call_times, gaps,
+                    first, last, tz, sites=sites)
+
+
+def assemble(tallies: Iterable[Tally], kiosk_tallies: Iterable[KioskTally], calls: Iterable[CallTimes],
+             gaps: Iterable[Gap], first: date, last: date, tz: ZoneInfo, *,
+             sites: list[str] | None = None) -> Report:
+    """The report of the local days first … last from aggregated inputs (`build_report`'s, or the store's
+    `Store.report_inputs`). Tallies and calls outside the range are ignored; gaps are clipped to it. Raises
+    ReportError if last < first."""
+    _check(first, last)
     start_ms, end_ms = range_ms(first, last, tz)
     calendar = _Calendar(tz)
     total = Bucket("total")
     periods = _empty_periods(first, last)
     kiosks: dict[tuple[str, str], Bucket] = defaultdict(lambda: Bucket("kiosk"))
-    calls: dict[tuple[str, str, str], tuple[int, list[Bucket]]] = {}
-    answers: dict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
 
-    for ev in events:
-        if ev.kind in ("call_acknowledged", "call_resolved") and ev.call_id:
-            answers[(ev.site, ev.kiosk, ev.call_id)].setdefault(ev.kind, ev.ts_ms)
-        if not start_ms <= ev.ts_ms < end_ms:
+    def buckets_at(ts_ms: int) -> list[Bucket]:
+        day, week, month, hour = calendar.keys(ts_ms)
+        return [total, periods["day"][day], periods["week"][week], periods["month"][month], periods["hour"][hour]]
+
+    for tally in tallies:
+        if start_ms <= tally.when_ms < end_ms:
+            for bucket in buckets_at(tally.when_ms):
+                _count(bucket, tally.kind, tally.code, tally.outcome, tally.reason, tally.available, tally.n)
+    for k in kiosk_tallies:
+        _count(kiosks[(k.site, k.kiosk)], k.kind, k.code, k.outcome, k.reason, k.available, k.n)
+
+    for call in calls:
+        if not start_ms <= call.raised_ms < end_ms:
             continue
-        day, week, month, hour = calendar.keys(ev.ts_ms)
-        targets = [total, periods["day"][day], periods["week"][week], periods["month"][month],
-                   periods["hour"][hour], kiosks[(ev.site, ev.kiosk)]]
-        for bucket in targets:
-            _count(bucket, ev)
-        if ev.kind == "call" and ev.call_id:
-            calls.setdefault((ev.site, ev.kiosk, ev.call_id), (ev.ts_ms, targets))
-
-    for key, (raised, targets) in calls.items():
-        answer = answers.get(key, {})
-        acknowledged, resolved = answer.get("call_acknowledged"), answer.get("call_resolved")
-        for bucket in targets:
-            if acknowledged is not None and acknowledged >= raised:
-                bucket.acknowledged.append((acknowledged - raised) / 1000)
-            if resolved is not None and resolved >= raised:
-                bucket.resolved.append((resolved - raised) / 1000)
-            if acknowledged is None and resolved is None:
+        for bucket in [*buckets_at(call.raised_ms), kiosks[(call.site, call.kiosk)]]:
+            if call.acknowledged_ms is not None and call.acknowledged_ms >= call.raised_ms:
+                bucket.acknowledged.append((call.acknowledged_ms - call.raised_ms) / 1000)
+            if call.resolved_ms is not None and call.resolved_ms >= call.raised_ms:
+                bucket.resolved.append((call.resolved_ms - call.raised_ms) / 1000)
+            if call.acknowledged_ms is None and call.resolved_ms is None:
                 bucket.unanswered += 1
 
     for gap in gaps:
         position, stop = max(gap.start_ms, start_ms), min(gap.end_ms, end_ms)
         while position < stop:
             piece_end = min(calendar.next_boundary(position), stop)
-            day, week, month, hour = calendar.keys(position)
-            for bucket in (total, periods["day"][day], periods["week"][week], periods["month"][month],
-                           periods["hour"][hour], kiosks[(gap.site, gap.kiosk)]):
+            for bucket in [*buckets_at(position), kiosks[(gap.site, gap.kiosk)]]:
                 bucket.offline_ms += piece_end - position
             position = piece_end
-
-    for kind, n in (other_kinds or {}).items():
-        total.events[kind] += n
     return Report(first, last, tz.key, sites, total, periods, dict(kiosks))
 
 
-def _count(bucket: Bucket, ev: ReportEvent) -> None:
-    bucket.events[ev.kind] += 1
-    if ev.kind == "precheck" and ev.outcome:
-        bucket.outcomes[ev.outcome] += 1
-    elif ev.kind == "lookup" and ev.code:
-        bucket.lookups[ev.code] += 1
-    elif ev.kind == "call":
-        bucket.calls_by_reason[ev.reason or "unknown"] += 1
-        if ev.code:
-            bucket.calls_by_code[ev.code] += 1
-    elif ev.kind == "reader_status" and ev.available is False:
-        bucket.reader_faults += 1
-    elif ev.kind == "outage_entered":
-        bucket.outages += 1
+def _check(first: date, last: date) -> None:
+    if last < first:
+        raise ReportError("reversed", f"the range starts ({first}) after it ends ({last})",
+                          start=first.isoformat(), end=last.isoformat())
+
+
+def _count(bucket: Bucket, kind: str, code: str | None, outcome: str | None, reason: str | None,
+           available: bool | None, n: int) -> None:
+    bucket.events[kind] += n
+    if kind == "precheck" and outcome:
+        bucket.outcomes[outcome] += n
+    elif kind == "lookup" and code:
+        bucket.lookups[code] += n
+    elif kind == "call":
+        bucket.calls_by_reason[reason or "unknown"] += n
+        if code:
+            bucket.calls_by_code[code] += n
+    elif kind == "reader_status" and available is False:
+        bucket.reader_faults += n
+    elif kind == "outage_entered":
+        bucket.outages += n
 
 
 CSV_COLUMNS = ("period_type", "period", "metric", "key", "value")

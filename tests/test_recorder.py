@@ -9,7 +9,7 @@ import stat
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
@@ -19,6 +19,7 @@ from kiosk import events
 from kiosk.config import config_from_dict
 from kiosk.recorder.ingest import Recorder, record_of
 from kiosk.recorder.store import StoreError, open_store
+from kiosk.reports import OUTCOMES
 
 pytestmark = pytest.mark.mqtt
 
@@ -220,3 +221,124 @@ def test_kiosk_report_cli_json_and_csv_from_a_known_stream(tmp_path):
     assert done.returncode == 2 and "starts (2026-05-21) after it ends (2026-05-20)" in done.stderr
     done = run("--to", "20-05-2026")
     assert done.returncode == 2 and "not a date" in done.stderr
+
+
+def synthetic_stream(seed: int = 5) -> list[dict]:
+    """Records of three kiosks over four local days around a month end, every kind a report reads:
+    heartbeats each minute with silences of all lengths (some across midnight, one at the range's end),
+    pre-checks, lookups, calls answered late, early, twice or never, reader faults, lamp patterns."""
+    import random
+
+    rng = random.Random(seed)
+    base = 1_779_980_400_000  # 2026-05-29T00:00+09:00
+    out: list[dict] = []
+
+    def add(kind: str, kiosk: str, ts: int, data: dict) -> None:
+        iso = datetime.fromtimestamp(ts / 1000, ZoneInfo("Asia/Tokyo")).isoformat(timespec="milliseconds")
+        out.append(record(kind, data, kiosk=kiosk, seq=len(out) + 1, time=iso))
+
+    for number, kiosk in enumerate(("k1", "k2", "k3")):
+        ts = base - 86_400_000 + number * 7_000
+        stop = base + 3 * 86_400_000 + 43_200_000 - number * 3_600_000
+        while ts < stop:
+            add("heartbeat", kiosk, ts, {"uptime_seconds": 1})
+            roll = rng.random()
+            if roll < 0.004:
+                ts += rng.choice([130_000, 181_000, 900_000, 5_400_000, 40_000_000])  # silences of every length
+            else:
+                ts += 60_000 + rng.randrange(-900, 900)
+            if rng.random() < 0.08:
+                at = ts - rng.randrange(1, 50_000)
+                kind = rng.choice(["precheck", "lookup", "call", "reader_status", "lamp_status", "outage_entered"])
+                if kind == "precheck":
+                    add(kind, kiosk, at, {"outcome": rng.choice(OUTCOMES), "code": rng.choice([None, "021"]),
+                                          "hints": []})
+                elif kind == "lookup":
+                    add(kind, kiosk, at, {"code": rng.choice(["011", "021", "901"]), "known": True})
+                elif kind == "call":
+                    call = f"c{len(out)}"
+                    reason = rng.choice(["patient_request", "staff_code", "repeated_failures"])
+                    add(kind, kiosk, at, {"call_id": call, "reason": reason, "code": rng.choice([None, "011"])})
+                    for answer in ("call_acknowledged", "call_resolved"):
+                        for _ in range(rng.choice([0, 1, 1, 2])):
+                            add(answer, kiosk, at + rng.randrange(-5_000, 2 * 86_400_000 // rng.choice([1, 50, 500])),
+                                {"call_id": call, "reason": reason})
+                elif kind == "reader_status":
+                    add(kind, kiosk, at, {"available": rng.random() < 0.5})
+                elif kind == "lamp_status":
+                    add(kind, kiosk, at, {"pattern": "idle"})
+                else:
+                    add(kind, kiosk, at, {"code": "901"})
+    return out
+
+
+def as_report_event(r: dict):
+    from kiosk.reports import ReportEvent
+
+    return ReportEvent(r["ts_ms"], r["site"], r["kiosk"], r["kind"], r["code"], r["outcome"], r["reason"],
+                       r["call_id"], r["available"])
+
+
+def test_report_from_the_store_equals_the_pure_report_of_every_event(store_url):
+    """The SQL path (aggregates, presence spans) gives exactly the numbers of kiosk.reports.build_report over
+    every event, whatever the batches, the order of arrival and the duplicates, in zones with whole-hour,
+    45-minute and daylight-saving offsets."""
+    import random
+
+    from kiosk.recorder import report_from_store
+    from kiosk.reports import build_report, range_ms, silences
+
+    records = synthetic_stream()
+    store = open_store(store_url)
+    early = random.Random(2).sample(records, 1500)  # first a backlog, out of order and new …
+    for start in range(0, 1500, 500):
+        store.insert(early[start:start + 500])
+    for start in range(0, len(records), 1000):  # … then everything in batches, each partly redelivered
+        batch = records[start:start + 1000]
+        store.insert(batch + batch[:50])
+    replay = random.Random(1).sample(records, 400)  # an outbox replay, out of order
+    store.insert(replay)
+    events = [as_report_event(r) for r in records]
+    for zone, first, last, threshold in [("Asia/Tokyo", date(2026, 5, 29), date(2026, 6, 1), 180),
+                                         ("Asia/Tokyo", date(2026, 5, 31), date(2026, 5, 31), 600),
+                                         ("Asia/Kathmandu", date(2026, 5, 29), date(2026, 5, 30), 120),
+                                         ("Europe/Berlin", date(2026, 5, 30), date(2026, 6, 2), 180)]:
+        tz = ZoneInfo(zone)
+        start_ms, end_ms = range_ms(first, last, tz)
+        now_ms = end_ms - 2 * 3_600_000  # "now" inside the last day: the silence at the end counts until now
+        expected = build_report(events, silences(events, threshold * 1000, start_ms, end_ms, now_ms), first, last,
+                                tz, sites=["site-1"]).as_dict()
+        assert report_from_store(store, first, last, tz, ["site-1"], threshold, now_ms=now_ms) == expected, zone
+        assert expected["total"]["offline_seconds"] > 0 and expected["total"]["acknowledged"]["count"] > 3
+        assert expected["total"]["events"]["heartbeat"] > 1000
+
+
+def test_presence_replaces_old_heartbeat_rows_and_counts_each_heartbeat_once(store_url):
+    from sqlalchemy import select
+
+    from kiosk.recorder.models import Event, Presence
+
+    store = open_store(store_url)
+    beats = [record("heartbeat", {"uptime_seconds": n}, seq=n + 1, time=f"2026-05-20T10:{n:02d}:00+09:00")
+             for n in range(0, 60)]
+    late = beats[10:20]
+    cutoff = beats[30]["ts_ms"]  # heartbeats before it are older than their rows are kept
+    assert store.insert(beats[30:], heartbeat_rows_after_ms=cutoff) == 30
+    assert store.insert(late, heartbeat_rows_after_ms=cutoff) == 10  # too old for a row: presence only
+    assert store.insert(late, heartbeat_rows_after_ms=cutoff) == 10  # … so a redelivery cannot count twice
+    with store.engine.connect() as connection:
+        spans = connection.execute(select(Presence.first_ms, Presence.last_ms, Presence.heartbeats)
+                                   .order_by(Presence.first_ms)).all()
+        assert connection.execute(select(func_count()).select_from(Event)).scalar_one() == 30
+    # 10:10-10:19 and 10:30-10:59 in four 15-minute slots; 10:20-10:29 unheard: a 11-minute silence
+    assert [(b - a) // 60_000 for a, b, _n in spans] == [4, 4, 14, 14]
+    assert [n for *_, n in spans] == [0, 0, 15, 15]
+    assert store.prune(cutoff + 60_000 * 40, heartbeats_before_ms=cutoff + 60_000 * 40) == 30
+    gaps = store.gaps(beats[0]["ts_ms"], beats[-1]["ts_ms"] + 60_000, 300_000, now_ms=beats[-1]["ts_ms"] + 60_000)
+    assert gaps == []  # pruned presence: nothing left to tell
+
+
+def func_count():
+    from sqlalchemy import func
+
+    return func.count()

@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     section = config.recorder
     recorder = Recorder(config.mqtt, store, sites=recorded_sites(config),
                         client_id=session_client_id(config, str(store.engine.url)),
-                        session_expiry_hours=section.session_expiry_hours, retention_days=section.retention_days)
+                        session_expiry_hours=section.session_expiry_hours, retention_days=section.retention_days,
+                        heartbeat_retention_days=section.heartbeat_retention_days)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

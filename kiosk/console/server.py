@@ -99,7 +99,8 @@ def create_app(config: Config, accounts: dict[str, Account], *, code_info: Calla
             recorder = Recorder(config.mqtt, history, sites=recorded_sites(config),
                                 client_id=session_client_id(config, str(history.engine.url)),
                                 session_expiry_hours=config.recorder.session_expiry_hours,
-                                retention_days=config.recorder.retention_days)
+                                retention_days=config.recorder.retention_days,
+                                heartbeat_retention_days=config.recorder.heartbeat_retention_days)
             recorder.start()
         try:
             yield

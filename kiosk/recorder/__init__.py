@@ -50,14 +50,15 @@ def recorded_sites(config: Config) -> list[str]:
 
 def report_from_store(store: Store, first: date, last: date, tz: ZoneInfo, sites: list[str] | None,
                       offline_after_seconds: float, now_ms: int | None = None) -> dict[str, Any]:
-    """The report (`kiosk.reports.Report.as_dict()`) of the local days first … last read from `store`: the
-    events of the range (and answers up to a day later, to time calls raised near its end), the silences
-    longer than `offline_after_seconds` up to `now_ms` (default: now), heartbeat and lamp counts."""
-    from kiosk.reports import build_report, range_ms
+    """The report (`kiosk.reports.Report.as_dict()`) of the local days first … last read from `store`:
+    counts and call times aggregated in SQL (`Store.report_inputs`), the silences longer than
+    `offline_after_seconds` up to `now_ms` (default: now) from the presence spans (`Store.gaps`). The same
+    numbers as `kiosk.reports.build_report` over every event (tests/test_recorder.py checks it)."""
+    from kiosk.reports import assemble, range_ms
 
     start_ms, end_ms = range_ms(first, last, tz)
     now_ms = round(time.time() * 1000) if now_ms is None else now_ms
-    rows = store.report_events(start_ms, end_ms + 86_400_000, sites)
+    inputs = store.report_inputs(first, last, tz, sites)
     gaps = store.gaps(start_ms, end_ms, round(offline_after_seconds * 1000), sites, now_ms)
-    counted = store.kind_counts(start_ms, end_ms, sites, ("heartbeat", "lamp_status"))
-    return build_report(rows, gaps, first, last, tz, sites=sites, other_kinds=counted).as_dict()
+    return assemble(inputs.tallies, inputs.kiosk_tallies, inputs.calls, gaps, first, last, tz,
+                    sites=sites).as_dict()

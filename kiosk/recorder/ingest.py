@@ -7,7 +7,8 @@
   the transaction holding them committed; anything not acknowledged is redelivered by the broker, and the
   store skips an event id it already holds. Malformed messages are acknowledged and counted, never stored.
 - Threads: paho's network thread only decodes and queues; one writer thread owns the store writes, in batches
-  (up to `BATCH` messages a transaction), acknowledges, and prunes once a day (`[recorder] retention_days`).
+  (up to `BATCH` messages a transaction), acknowledges, and prunes once a day (`[recorder] retention_days`;
+  heartbeat rows after `heartbeat_retention_days`, their presence spans stay for offline time).
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class Recorder:
     """Subscribes to the events of `sites` ("+" = every site) and writes them to `store`."""
 
     def __init__(self, mqtt_config: MqttSection, store: Store, *, sites: list[str], client_id: str,
-                 session_expiry_hours: float, retention_days: int,
+                 session_expiry_hours: float, retention_days: int, heartbeat_retention_days: int = 8,
                  clock: Callable[[], float] = time.time):
         """Bad broker settings raise kiosk.config.ConfigError here."""
         from kiosk.broker import new_client
@@ -121,6 +122,7 @@ class Recorder:
         self._config, self._store, self._sites = mqtt_config, store, sites
         self._expiry = round(session_expiry_hours * 3600)
         self._retention_ms = retention_days * 86_400_000
+        self._heartbeat_retention_ms = min(heartbeat_retention_days, retention_days) * 86_400_000
         self._clock = clock
         self._client, self._address = new_client(mqtt_config, client_id)
         self._client.manual_ack_set(True)
@@ -218,7 +220,8 @@ class Recorder:
                 continue
             records = [item.record for item in batch if item.record is not None]
             try:
-                new = self._store.insert(records)
+                new = self._store.insert(records, heartbeat_rows_after_ms=round(self._clock() * 1000)
+                                         - self._heartbeat_retention_ms)
             except SQLAlchemyError as exc:
                 self._last_error = f"history store write failed: {str(getattr(exc, 'orig', exc)).strip()[:200]}"
                 log.warning("%s; retrying in %.1f s (nothing is acknowledged until stored)", self._last_error, delay)
@@ -244,7 +247,8 @@ class Recorder:
             return
         self._next_prune = now + PRUNE_EVERY_SECONDS
         try:
-            removed = self._store.prune(round(now * 1000) - self._retention_ms)
+            removed = self._store.prune(round(now * 1000) - self._retention_ms,
+                                        round(now * 1000) - self._heartbeat_retention_ms)
         except SQLAlchemyError as exc:
             log.warning("history store: pruning failed: %s", str(getattr(exc, "orig", exc)).strip()[:200])
             return

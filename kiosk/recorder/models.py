@@ -1,8 +1,13 @@
 """The history store's schema (SQLAlchemy 2 declarative). Changed only through Alembic migrations
 (kiosk/recorder/migrations/versions/); `tests/test_recorder.py` checks the migrations build exactly this.
 
-One row per kiosk event, unique on the event's `id` (the contract's de-duplication key). The columns a report
-filters or groups on are copied out of the payload; `data` keeps the kind-specific payload as published.
+- `events`: one row per kiosk event, unique on the event's `id` (the contract's de-duplication key). The
+  columns a report filters or groups on are copied out of the payload (and covered by `ix_events_report`, so
+  reports aggregate from the index alone); `data` keeps the kind-specific payload as published. Heartbeat
+  rows are kept only `[recorder] heartbeat_retention_days` (they de-duplicate redeliveries meanwhile).
+- `presence`: when each kiosk was heard from, as spans (`kiosk.recorder.presence`): offline time and
+  heartbeat counts for the whole retention period in ~1/15 of the rows of the heartbeats themselves.
+
 Events carry codes, never people, and the store adds nothing about anyone.
 """
 
@@ -42,7 +47,26 @@ class Event(Base):
     data: Mapped[str] = mapped_column(Text)  # envelope `data`, JSON
 
     __table_args__ = (
-        Index("ix_events_ts", "ts_ms"),
+        Index("ix_events_report", "ts_ms", "kind", "site", "kiosk", "code", "outcome", "reason", "available",
+              "call_id"),
         Index("ix_events_site_ts", "site", "ts_ms"),
         Index("ix_events_kiosk_ts", "site", "kiosk", "ts_ms"),
+    )
+
+
+class Presence(Base):
+    """A run of one kiosk's events within one 15-minute UTC slot, consecutive events <= JOIN_MS apart."""
+
+    __tablename__ = "presence"
+
+    row: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    kiosk: Mapped[str] = mapped_column(String(64))
+    first_ms: Mapped[int] = mapped_column(BigInteger)  # Unix ms of its first event
+    last_ms: Mapped[int] = mapped_column(BigInteger)  # … and of its last (same 15-minute slot)
+    heartbeats: Mapped[int] = mapped_column(Integer)  # heartbeat events in it, each counted once
+
+    __table_args__ = (
+        Index("ix_presence_kiosk", "site", "kiosk", "first_ms"),
+        Index("ix_presence_time", "first_ms", "site", "kiosk", "last_ms", "heartbeats"),
     )

@@ -6,7 +6,9 @@ a power cut: the recorder acknowledges an MQTT message only after its commit), a
 console can read while the recorder writes.
 
 Writes are idempotent on the event id (`INSERT … ON CONFLICT (event_id) DO NOTHING`), so a QoS 1 redelivery or
-an outbox replay is absorbed. Queries return plain rows for the pure report code (`kiosk.reports`).
+an outbox replay is absorbed; each write also merges the events into the kiosks' presence spans
+(`kiosk.recorder.presence`) in the same transaction. Reports are aggregated in SQL (`report_inputs`, `gaps`)
+and assembled by the pure `kiosk.reports.assemble`; nothing reads a month row by row.
 """
 
 from __future__ import annotations
@@ -15,25 +17,27 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from importlib.resources import files
+from itertools import groupby
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select
+from sqlalchemy import Engine, and_, case, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from kiosk.recorder.models import Event
-from kiosk.reports import Gap, ReportEvent
+from kiosk.recorder.models import Event, Presence
+from kiosk.recorder.presence import JOIN_MS, SLOT_MS, Span, merge, slot_of
+from kiosk.reports import ANSWER_WINDOW_MS, OFFLINE_LOOKBACK_MS, CallTimes, Gap, KioskTally, Tally, range_ms, slot_ms
 
 log = logging.getLogger(__name__)
 logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines on every start say nothing to staff
 
 DATABASE_FILE = "history.sqlite3"
 HISTORY_LIMIT = 1000  # rows per history page at most
-# Kinds a report reads row by row; heartbeats and lamp patterns only matter for offline time (see gaps()).
-REPORT_KINDS = ("precheck", "lookup", "call", "call_acknowledged", "call_resolved", "outage_entered",
-                "outage_left", "reader_status", "outbox_dropped")
+TODAY_LIMIT = 20_000  # events of one day the console's "Today" is rebuilt from at most
 
 
 class StoreError(Exception):
@@ -115,6 +119,28 @@ def _first_line(exc: Exception) -> str:
 
 
 @dataclass(frozen=True)
+class ReportInputs:
+    """What `kiosk.reports.assemble` needs besides the gaps, aggregated in the database."""
+
+    tallies: list[Tally]
+    kiosk_tallies: list[KioskTally]
+    calls: list[CallTimes]
+
+
+@dataclass(frozen=True)
+class DayEvent:
+    """An event of the console's "Today" (`kiosk.console.state.ConsoleState.restore`)."""
+
+    event_id: str
+    time: str
+    kind: str
+    code: str | None
+    reason: str | None
+    site: str
+    kiosk: str
+
+
+@dataclass(frozen=True)
 class HistoryRow:
     """One event as the console's history shows it: codes, kinds, times and kiosk ids only."""
 
@@ -150,25 +176,70 @@ class Store:
 
     # --- writes -------------------------------------------------------------------------------------------
 
-    def insert(self, records: Sequence[dict[str, Any]]) -> int:
-        """Store event records (`kiosk.recorder.ingest.record_of`) in one transaction; an id already stored
-        is skipped. Returns how many rows were new. Raises SQLAlchemyError (the caller retries)."""
+    def insert(self, records: Sequence[dict[str, Any]], *, heartbeat_rows_after_ms: int | None = None) -> int:
+        """Store event records (`kiosk.recorder.ingest.record_of`) in one transaction and merge them into the
+        kiosks' presence spans; an id already stored is skipped. A heartbeat older than
+        `heartbeat_rows_after_ms` (Unix ms; its row would already have been pruned) only marks presence:
+        not stored, not counted, so a late redelivery can never count twice. Returns how many events were
+        new. Raises SQLAlchemyError (the caller retries)."""
         if not records:
             return 0
+        unique = list({r["event_id"]: r for r in reversed(records)}.values())[::-1]
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            from sqlalchemy.dialects.postgresql import insert as upsert
         else:
-            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-        statement = insert(Event).on_conflict_do_nothing(index_elements=["event_id"])
+            from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
         with self.engine.begin() as connection:
-            before = self._count(connection)
-            connection.execute(statement, list(records))
-            return self._count(connection) - before
+            known = set(connection.execute(select(Event.event_id).where(
+                Event.event_id.in_([r["event_id"] for r in unique]))).scalars())
+            fresh = [r for r in unique if r["event_id"] not in known]
+            expired = {r["event_id"] for r in fresh if r["kind"] == "heartbeat" and heartbeat_rows_after_ms is not None
+                       and r["ts_ms"] < heartbeat_rows_after_ms}
+            stored = [r for r in fresh if r["event_id"] not in expired]
+            if stored:
+                connection.execute(upsert(Event).on_conflict_do_nothing(index_elements=["event_id"]), stored)
+            counted = {r["event_id"] for r in stored if r["kind"] == "heartbeat"}
+            self._mark_presence(connection, [(r["site"], r["kiosk"], r["ts_ms"], int(r["event_id"] in counted))
+                                             for r in unique])
+            return len(fresh)
 
-    def prune(self, before_ms: int) -> int:
-        """Delete events older than `before_ms` (Unix ms); returns how many."""
+    @staticmethod
+    def _mark_presence(connection: Any, points: list[tuple[str, str, int, int]]) -> None:
+        """Merge (site, kiosk, ts_ms, new heartbeats) into the presence spans: per kiosk, one read of the
+        spans of the slots touched, then only the spans that changed are written."""
+        points.sort()
+        for (site, kiosk), group in groupby(points, key=lambda p: (p[0], p[1])):
+            mine = [(ts, n) for _site, _kiosk, ts, n in group]
+            low, high = slot_of(mine[0][0]) * SLOT_MS, (slot_of(mine[-1][0]) + 1) * SLOT_MS
+            existing: dict[int, list[tuple[int, Span]]] = {}
+            for row, first, last, beats in connection.execute(
+                    select(Presence.row, Presence.first_ms, Presence.last_ms, Presence.heartbeats).where(
+                        Presence.site == site, Presence.kiosk == kiosk, Presence.first_ms >= low,
+                        Presence.first_ms < high)):
+                existing.setdefault(slot_of(first), []).append((row, Span(first, last, beats)))
+            for slot, in_slot in groupby(mine, key=lambda p: slot_of(p[0])):
+                old = sorted(existing.get(slot, []), key=lambda item: item[1])
+                new = merge([span for _row, span in old], in_slot)
+                if new == [span for _row, span in old]:
+                    continue
+                for (row, _span), span in zip(old, new, strict=False):
+                    connection.execute(update(Presence).where(Presence.row == row).values(**span._asdict()))
+                if len(old) > len(new):
+                    connection.execute(delete(Presence).where(Presence.row.in_([row for row, _ in old[len(new):]])))
+                if len(new) > len(old):
+                    connection.execute(insert(Presence), [{"site": site, "kiosk": kiosk, **span._asdict()}
+                                                          for span in new[len(old):]])
+
+    def prune(self, before_ms: int, heartbeats_before_ms: int | None = None) -> int:
+        """Delete events and presence spans older than `before_ms` (Unix ms), and heartbeat rows older than
+        `heartbeats_before_ms` (their presence stays); returns how many events."""
         with self.engine.begin() as connection:
-            return connection.execute(delete(Event).where(Event.ts_ms < before_ms)).rowcount or 0
+            removed = connection.execute(delete(Event).where(Event.ts_ms < before_ms)).rowcount or 0
+            if heartbeats_before_ms is not None:
+                removed += connection.execute(delete(Event).where(
+                    Event.ts_ms < heartbeats_before_ms, Event.kind == "heartbeat")).rowcount or 0
+            connection.execute(delete(Presence).where(Presence.first_ms < before_ms))
+            return removed
 
     # --- reads --------------------------------------------------------------------------------------------
 
@@ -184,55 +255,99 @@ class Store:
         with self.engine.connect() as connection:
             return list(connection.execute(select(Event.site).distinct().order_by(Event.site)).scalars())
 
-    def kind_counts(self, start_ms: int, end_ms: int, sites: Iterable[str] | None = None,
-                    kinds: Sequence[str] | None = None) -> dict[str, int]:
-        """Events per kind in [start_ms, end_ms), counted in the database."""
-        query = select(Event.kind, func.count()).where(Event.ts_ms >= start_ms, Event.ts_ms < end_ms)
-        if sites is not None:
-            query = query.where(Event.site.in_(list(sites)))
-        if kinds is not None:
-            query = query.where(Event.kind.in_(list(kinds)))
-        with self.engine.connect() as connection:
-            return {kind: int(n) for kind, n in connection.execute(query.group_by(Event.kind))}
+    def report_inputs(self, first: date, last: date, tz: ZoneInfo,
+                      sites: Iterable[str] | None = None) -> ReportInputs:
+        """The counts and call times of the local days first … last, aggregated in SQL: events per
+        `kiosk.reports.slot_ms` slot and per kiosk (heartbeats from the presence spans), and one row per
+        call raised in the range with its first answers. Reads only `ix_events_report` and `ix_presence_time`.
+        """
+        start_ms, end_ms = range_ms(first, last, tz)
+        slot = slot_ms(first, last, tz)
+        chosen = list(sites) if sites is not None else None
 
-    def report_events(self, start_ms: int, end_ms: int, sites: Iterable[str] | None = None,
-                      kinds: Sequence[str] = REPORT_KINDS) -> list[ReportEvent]:
-        """Events of `kinds` with start_ms <= time < end_ms (Unix ms), oldest first; `sites` None = all."""
-        query = (select(Event.ts_ms, Event.site, Event.kiosk, Event.kind, Event.code, Event.outcome,
-                        Event.reason, Event.call_id, Event.available)
-                 .where(Event.ts_ms >= start_ms, Event.ts_ms < end_ms, Event.kind.in_(kinds))
-                 .order_by(Event.ts_ms))
-        if sites is not None:
-            query = query.where(Event.site.in_(list(sites)))
+        def where(query: Any, column: Any, low: int, high: int) -> Any:
+            query = query.where(column >= low, column < high)
+            return query if chosen is None else query.where(column.table.c.site.in_(chosen))
+
+        columns = (Event.kind, Event.code, Event.outcome, Event.reason, Event.available)
+        position = ((Event.ts_ms - start_ms) // slot).label("slot")
+        per_slot = where(select(position, *columns, func.count()), Event.ts_ms, start_ms, end_ms).where(
+            Event.kind != "heartbeat").group_by(position, *columns)
+        per_kiosk = where(select(Event.site, Event.kiosk, *columns, func.count()), Event.ts_ms, start_ms,
+                          end_ms).where(Event.kind != "heartbeat").group_by(Event.site, Event.kiosk, *columns)
+        beats_at = ((Presence.first_ms - start_ms) // slot).label("slot")
+        beats = where(select(beats_at, func.sum(Presence.heartbeats)), Presence.first_ms, start_ms, end_ms).where(
+            Presence.heartbeats > 0).group_by(beats_at)
+        kiosk_beats = where(select(Presence.site, Presence.kiosk, func.sum(Presence.heartbeats)), Presence.first_ms,
+                            start_ms, end_ms).where(Presence.heartbeats > 0).group_by(Presence.site, Presence.kiosk)
+        raised = where(select(Event.site, Event.kiosk, Event.call_id, func.min(Event.ts_ms).label("raised")),
+                       Event.ts_ms, start_ms, end_ms).where(Event.kind == "call", Event.call_id.is_not(None)).group_by(
+            Event.site, Event.kiosk, Event.call_id).subquery()
+        answers = where(select(Event.site, Event.kiosk, Event.call_id, Event.kind, Event.ts_ms), Event.ts_ms, start_ms,
+                        end_ms + ANSWER_WINDOW_MS).where(
+            Event.kind.in_(("call_acknowledged", "call_resolved"))).subquery()
+
+        def first_answer(kind: str) -> Any:
+            return func.min(case((answers.c.kind == kind, answers.c.ts_ms)))
+
+        calls = select(raised.c.raised, raised.c.site, raised.c.kiosk, first_answer("call_acknowledged"),
+                       first_answer("call_resolved")).select_from(raised.outerjoin(answers, and_(
+                           answers.c.site == raised.c.site, answers.c.kiosk == raised.c.kiosk,
+                           answers.c.call_id == raised.c.call_id, answers.c.ts_ms >= raised.c.raised))).group_by(
+            raised.c.site, raised.c.kiosk, raised.c.call_id, raised.c.raised)
         with self.engine.connect() as connection:
-            return [ReportEvent(*row) for row in connection.execute(query)]
+            def rows(query: Any) -> list[Any]:
+                return list(connection.execute(query))
+
+            tallies = [Tally(start_ms + n * slot, kind, code, outcome, reason, available, count)
+                       for n, kind, code, outcome, reason, available, count in rows(per_slot)]
+            tallies += [Tally(start_ms + n * slot, "heartbeat", None, None, None, None, int(k))
+                        for n, k in rows(beats)]
+            kiosk_tallies = [KioskTally(*row) for row in rows(per_kiosk)]
+            kiosk_tallies += [KioskTally(site, kiosk, "heartbeat", None, None, None, None, int(k))
+                              for site, kiosk, k in rows(kiosk_beats)]
+            call_times = [CallTimes(*row) for row in rows(calls)]
+        return ReportInputs(tallies, kiosk_tallies, call_times)
 
     def gaps(self, start_ms: int, end_ms: int, threshold_ms: int, sites: Iterable[str] | None = None,
              now_ms: int | None = None) -> list[Gap]:
-        """Silences longer than `threshold_ms` between consecutive events of each kiosk (any kind: a running
-        kiosk sends a heartbeat every minute, even with the broker down, since its outbox keeps them), that
-        overlap [start_ms, end_ms). A kiosk silent since its last event counts as offline until
-        min(end_ms, now_ms). The silence is computed in the database (LAG window), so heartbeats never leave it.
-        """
-        lookback = start_ms - 86_400_000  # a silence that began up to a day before the range still counts
-        previous = func.lag(Event.ts_ms).over(partition_by=(Event.site, Event.kiosk), order_by=Event.ts_ms)
-        inner = select(Event.site, Event.kiosk, Event.ts_ms, previous.label("prev")).where(
-            Event.ts_ms >= lookback, Event.ts_ms < end_ms)
-        last = select(Event.site, Event.kiosk, func.max(Event.ts_ms)).where(
-            Event.ts_ms >= lookback, Event.ts_ms < end_ms).group_by(Event.site, Event.kiosk)
+        """`kiosk.reports.silences` of the stored events, found between consecutive presence spans in SQL
+        (a running window maximum, so even overlapping spans written by two recorders at once are right).
+        `threshold_ms` must be at least `kiosk.recorder.presence.JOIN_MS` (ValueError otherwise): a shorter
+        silence may lie inside a span."""
+        if threshold_ms < JOIN_MS:
+            raise ValueError(f"an offline threshold under {JOIN_MS / 1000:g} s cannot be told from presence spans")
+        lookback = start_ms - OFFLINE_LOOKBACK_MS
+        window = [Presence.first_ms >= lookback - SLOT_MS, Presence.last_ms >= lookback, Presence.first_ms < end_ms]
         if sites is not None:
-            inner = inner.where(Event.site.in_(list(sites)))
-            last = last.where(Event.site.in_(list(sites)))
-        window = inner.subquery()
-        query = select(window.c.site, window.c.kiosk, window.c.prev, window.c.ts_ms).where(
-            window.c.prev.is_not(None), window.c.ts_ms - window.c.prev > threshold_ms, window.c.ts_ms > start_ms)
+            window.append(Presence.site.in_(list(sites)))
+        previous = func.max(Presence.last_ms).over(partition_by=(Presence.site, Presence.kiosk),
+                                                   order_by=Presence.first_ms, rows=(None, -1))
+        spans = select(Presence.site, Presence.kiosk, Presence.first_ms, previous.label("prev")).where(
+            *window).subquery()
+        query = select(spans.c.site, spans.c.kiosk, spans.c.prev, spans.c.first_ms).where(
+            spans.c.prev.is_not(None), spans.c.first_ms - spans.c.prev > threshold_ms, spans.c.first_ms > start_ms)
+        last = select(Presence.site, Presence.kiosk, func.max(Presence.last_ms)).where(*window).group_by(
+            Presence.site, Presence.kiosk)
         until = min(end_ms, now_ms) if now_ms is not None else end_ms
         with self.engine.connect() as connection:
-            found = [Gap(site, kiosk, prev, ts) for site, kiosk, prev, ts in connection.execute(query)]
-            for site, kiosk, newest in connection.execute(last):
-                if until - newest > threshold_ms:
-                    found.append(Gap(site, kiosk, newest, until))
+            between: list[Any] = list(connection.execute(query))
+            newest: list[Any] = list(connection.execute(last))
+        found = [Gap(site, kiosk, prev, ts) for site, kiosk, prev, ts in between]
+        found += [Gap(site, kiosk, last_ms, until) for site, kiosk, last_ms in newest if until - last_ms > threshold_ms]
         return sorted(found)
+
+    def day_events(self, start_ms: int, end_ms: int, kinds: Sequence[str],
+                   sites: Iterable[str] | None = None) -> list[DayEvent]:
+        """Events of `kinds` in [start_ms, end_ms), oldest first, at most TODAY_LIMIT (the newest)."""
+        query = select(Event.event_id, Event.time, Event.kind, Event.code, Event.reason, Event.site,
+                       Event.kiosk).where(Event.ts_ms >= start_ms, Event.ts_ms < end_ms, Event.kind.in_(kinds))
+        if sites is not None:
+            query = query.where(Event.site.in_(list(sites)))
+        with self.engine.connect() as connection:
+            rows = [DayEvent(*row) for row in connection.execute(
+                query.order_by(Event.ts_ms.desc(), Event.row.desc()).limit(TODAY_LIMIT))]
+        return rows[::-1]
 
     def history(self, start_ms: int, end_ms: int, *, sites: Iterable[str] | None = None,
                 kiosk: str | None = None, kind: str | None = None, code: str | None = None,

@@ -1,0 +1,63 @@
+"""presence spans instead of every heartbeat; a covering index for reports.
+
+- `presence` (kiosk.recorder.presence): built here from the events already stored, so offline time stays
+  right for them once old heartbeat rows are pruned (`[recorder] heartbeat_retention_days`).
+- `ix_events_report` (ts_ms, kind, site, kiosk, code, outcome, reason, available, call_id) replaces
+  `ix_events_ts`: a report's counts are read from the index alone.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+REPORT_COLUMNS = ["ts_ms", "kind", "site", "kiosk", "code", "outcome", "reason", "available", "call_id"]
+
+
+def upgrade() -> None:
+    from kiosk.recorder.presence import merge, slot_of
+
+    presence = op.create_table(
+        "presence",
+        sa.Column("row", RowId, primary_key=True, autoincrement=True),
+        sa.Column("site", sa.String(64), nullable=False),
+        sa.Column("kiosk", sa.String(64), nullable=False),
+        sa.Column("first_ms", sa.BigInteger(), nullable=False),
+        sa.Column("last_ms", sa.BigInteger(), nullable=False),
+        sa.Column("heartbeats", sa.Integer(), nullable=False),
+    )
+    op.create_index("ix_presence_kiosk", "presence", ["site", "kiosk", "first_ms"])
+    op.create_index("ix_presence_time", "presence", ["first_ms", "site", "kiosk", "last_ms", "heartbeats"])
+    op.create_index("ix_events_report", "events", REPORT_COLUMNS)
+    op.drop_index("ix_events_ts", "events")
+
+    connection = op.get_bind()
+    rows: list[Any] = list(connection.execute(sa.text("SELECT site, kiosk, ts_ms, kind = 'heartbeat' FROM events "
+                                      "ORDER BY site, kiosk, ts_ms")))
+    batch: list[dict] = []
+    for (site, kiosk, _slot), group in itertools.groupby(rows, key=lambda r: (r[0], r[1], slot_of(r[2]))):
+        for span in merge([], [(ts, int(bool(beat))) for _s, _k, ts, beat in group]):
+            batch.append({"site": site, "kiosk": kiosk, **span._asdict()})
+        if len(batch) >= 10_000:
+            op.bulk_insert(presence, batch)
+            batch = []
+    if batch:
+        op.bulk_insert(presence, batch)
+
+
+def downgrade() -> None:
+    op.create_index("ix_events_ts", "events", ["ts_ms"])
+    op.drop_index("ix_events_report", "events")
+    op.drop_table("presence")
