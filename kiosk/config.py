@@ -15,6 +15,7 @@ from hardware.readers import registry
 from hardware.readers.contract import ReaderError
 from hardware.signals import DEFAULT_BOUNCE_SECONDS, GpioPins
 from kiosk.tomldata import read_toml, validate
+from kiosk.vocabulary import DEFAULT_TIMEZONE
 
 DEFAULT_CONFIG_PATH = Path("/etc/kiosk/config.toml")
 
@@ -36,7 +37,7 @@ class FacilitySection(Section):
     type: Literal["clinic", "pharmacy"] = "clinic"
     e_prescription: bool = False
     e_karte: bool = False
-    timezone: str = "Asia/Tokyo"  # IANA zone: reports count days and hours in it
+    timezone: str = DEFAULT_TIMEZONE  # IANA zone: reports count days and hours in it, staff screens show times in it
 
     @model_validator(mode="after")
     def _known_zone(self) -> FacilitySection:
@@ -169,9 +170,6 @@ class ConsoleSection(Section):
     command_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     urgent_seconds: float = Field(default=60.0, gt=0)  # an unacknowledged call turns urgent (red) after this
     realert_seconds: float = Field(default=30.0, ge=5)  # chime + notification again this often until acknowledged
-    # a staff page counts as listening (the kiosks' consoles_online) while visible; it says so every third of
-    # this, and a page silent this long (asleep, PC off, network gone) stops counting
-    listener_expiry_seconds: float = Field(default=45.0, ge=3, le=600)
     max_failed_logins: int = Field(default=5, ge=1)  # per account and per client address ...
     lockout_minutes: float = Field(default=15.0, gt=0)  # ... within this window, then refused until it passes
     max_kiosks: int = Field(default=2_000, ge=1)  # kiosks tracked over all `sites`; more are ignored (logged)

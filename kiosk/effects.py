@@ -45,12 +45,9 @@ class Chirp:
 
 @dataclass(frozen=True)
 class Emit:
-    """Publish event `kind` (kiosk.events.EVENT_KINDS) with `data` (its payload in docs/asyncapi.yaml); `time`
-    (ISO 8601 with zone, milliseconds), the envelope's time when the flow fixed it — a `call` event's is the
-    open call's `since`, so both say the same moment — else None (stamped when stored)."""
+    """Publish event `kind` (kiosk.events.EVENT_KINDS) with `data` (its payload in docs/asyncapi.yaml)."""
     kind: str
     data: Mapping[str, Any]
-    time: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,10 +74,13 @@ class SetCall:
 
 @dataclass(frozen=True)
 class Reply:
-    """Answer `command` (its `reply(ok, detail)`)."""
+    """Answer `command` with `Answer(ok, text, detail, params)` (kiosk.messages.Answer: the staff text id
+    `reply.<text>` and its params, and one English line)."""
     command: Command
     ok: bool
+    text: str
     detail: str
+    params: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ from kiosk.vocabulary import (
     CALL_STAFF_CODE,
     CALLING,
     CHECKING,
+    DEFAULT_TIMEZONE,
     DISPLAY_MODES,
     GOOD_OUTCOMES,
     HIGH_CONTRAST,
@@ -75,6 +76,7 @@ from kiosk.vocabulary import (
     SPEAKABLE_SCREENS,
     STAFF,
     STAFF_COMING,
+    STAFF_LANGUAGES,
     STAFF_PIN,
     VOLUME_LEVELS,
 )
@@ -100,6 +102,9 @@ class Codebook(Protocol):
 # --- the state machine -------------------------------------------------------------------------------------
 
 LAST_EVENTS_KEPT = 10
+# What the staff screen's recent events show of an event's data besides its kind and code: ids its texts render
+# (lamp.<pattern>, outcome.<outcome>, call.title.<reason>, reader.<cause>) and the reader cause's params.
+EVENT_PARAMS = ("pattern", "outcome", "reason", "cause")
 
 
 @dataclass(frozen=True)
@@ -136,11 +141,18 @@ class Flow:
         voice_languages: frozenset[str] = frozenset(),
         voice_muted: bool = False,
         voice_volume: float = 0.8,
+        staff_lang: str = "ja",
+        timezone: str = DEFAULT_TIMEZONE,
     ) -> None:
+        """`staff_lang`: the staff screen's language when the kiosk shows a language staff texts do not exist
+        in (`[console] language`); `timezone`: the facility's IANA zone (`[facility] timezone`) the staff screen
+        shows times in."""
         self.codebook = codebook
         self.timings = timings
         self.languages = languages
         self.default_lang = default_lang if default_lang in languages else languages[0]
+        self.staff_lang = staff_lang if staff_lang in STAFF_LANGUAGES else STAFF_LANGUAGES[0]
+        self.timezone = timezone
         self._verify_pin = verify_pin
         self._clock = clock
         self._wall = wall_clock
@@ -238,8 +250,15 @@ class Flow:
         return [self._screen_effect()]
 
     def _screen_effect(self) -> ShowScreen:
-        return ShowScreen(self.screen, self.lang, dict(self.context), speaker=self._speaker(),
+        return ShowScreen(self.screen, self._shown_lang(), dict(self.context), speaker=self._speaker(),
                           large_text=self.display[LARGE_TEXT], high_contrast=self.display[HIGH_CONTRAST])
+
+    def _shown_lang(self) -> str:
+        """The patient's language; on the staff screen the same when staff texts exist in it (ja, en), else the
+        staff language. A patient's choice of language is never changed by it."""
+        if self.screen == STAFF and self.lang not in STAFF_LANGUAGES:
+            return self.staff_lang
+        return self.lang
 
     def _speaker(self) -> bool:
         """Whether the current screen gets a speaker button: guidance, a voice for the language, not silenced."""
@@ -285,6 +304,7 @@ class Flow:
             "outage": self.in_outage,
             "voice": {"available": bool(self.voice_languages), "muted": self.voice_muted,
                       "volume": self.voice_volume},
+            "timezone": self.timezone,
         }, self.timings.idle_timeout_seconds)
 
     # --- lamp and events -----------------------------------------------------------------------------------
@@ -306,10 +326,14 @@ class Flow:
         self.lamp = pattern
         return [SetLamp(pattern), self._emit(events.LAMP_STATUS, {"pattern": pattern})]
 
-        seen = {"kind": kind, "code": data.get("code"), "time": self._wall().isoformat(timespec="seconds")}
-    def _emit(self, kind: str, data: dict[str, Any], at: str | None = None) -> Emit:
+    def _emit(self, kind: str, data: dict[str, Any]) -> Emit:
+        params = {key: str(data[key]) for key in EVENT_PARAMS if data.get(key) not in (None, "")}
+        if kind == events.READER_STATUS:
+            params.update({str(k): str(v) for k, v in dict(data.get("params") or {}).items()})
+        seen = {"kind": kind, "code": data.get("code"), "time": self._wall().isoformat(timespec="seconds"),
+                "params": params}
         self.last_events = [*self.last_events, seen][-LAST_EVENTS_KEPT:]
-        return Emit(kind, data, at)
+        return Emit(kind, data)
 
     # --- the card ------------------------------------------------------------------------------------------
 
@@ -455,11 +479,11 @@ class Flow:
     def _open_call(self, reason: str, code: str | None, audience: str) -> list[Effect]:
         if self.call is not None:
             return []
-        since = events.timestamp(self._wall())  # the `call` event's time too: reports and console agree
-        self.call = Call(id=self._new_id(), reason=reason, code=code, audience=audience, since=since)
+        self.call = Call(id=self._new_id(), reason=reason, code=code, audience=audience,
+                         since=self._wall().isoformat(timespec="seconds"))
         self._call_opened_at = self._clock()
         data = {**self._call_data(), "consoles_online": self.consoles_online}
-        effects: list[Effect] = [self._emit(events.CALL, data, since), SetCall(self.call), Chirp()]
+        effects: list[Effect] = [self._emit(events.CALL, data), SetCall(self.call), Chirp()]
         return effects + self._lamp()
 
     def _call_data(self) -> dict[str, Any]:
@@ -584,37 +608,38 @@ class Flow:
     # --- commands ------------------------------------------------------------------------------------------
 
     def _command(self, command: Command) -> list[Effect]:
+        """A staff command's effects and its Reply: a text id of staff.json (`reply.<id>`) and one English line."""
         name = command.name
         args: dict[str, Any] = dict(command.args or {})
         if name not in events.COMMAND_ARGS:
-            return [Reply(command, False, f"unknown command {name!r}")]
+            return [Reply(command, False, events.UNKNOWN_COMMAND, f"unknown command {name!r}", {"name": name[:64]})]
         if name in (events.ACKNOWLEDGE, events.RESOLVE):
             if self.call is None:
-                return [Reply(command, False, "no open call")]
+                return [Reply(command, False, "no_open_call", "no open call")]
             args.setdefault("call_id", self.call.id)  # the demo's own commands name no call: the open one
         try:
             checked = events.command_args(name, args)
         except events.CommandError as err:
-            return [Reply(command, False, err.detail)]
+            return [Reply(command, False, err.code, err.detail)]
         if isinstance(checked, events.CallArgs):
             assert self.call is not None
             if checked.call_id != self.call.id:
-                return [Reply(command, False, "call_id is not the open call")]
+                return [Reply(command, False, "not_open_call", "call_id is not the open call")]
             if name == events.ACKNOWLEDGE:
                 if self.call.acknowledged:
-                    return [Reply(command, True, "already acknowledged")]
-                return [*self._acknowledge(), Reply(command, True, "acknowledged")]
-            return [*self._resolve("command"), Reply(command, True, "resolved")]
+                    return [Reply(command, True, "already_acknowledged", "already acknowledged")]
+                return [*self._acknowledge(), Reply(command, True, "acknowledged", "acknowledged")]
+            return [*self._resolve("command"), Reply(command, True, "resolved", "resolved")]
         if isinstance(checked, events.LampTestArgs):
-            return [LampTest(checked.seconds), Reply(command, True, "lamp test started")]
+            return [LampTest(checked.seconds), Reply(command, True, "lamp_test_started", "lamp test started")]
         if name == events.RELOAD_CATALOGUE:
             return [ReloadCatalogue(command)]
         if isinstance(checked, events.OutageArgs):
             if self.in_outage:
-                return [Reply(command, True, "already in outage mode")]
+                return [Reply(command, True, "already_in_outage", "already in outage mode")]
             return (self._enter_outage(checked.code, "command") + self._follow_home() + self._refresh_staff()
-                    + [Reply(command, True, "outage mode entered")])
+                    + [Reply(command, True, "outage_entered", "outage mode entered")])
         if not self.in_outage:
-            return [Reply(command, True, "not in outage mode")]
+            return [Reply(command, True, "not_in_outage", "not in outage mode")]
         return (self._leave_outage("command") + self._follow_home() + self._refresh_staff()
-                + [Reply(command, True, "outage mode left")])
+                + [Reply(command, True, "outage_left", "outage mode left")])

@@ -31,7 +31,7 @@ from kiosk import events, ha_discovery
 from kiosk.broker import new_client, parse_broker_url
 from kiosk.config import Config, ConfigError
 from kiosk.effects import Call
-from kiosk.messages import Command, ConsolesChanged, LinkChanged, Message
+from kiosk.messages import Answer, Command, ConsolesChanged, LinkChanged, Message
 from kiosk.outbox import Outbox, OutboxError, OutboxStats
 from kiosk.ratelog import RateLimitedLog
 
@@ -71,8 +71,7 @@ class _SetState:
 class _Answer:
     """The main loop's reply to a command."""
     command_id: str
-    ok: bool
-    detail: str
+    answer: Answer
 
 
 @dataclass(frozen=True)
@@ -168,15 +167,13 @@ class EventLink:
     def start(self) -> None:
         self._thread.start()
 
-    def emit(self, kind: str, data: dict[str, Any], at: str | None = None) -> str:
-        """Store an event in the outbox (then it is published); returns its id. `at`: the envelope's time
-        (ISO 8601 with zone) when the flow fixed it (a `call` is stamped with its `since`), else now."""
+    def emit(self, kind: str, data: dict[str, Any]) -> str:
+        """Store an event in the outbox (then it is published); returns its id."""
         event_id = events.new_id()
 
         def payload(seq: int) -> bytes:
             return events.encode(events.envelope(kind, data, kiosk=self.kiosk, site=self.site, seq=seq,
-                                                 catalogue_version=self.catalogue_version, event_id=event_id,
-                                                 time=at))
+                                                 catalogue_version=self.catalogue_version, event_id=event_id))
 
         try:
             self.outbox.put(kind, self.topics.event(kind), payload, CALL_EVENT_TTL if kind == events.CALL else None)
@@ -298,8 +295,8 @@ class EventLink:
             case _SetState(state):
                 self._state = state
                 self._publish_online()
-            case _Answer(command_id, ok, detail):
-                self._answer(command_id, ok, detail)
+            case _Answer(command_id, answer):
+                self._answer(command_id, answer)
             case _Wake() | _Stop():
                 pass
             case _Acked() | _Connected() | _Disconnected() | _Received() if message.client is not self._client:
@@ -425,12 +422,12 @@ class EventLink:
     # --- console presence: who is listening --------------------------------------------------------------
 
     def _on_presence(self, site: str, msg: mqtt.MQTTMessage) -> None:
-        """A console's retained presence: counted while it watches this kiosk's site and someone can hear it
-        (online with at least one listener)."""
+        """A console's retained presence: followed when it watches this kiosk's site."""
         presence = events.presence_of(msg.payload, site)
         if presence is None:
             return
-        if presence.listening and events.listens_to(presence.sites, self.site):
+        online, sites = presence
+        if online and events.listens_to(sites, self.site):
             if msg.topic in self._consoles or len(self._consoles) < MAX_CONSOLES_TRACKED:
                 self._consoles[msg.topic] = True
         else:
@@ -535,9 +532,9 @@ class EventLink:
         self._awaiting[command.id] = (time.monotonic() + COMMAND_TIMEOUT, response_topic, correlation)
         put = self._inbox.put
         self._post(Command(command.id, command.name, command.args,
-                           reply=lambda ok, detail: put(_Answer(command.id, ok, detail))))
+                           reply=lambda answer: put(_Answer(command.id, answer))))
 
-    def _answer(self, command_id: str, ok: bool, detail: str) -> None:
+    def _answer(self, command_id: str, answer: Answer) -> None:
         """The main loop's reply (or a timeout): sent once; a later second answer is ignored."""
         waiting = self._awaiting.pop(command_id, None)
         if waiting is None:
@@ -545,7 +542,8 @@ class EventLink:
             return
         _, topic, correlation = waiting
         self._respond(topic, correlation, events.response_payload(
-            command_id, ok, detail, kiosk=self.kiosk, error=None if ok else events.REJECTED))
+            command_id, answer.ok, answer.detail, kiosk=self.kiosk, error=None if answer.ok else events.REJECTED,
+            detail_id=answer.text, params=answer.params))
 
     def _expire_commands(self) -> None:
         now = time.monotonic()
@@ -554,7 +552,7 @@ class EventLink:
             _deadline, topic, correlation = self._awaiting.pop(command_id)
             self._respond(topic, correlation, events.response_payload(
                 command_id, False, f"the kiosk did not answer within {COMMAND_TIMEOUT:.0f} s",
-                kiosk=self.kiosk, error=events.TIMEOUT))
+                kiosk=self.kiosk, error=events.TIMEOUT, params={"seconds": f"{COMMAND_TIMEOUT:.0f}"}))
 
     def _respond(self, topic: str, correlation: bytes | None, payload: dict[str, Any]) -> None:
         if not self._connected:

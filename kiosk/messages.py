@@ -82,13 +82,25 @@ class Tick:
 
 
 @dataclass(frozen=True)
+class Answer:
+    """What the kiosk answers to a command: `ok`; `text`, the id of the staff text that says it
+    (`reply.<text>` in catalogue/locales/<ja|en>/staff.json) with `params` for its placeholders, rendered in the
+    reader's language (the console's viewer); `detail`, one English line for logs and consoles that predate
+    `text` (the response payload's `detail`, docs/asyncapi.yaml)."""
+    ok: bool
+    text: str
+    detail: str
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Command:
     """A staff command (`name` in kiosk.events.COMMAND_NAMES, `args` as in kiosk.events.COMMAND_ARGS), from the
-    MQTT link (already checked against the contract) or the demo; answer exactly once with `reply(ok, detail)`."""
+    MQTT link (already checked against the contract) or the demo; answer exactly once with `reply(Answer)`."""
     id: str
     name: str
     args: dict[str, Any]
-    reply: Callable[[bool, str], None] = field(repr=False, compare=False)
+    reply: Callable[[Answer], None] = field(repr=False, compare=False)
 
 
 Message = (CardPresented | CardRemoved | ReaderChanged | LinkChanged | ConsolesChanged | Tap | LookupEntered

@@ -36,7 +36,7 @@ from kiosk.effects import (
 )
 from kiosk.flow import CodeFacts, Flow, FlowTimings
 from kiosk.jsondata import read_json
-from kiosk.messages import CardPresented, CardRemoved, Command, LinkChanged, Message, ReaderChanged, Tick
+from kiosk.messages import Answer, CardPresented, CardRemoved, Command, LinkChanged, Message, ReaderChanged, Tick
 from kiosk.passwords import verify_secret
 from kiosk.sdnotify import Notifier, Watchdog
 from kiosk.vocabulary import STAFF
@@ -193,6 +193,8 @@ class Runtime:
             voice_languages=voice_languages(self.voice, languages),
             voice_muted=muted,
             voice_volume=volume,
+            staff_lang=config.console.language,
+            timezone=config.facility.timezone,
         )
         self.link = None
         if link_factory is not None:
@@ -432,17 +434,17 @@ class Runtime:
             case Chirp():
                 if self.buzzer is not None:
                     self.buzzer.chirp()
-            case Emit(kind, data, at):
+            case Emit(kind, data):
                 log.info("event %s %s", kind, json.dumps(data, ensure_ascii=False))
                 if self.link is not None:
-                    self.link.emit(kind, dict(data), at)
+                    self.link.emit(kind, dict(data))
                 for listener in self.event_listeners:
                     listener(kind, dict(data))
             case SetCall(call):
                 if self.link is not None:
                     self.link.set_call(call)
-            case Reply(command, ok, detail):
-                command.reply(ok, detail)
+            case Reply(command, ok, text, detail, params):
+                command.reply(Answer(ok, text, detail, params))
             case ReloadCatalogue(command):
                 self._reload_catalogue(command)
             case SetDefaultLanguage(lang):
@@ -462,7 +464,7 @@ class Runtime:
         except Exception as exc:  # CatalogueError names file, code and field
             log.error("catalogue reload failed, keeping version %s: %s", getattr(self.catalogue, "version", "?"), exc)
             if command is not None:
-                command.reply(False, f"catalogue not reloaded: {exc}"[:300])
+                command.reply(Answer(False, "catalogue_not_reloaded", f"catalogue not reloaded: {exc}"[:300]))
             return
         self.catalogue = catalogue
         self.flow.codebook = CatalogueCodebook(catalogue)
@@ -470,7 +472,8 @@ class Runtime:
             self.link.catalogue_version = getattr(catalogue, "version", "")
         log.info("catalogue reloaded: version %s", getattr(catalogue, "version", "?"))
         if command is not None:
-            command.reply(True, f"catalogue version {getattr(catalogue, 'version', '?')}")
+            version = str(getattr(catalogue, "version", "?"))
+            command.reply(Answer(True, "catalogue_reloaded", f"catalogue version {version}", {"version": version}))
 
     def _save_settings(self, changes: dict[str, Any]) -> None:
         settings = {**load_settings(self.settings_path.parent), **changes}

@@ -1,6 +1,7 @@
 """The kiosk's words, each defined once: screens, call reasons, outage options, display modes, volume levels,
 lamp patterns and which pre-check outcomes are good. Pure names; the flow, the views, the runtime, the app and
-the console import them from here (their texts live in catalogue/locales/<lang>/ui.json).
+the console import them from here (their texts live in catalogue/locales/<lang>/ui.json, and the staff-facing
+ones — lamp patterns, call reasons, event kinds, command replies — in the staff-only <lang>/staff.json).
 """
 
 from __future__ import annotations
@@ -56,3 +57,13 @@ LAMP_PATTERNS = (LAMP_OFF, LAMP_CALL, LAMP_ACKNOWLEDGED, LAMP_OUTAGE, LAMP_READE
 
 # The outcomes that mean "this will work on the official reader" (StrEnum members: equal to their values).
 GOOD_OUTCOMES = frozenset({Outcome.MYNUMBER_CARD, Outcome.SMARTPHONE_ANDROID, Outcome.SMARTPHONE_IPHONE})
+
+# --- staff --------------------------------------------------------------------------------------------------
+
+# The languages staff texts exist in (catalogue/locales/<lang>/staff.json and doctor.json, the console's
+# strings). The kiosk's staff screen uses the kiosk's current language when it is one of these, else the staff
+# language (`[console] language`, Japanese by default): see kiosk.flow.Flow.
+STAFF_LANGUAGES = ("ja", "en")
+# The facility's time zone when `[facility] timezone` does not say (an IANA name): staff screens, the console and
+# reports show and count time in it.
+DEFAULT_TIMEZONE = "Asia/Tokyo"

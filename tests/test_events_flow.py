@@ -24,7 +24,7 @@ def check(effects, seen):
 
 
 def command(name, **args):
-    return Command(events.new_id(), name, args, reply=lambda ok, detail: None)
+    return Command(events.new_id(), name, args, reply=lambda answer: None)
 
 
 def test_flow_emits_only_contract_payloads():

@@ -85,7 +85,7 @@ class RecordingLink:
     def stop(self):
         self.stopped = True
 
-    def emit(self, kind, data, at=None):
+    def emit(self, kind, data):
         self.events.add((kind, data))
         return "id"
 
@@ -102,7 +102,7 @@ class RecordingLink:
 def staff_command(name: str, args: dict[str, Any] | None = None) -> tuple[Command, Recorder]:
     """A real kiosk.messages.Command and the Recorder its replies land in."""
     replies = Recorder()
-    return Command(f"test-{name}", name, dict(args or {}), reply=lambda ok, detail: replies.add((ok, detail))), replies
+    return Command(f"test-{name}", name, dict(args or {}), reply=lambda answer: replies.add((answer.ok, answer.detail))), replies
 
 
 @pytest.fixture

@@ -187,7 +187,7 @@ def test_call_staff_blinks_the_lamp_and_an_acknowledge_shows_staff_on_the_way(ki
     kiosk_ui.tap_target("call")
     kiosk_ui.wait_screen("calling")
     assert kiosk_ui.offscreen.wait_for(lambda: len({s for _, s in lamp.states}) == 2 and len(lamp.states) >= 4, 5)
-    kiosk_ui.runtime.post(Command(id="c1", name="acknowledge", args={}, reply=lambda ok, detail: None))
+    kiosk_ui.runtime.post(Command(id="c1", name="acknowledge", args={}, reply=lambda answer: None))
     kiosk_ui.wait_screen("staff_coming")
     assert kiosk_ui.app.kiosk.ids.title.text == UiTexts().text("ja", "staff_coming.title")
     assert kiosk_ui.runtime.lamp.pattern == "acknowledged"

@@ -258,3 +258,112 @@ def test_calling_says_plainly_when_nobody_hears_and_after_each_escalation():
     assert desk.banner == texts.text("vi", "calling.desk.waited")
     for malformed in ({"escalation": "2", "consoles_online": False}, {"escalation": True}, {}):
         assert calling("ja", **malformed).title == usual.title
+
+
+# --- staff texts are ids rendered in the staff's language (issue 14) -----------------------------------------
+
+def staff_flow(lang: str = "ja", timezone: str = "Asia/Tokyo", staff_lang: str = "ja"):
+    """A real Flow over the shipped catalogue with a PIN, its wall clock at 01:42 UTC (10:42 in Tokyo), the kiosk
+    shown in `lang`, after a pre-check, a patient's call, a reader fault (with its cause), lamp changes and an
+    outage: everything the staff menu lists."""
+    from datetime import UTC, datetime
+
+    from kiosk.flow import Flow, FlowTimings
+    from kiosk.messages import CardPresented, PinEntered, ReaderChanged, Tap, Tick
+    from kiosk.precheck import Verdict
+    from kiosk.runtime import CatalogueCodebook
+
+    now = [0.0]
+    flow = Flow(CatalogueCodebook(load_catalogue()), FlowTimings(checking_seconds=0.1), languages=("ja", "en", "th"),
+                verify_pin=lambda pin: pin == "1234", clock=lambda: now[0], staff_lang=staff_lang, timezone=timezone,
+                wall_clock=lambda: datetime(2026, 11, 30, 1, 42, 5, tzinfo=UTC))
+    flow.start()
+    flow.handle(CardPresented(Verdict(Outcome.SMARTPHONE_UNREADABLE, "021", ())))
+    now[0] += 1
+    flow.handle(Tick())
+    flow.handle(Tap("done"))
+    flow.handle(Tap("call"))
+    flow.handle(ReaderChanged(False, "pcscd is not running", "service_down", {"path": "/run/pcscd/pcscd.comm"}))
+    if lang != "ja":
+        flow.handle(Tap(f"lang:{lang}"))
+    flow.handle(Tap("staff_gesture"))
+    flow.handle(PinEntered("1234"))
+    effects = flow.handle(Tap("outage_enter"))
+    return flow, effects[-1]
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_the_staff_menu_shows_no_raw_id_or_iso_timestamp(texts, lang):
+    from tests.rigs.staff_text import raw_ids
+
+    _, shown = staff_flow(lang)
+    assert (shown.name, shown.lang) == ("staff", lang)
+    view = build_view(shown.name, shown.lang, shown.context, texts)
+    problems = {text: raw_ids(text, lang) for text in view.texts() if raw_ids(text, lang)}
+    assert problems == {}
+    lines = "\n".join(view.lines)
+    assert texts.text(lang, "staff.lamp", pattern=texts.text(lang, "lamp.call")) in view.lines  # a call outranks an outage
+    assert texts.text(lang, "staff.outage.on") in view.lines
+    assert texts.text(lang, "call.title.patient_request") in lines  # a call without a code, titled as what it is
+    assert texts.text(lang, "reader.service_down", path="/run/pcscd/pcscd.comm") in lines  # cause, and its fix
+    assert texts.text(lang, "reader.service_down.fix") in lines
+    assert "10:42" in lines and "01:42" not in lines  # the facility's clock time (Asia/Tokyo), not UTC
+    assert texts.text(lang, "event.with_detail", event=texts.text(lang, "event.precheck"),
+                      detail=f"{texts.text(lang, 'outcome.smartphone_unreadable')} 021") in lines
+
+
+def test_staff_times_follow_the_facility_time_zone(texts):
+    _, shown = staff_flow("en", timezone="Europe/London")
+    lines = "\n".join(build_view(shown.name, shown.lang, shown.context, texts).lines)
+    assert "01:42" in lines and "10:42" not in lines
+
+
+def test_the_staff_menu_is_in_the_kiosks_language_when_staff_texts_exist_else_the_staff_language(texts):
+    """Staff texts exist in ja and en (staff.json): a kiosk showing Thai opens the staff menu in the staff
+    language ([console] language, Japanese by default), and the patient's language is left as it was."""
+    assert staff_flow("th")[1].lang == "ja"
+    flow, shown = staff_flow("th", staff_lang="en")
+    assert shown.lang == "en" and flow.lang == "th"
+    assert staff_flow("en", staff_lang="ja")[1].lang == "en"
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_every_staff_id_has_a_text_and_unknown_ids_never_show_raw(texts, lang):
+    """Every lamp pattern, event kind, call reason, outcome and reader cause the kiosk can report has a staff
+    text; an id from a newer kiosk is shown as `<family>.unknown`, never raw."""
+    from hardware.readers.contract import Cause
+    from kiosk import events
+    from kiosk.vocabulary import CALL_REASONS, LAMP_PATTERNS
+    from tests.rigs.staff_text import raw_ids
+
+    for family, ids in (("lamp", LAMP_PATTERNS), ("event", events.EVENT_KINDS), ("call.title", CALL_REASONS),
+                        ("call.reason", CALL_REASONS), ("outcome", [str(o) for o in Outcome]),
+                        ("reader", [str(c) for c in Cause])):
+        assert [i for i in ids if not texts.has(f"{family}.{i}")] == [], family
+    context = {"lamp": "disco", "open_call": {"reason": "alien", "code": None, "since": "soon"},
+               "reader": {"available": False, "cause": "gremlins"},
+               "last_events": [{"kind": "teleport_started", "time": "2026-11-30T01:42:05+00:00",
+                                "params": {"pattern": "disco_ball", "outcome": "mystery_card"}}]}
+    view = build_view("staff", lang, context, texts)
+    assert {t: raw_ids(t, lang) for t in view.texts() if raw_ids(t, lang)} == {}
+    assert texts.text(lang, "staff.lamp", pattern=texts.text(lang, "lamp.unknown")) in view.lines
+
+
+def test_the_raw_id_check_finds_what_it_should():
+    from tests.rigs.staff_text import raw_ids
+
+    assert raw_ids("最終: 2026-11-30T03:55:13+00:00", "ja") == ["2026-11-30T03:55"]
+    assert raw_ids("ランプ: off", "ja") == ["off"]
+    assert raw_ids("Recent events  lamp_status  outage_entered", "en") == ["lamp_status", "outage_entered"]
+    assert raw_ids("呼び出し中: patient_request", "ja") == ["patient_request"]
+    assert raw_ids("Outage mode: off", "en") == []  # an English word, not an id
+    assert raw_ids("[reader] nfc_path を usb にしてください", "ja") == []  # a config key named on purpose
+
+
+def test_a_staff_text_id_lives_in_one_file(tmp_path):
+    root = tmp_path / "catalogue"
+    shutil.copytree(catalogue_root() / "locales", root / "locales")
+    ui = json.loads((root / "locales" / "en" / "ui.json").read_text(encoding="utf-8"))
+    (root / "locales" / "en" / "ui.json").write_text(json.dumps({**ui, "lamp.call": "x"}), encoding="utf-8")
+    with pytest.raises(LocaleError, match=r"en/staff.json: \[lamp.call\] is also in ui.json"):
+        UiTexts(root)

@@ -1,5 +1,6 @@
 """UI strings: `catalogue/locales/<lang>/ui.json`, keyed by id, following each locale's fallback chain
-(kiosk.locales) down to Japanese. Pure: no Kivy.
+(kiosk.locales) down to Japanese, and the staff screen's texts from the staff-only `staff.json` (ja and en,
+kiosk.locales.STAFF_ONLY_FILES; an id may live in one of the two files, never both). Pure: no Kivy.
 
 A string may hold `{name}` placeholders filled from the screen context (e.g. `{code}`); a missing
 placeholder or id never crashes the kiosk: it is logged once and the id is shown, so the gap is visible.
@@ -12,6 +13,8 @@ from pathlib import Path
 
 from kiosk.locales import SOURCE_LANG, Locale, LocaleError, fallback_chain, load_locales, locales_dir, read_locale_file
 
+FILES = ("ui.json", "staff.json")  # patient UI (every language), staff screen (ja, en)
+
 log = logging.getLogger(__name__)
 
 
@@ -23,13 +26,19 @@ class UiTexts:
         folder = locales_dir(root)
         self.by_lang: dict[str, dict[str, str]] = {}
         for code in self.locales:
-            path = folder / code / "ui.json"
-            if path.exists():
+            table: dict[str, str] = {}
+            for path in (folder / code / name for name in FILES):
+                if not path.exists():
+                    continue
                 data = read_locale_file(path)
                 for key, value in data.items():
                     if not isinstance(value, str):
                         raise LocaleError(f"{path}: [{key}] must be a string, not {type(value).__name__}")
-                self.by_lang[code] = data
+                    if key in table:
+                        raise LocaleError(f"{path}: [{key}] is also in {FILES[0]} (one file per id)")
+                table.update(data)
+            if table:
+                self.by_lang[code] = table
         if SOURCE_LANG not in self.by_lang:
             raise LocaleError(f"{folder / SOURCE_LANG / 'ui.json'}: missing (Japanese is the source language)")
         self._reported: set[tuple[str, str]] = set()

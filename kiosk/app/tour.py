@@ -21,9 +21,9 @@ DEMO_PIN = "0000"  # the demo's staff PIN (`kiosk demo` prints it); a real kiosk
 
 def _script(reader, pin: str) -> list[tuple[str, Callable[[], Any] | None, str, bool]]:
     """(label, action, screen to wait for, screenshot?) in order; actions post what a patient or staff would."""
-    from kiosk.messages import Command, LookupEntered, PinEntered, Tap
+    from kiosk.messages import Answer, Command, LookupEntered, PinEntered, Tap
 
-    def ignore(ok: bool, detail: str) -> None:
+    def ignore(answer: Answer) -> None:
         """The tour's commands need no answer: the screen it waits for shows the outcome."""
 
     def command(name: str) -> Command:

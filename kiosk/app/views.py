@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kiosk.app.texts import UiTexts
 from kiosk.events import ESCALATED, SENT_TO_DESK
 from kiosk.vocabulary import (
     CALLING,
     CHECKING,
+    DEFAULT_TIMEZONE,
     DISPLAY_MODES,
     GOOD_OUTCOMES,
     IDLE,
@@ -309,15 +312,18 @@ def _staff_pin(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
 
 
 def _staff(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
+    """The staff menu: every state is an id rendered from staff.json (lamp.<pattern>, reader.<cause>,
+    call.title.<reason>, event.<kind> ...) and every time is the facility's clock time (`timezone`)."""
     reader = _mapping(ctx.get("reader"))
     broker = _mapping(ctx.get("broker"))
     call = _mapping(ctx.get("open_call"))
-    lines = [
-        t("staff.reader.ok") if reader.get("available") else t("staff.reader.down", detail=reader.get("detail", "")),
+    zone = _zone(ctx.get("timezone"))
+    lines = [t("staff.reader.ok")] if reader.get("available") else _reader_fault(t, reader)
+    lines += [
         t("staff.broker.ok" if broker.get("connected") else "staff.broker.down", pending=broker.get("pending", 0)),
-        t("staff.lamp", pattern=ctx.get("lamp", "")),
+        t("staff.lamp", pattern=_named(t, "lamp", ctx.get("lamp"))),
         t("staff.call.acknowledged" if call.get("acknowledged") else "staff.call.open",
-          reason=call.get("reason", ""), code=call.get("code") or "", acknowledged=call.get("acknowledged"))
+          call=_call_title(t, call.get("reason"), call.get("code")), since=_clock(t, call.get("since"), zone))
         if call else t("staff.call.none"),
         t("staff.outage.on" if ctx.get("outage") else "staff.outage.off"),
     ]
@@ -337,7 +343,7 @@ def _staff(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
     events = [e for e in _items(ctx.get("last_events")) if isinstance(e, Mapping)]
     if events:
         lines.append(t("staff.events"))
-        lines += [t("staff.event_row", time=e.get("time", ""), kind=e.get("kind", ""), code=e.get("code") or "")
+        lines += [t("staff.event_row", time=_clock(t, e.get("time"), zone), event=_event_text(t, e))
                   for e in events[-5:]]
     languages = [str(code) for code in _items(ctx.get("languages"))]
     default = ctx.get("default_language")
@@ -348,6 +354,73 @@ def _staff(t: _Texts, ctx: dict, guidance: GuidanceSource | None) -> View:
         tools.append(Action(f"default_lang:{following}", t.texts.text(current, "lang.self_name"), "primary", current))
     return View("staff", t.lang, t("staff.title"), lines=tuple(lines), choices=tuple(tools), dense=True,
                 actions=(Action("done", t("button.close"), "primary"),))
+
+
+def _zone(name: Any) -> tzinfo:
+    """The facility's time zone (`[facility] timezone`, checked by the config); a bad or missing name: the
+    default zone, never an error on screen."""
+    try:
+        return ZoneInfo(str(name or DEFAULT_TIMEZONE))
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(DEFAULT_TIMEZONE)
+
+
+def _clock(t: _Texts, stamp: Any, zone: tzinfo, now: datetime | None = None) -> str:
+    """An ISO 8601 timestamp as people read it in the facility: "10:42" today, "11/28 10:42" another day
+    (time.unknown for anything else). A timestamp without an offset is UTC, as the contract writes them."""
+    try:
+        moment = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return t("time.unknown")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    local = moment.astimezone(zone)
+    today = (now or datetime.now(UTC)).astimezone(zone).date()
+    return f"{local:%H:%M}" if local.date() == today else f"{local.month}/{local.day} {local:%H:%M}"
+
+
+def _named(t: _Texts, family: str, value: Any) -> str:
+    """The staff text of id `value` in `family` (lamp, outcome, event ...); `<family>.unknown` for an id the
+    texts do not know (a newer kiosk), so no raw id reaches the screen."""
+    return t(f"{family}.{value}") if value and t.texts.has(f"{family}.{value}") else t(f"{family}.unknown")
+
+
+def _call_title(t: _Texts, reason: Any, code: Any) -> str:
+    """What a call is: its code and reason (「021 スタッフ対応のコード」), or, without a code, its reason alone
+    (「患者さんの呼び出し」)."""
+    title = _named(t, "call.title", reason)
+    return t("call.with_code", code=code, reason=title) if code else title
+
+
+def _reader_fault(t: _Texts, reader: Mapping) -> list[str]:
+    """The reader's fault in words (reader.<cause> with its params) and, when there is one, its fix."""
+    cause = str(reader.get("cause") or "")
+    params = {str(k): v for k, v in _mapping(reader.get("params")).items()}
+    if not cause or not t.texts.has(f"reader.{cause}"):
+        return [t("staff.reader.down", cause=t("reader.unknown"))]
+    lines = [t("staff.reader.down", cause=t(f"reader.{cause}", **params))]
+    fix = t(f"reader.{cause}.fix", **params) if t.texts.has(f"reader.{cause}.fix") else ""
+    return lines + ([t("staff.reader.fix", fix=fix)] if fix else [])
+
+
+def _event_text(t: _Texts, event: Mapping) -> str:
+    """One recent event: its kind's name and what its ids say (lamp pattern, outcome, call reason, reader
+    cause) and its code, e.g. 「ランプ: 呼び出し（点滅）」, 「事前チェック: 読めないスマホ 021」."""
+    params = {str(k): v for k, v in _mapping(event.get("params")).items()}
+    details = []
+    if params.get("pattern"):
+        details.append(_named(t, "lamp", params["pattern"]))
+    if params.get("outcome"):
+        details.append(_named(t, "outcome", params["outcome"]))
+    if params.get("reason"):
+        details.append(_named(t, "call.title", params["reason"]))
+    cause = params.get("cause")
+    if cause and t.texts.has(f"reader.{cause}"):
+        details.append(t(f"reader.{cause}", **params))
+    if event.get("code"):
+        details.append(str(event["code"]))
+    name = _named(t, "event", event.get("kind"))
+    return t("event.with_detail", event=name, detail=" ".join(details)) if details else name
 
 
 # One builder per screen of kiosk.vocabulary.SCREENS (tests/test_ui_views.py checks both lists agree).

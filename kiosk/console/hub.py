@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from kiosk import events
 from kiosk.console.messages import CallMessage, Decoded, EventMessage, ReplyMessage, StatusMessage
 from kiosk.console.state import MAX_KIOSKS, ConsoleState, Update
 from kiosk.ratelog import RateLimitedLog
+from kiosk.vocabulary import DEFAULT_TIMEZONE
 
 log = logging.getLogger(__name__)
 _dropped = RateLimitedLog(log)
@@ -41,19 +42,23 @@ class CommandRefused(Exception):
 
 @dataclass(frozen=True)
 class CommandAnswer:
+    """The kiosk's answer: `detail_id` + `params` name its staff text (`reply.<detail_id>`), `detail` is English."""
     ok: bool
     error: str | None
     detail: str
+    detail_id: str = ""
+    params: dict[str, str] = field(default_factory=dict)
 
 
 class Hub:
     def __init__(self, *, sites: list[str], code_info: Callable[[str], dict], command_timeout: float,
                  publish_command: Callable[[str, str, dict], bool], max_kiosks: int = MAX_KIOSKS,
-                 now: Callable[[], datetime] = lambda: datetime.now().astimezone()):
+                 now: Callable[[], datetime] = lambda: datetime.now().astimezone(),
+                 timezone: str = DEFAULT_TIMEZONE):
         self.sites = sites
+        self.timezone = timezone  # the facility's ([facility] timezone): pages show every time in it
         self.state = ConsoleState(max_kiosks=max_kiosks)
         self.connected = False
-        self.listeners = 0  # staff pages that can hear a call (kiosk.console.listeners), shown on every page
         self._code_info = code_info
         self._codes: dict[str, dict] = {}
         self._timeout = command_timeout
@@ -90,7 +95,8 @@ class Hub:
         if isinstance(message, ReplyMessage):
             future = self._pending.pop(message.correlation, None)
             if future is not None and not future.done():
-                future.set_result(CommandAnswer(message.ok, message.error, message.detail))
+                future.set_result(CommandAnswer(message.ok, message.error, message.detail, message.detail_id,
+                                                message.params))
             return
         if message.site not in self.sites:
             return
@@ -107,11 +113,6 @@ class Hub:
 
     # --- browsers -----------------------------------------------------------------------------------------
 
-    def listeners_changed(self, count: int) -> None:
-        """The number of staff pages that can hear a call changed: every page shows it."""
-        self.listeners = count
-        self._broadcast([{"type": "listeners", "count": count}])
-
     def subscribe(self) -> asyncio.Queue:
         queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_QUEUE)
         self._subscribers.add(queue)
@@ -123,9 +124,9 @@ class Hub:
     def snapshot(self) -> dict:
         snap = self.state.snapshot()
         snap["connected"] = self.connected
-        snap["listeners"] = self.listeners
         snap["codes"] = {code: self._info(code) for code in self._referenced_codes()}
         snap["server_time"] = self._now().isoformat(timespec="milliseconds")  # the browser's clock may be off
+        snap["timezone"] = self.timezone
         return snap
 
     def _broadcast(self, updates: list[Update]) -> None:

@@ -6,7 +6,8 @@ fields the console shows are read, so a newer kiosk adding fields does not break
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator
@@ -15,6 +16,7 @@ from kiosk import events, vocabulary
 
 _ID = events.ID_PATTERN
 _CODE = r"^[0-9]{3}$"  # the contract's three-digit code
+_TEXT_ID = re.compile(r"[a-z0-9_]{1,64}")  # a reply's detail_id: `reply.<detail_id>` in the staff texts
 UNKNOWN_REASON = "unknown"  # a call reason this console does not know (a newer kiosk): shown, not counted
 
 
@@ -116,10 +118,14 @@ class EventMessage:
 
 @dataclass(frozen=True)
 class ReplyMessage:
+    """A kiosk's answer to a command: `detail_id` names its staff text (`reply.<detail_id>`, rendered with
+    `params` in the viewer's language; "" from a kiosk that predates it), `detail` is one English line."""
     correlation: bytes
     ok: bool
     error: str | None
     detail: str
+    detail_id: str = ""
+    params: dict[str, str] = field(default_factory=dict)
 
 
 Decoded = StatusMessage | CallMessage | EventMessage | ReplyMessage
@@ -171,13 +177,19 @@ class _Reply(_Lenient):
     ok: bool
     error: str | None = Field(default=None, max_length=64)
     detail: str = Field(default="", max_length=500)
+    detail_id: Any = ""  # read by _reply: a malformed one is dropped, the answer still counts
+    params: Any = None
 
 
 def _reply(payload: bytes, correlation: bytes | None) -> ReplyMessage | None:
     reply = _model(_Reply, payload)
     if reply is None or not correlation:
         return None
-    return ReplyMessage(correlation, reply.ok, reply.error, reply.detail)
+    detail_id = reply.detail_id if isinstance(reply.detail_id, str) and _TEXT_ID.fullmatch(reply.detail_id) else ""
+    params = reply.params if isinstance(reply.params, dict) else {}
+    params = {str(name)[:64]: str(value)[:200] for name, value in list(params.items())[:events.MAX_REPLY_PARAMS]
+              if isinstance(value, str | int | float) and not isinstance(value, bool)}
+    return ReplyMessage(correlation, reply.ok, reply.error, reply.detail, detail_id, params)
 
 
 def _model(model: type[BaseModel], payload: bytes):

@@ -39,4 +39,5 @@ async def command(request: Request, console: ConsoleDep, session: StaffSession) 
         log.warning("command %s for %s/%s refused: %s", body.name, body.site, body.kiosk, refused.error)
         raise  # answered like Refused
     log.info("%s sent %s to %s/%s: ok=%s", session.account.name, body.name, body.site, body.kiosk, answer.ok)
-    return JSONResponse({"ok": answer.ok, "error": answer.error, "detail": answer.detail})
+    return JSONResponse({"ok": answer.ok, "error": answer.error, "detail": answer.detail,
+                         "detail_id": answer.detail_id, "params": answer.params})

@@ -1,6 +1,8 @@
 // Staff console page: draws the snapshot from /api/stream, then applies each update in place.
-// Every text comes from the strings the server embedded (kiosk/console/locales/<lang>.json); data from
-// kiosks is only ever inserted with textContent, never as HTML.
+// Every text comes from the strings the server embedded (kiosk/console/locales/<lang>.json and the staff texts
+// shared with the kiosk, catalogue/locales/<lang>/staff.json): what kiosks send is ids (lamp pattern, event kind,
+// call reason, reply) rendered here in the viewer's language, never shown raw; data from kiosks is only ever
+// inserted with textContent, never as HTML. Times are the facility's ([facility] timezone, from the snapshot).
 "use strict";
 
 const S = JSON.parse(document.getElementById("strings").textContent);
@@ -11,7 +13,6 @@ const HISTORY_ROWS = 500;
 // [console] urgent_seconds / realert_seconds: an open call turns urgent, and rings again until acknowledged
 const CALLS = JSON.parse(document.getElementById("call-settings").textContent);
 let clockSkew = 0; // server time minus this browser's time (ms), from each snapshot: waits count on the server's clock
-let listener = null; // this page's id as a listener (staff pages only), from its stream's snapshot
 
 const kioskRows = new Map(); // "site/kiosk" -> <tr>
 const kiosks = new Map(); // "site/kiosk" -> kiosk view
@@ -26,11 +27,59 @@ function t(key, params = {}) {
 const $ = (id) => document.getElementById(id);
 const keyOf = (item) => `${item.site}/${item.kiosk}`;
 
+// The text of id `prefix.value` (lamp.call, event.lookup ...), or `prefix.unknown` for an id this console does
+// not know (a newer kiosk): an id is never shown raw.
+function named(prefix, value) {
+  return t(`${prefix}.${value}` in S ? `${prefix}.${value}` : `${prefix}.unknown`);
+}
+
+// Clock times in the facility's time zone (the snapshot's `timezone`), as people read them: "10:42", and
+// "11/28 10:42" for another day.
+const LOCALE = LANG === "ja" ? "ja-JP" : "en-GB";
+let timeZone = undefined; // the browser's until the first snapshot
+let clockFormat = null, dayFormat = null;
+function setTimeZone(zone) {
+  try {
+    clockFormat = new Intl.DateTimeFormat(LOCALE, { timeZone: zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+    dayFormat = new Intl.DateTimeFormat(LOCALE, { timeZone: zone, month: "numeric", day: "numeric" });
+    timeZone = zone;
+  } catch (err) { /* an unknown zone: keep the one we had */ }
+}
+setTimeZone(undefined);
+
 function timeText(iso) {
   if (!iso) return "–";
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return "–";
-  return date.toLocaleTimeString(LANG === "ja" ? "ja-JP" : "en-GB", { hour12: false });
+  const clock = clockFormat.format(date);
+  const day = dayFormat.format(date);
+  return day === dayFormat.format(new Date(Date.now() + clockSkew)) ? clock : `${day} ${clock}`;
+}
+
+// How long ago, as people say it: "just now", "3 min ago" / 「3分前」, "2 h ago" / 「2時間前」, "3 days ago".
+function agoText(iso) {
+  const then = Date.parse(iso || "");
+  if (Number.isNaN(then)) return "–";
+  const seconds = Math.max(0, Math.floor((Date.now() + clockSkew - then) / 1000));
+  if (seconds < 60) return t("time.just_now");
+  if (seconds < 3600) return t("time.minutes_ago", { n: Math.floor(seconds / 60) });
+  if (seconds < 86400) return t("time.hours_ago", { n: Math.floor(seconds / 3600) });
+  return t("time.days_ago", { n: Math.floor(seconds / 86400) });
+}
+
+function lastSeenCell(k) {
+  const td = cell(agoText(k.last_seen), "seen");
+  if (k.last_seen) td.title = timeText(k.last_seen);
+  return td;
+}
+
+// "3 min ago" grows older by itself: redraw the last-seen cells twice a minute.
+function tickLastSeen() {
+  for (const [key, row] of kioskRows) {
+    const k = kiosks.get(key);
+    const td = row.querySelector("td.seen");
+    if (k && td) td.replaceWith(lastSeenCell(k));
+  }
 }
 
 function cell(text, className) {
@@ -44,7 +93,7 @@ function cell(text, className) {
 
 function kioskCells(k) {
   const reader = k.reader_ok === null ? t("kiosks.unknown") : k.reader_ok ? t("kiosks.reader_ok") : t("kiosks.reader_fault");
-  const lamp = k.lamp ? t(`lamp.${k.lamp}`) : t("kiosks.unknown");
+  const lamp = k.lamp ? named("lamp", k.lamp) : t("kiosks.unknown");
   const state = k.online ? t("kiosks.online") : t("kiosks.offline");
   return [
     cell(k.kiosk, "name"),
@@ -52,7 +101,7 @@ function kioskCells(k) {
     cell(reader, k.reader_ok === false ? "bad" : ""),
     cell(lamp, k.lamp && k.lamp !== "off" ? `lamp-${k.lamp}` : ""),
     cell(k.backlog === null ? "–" : String(k.backlog), k.backlog > 0 ? "warn" : ""),
-    cell(timeText(k.last_seen)),
+    lastSeenCell(k),
   ];
 }
 
@@ -177,9 +226,10 @@ function conditionBlocks(info) {
   return blocks;
 }
 
+// A call without a code is titled as what it is (「患者さんの呼び出し」): its reason's title.
 function drawCallInfo(card, call) {
   const info = call.code ? codes[call.code] : null;
-  card.querySelector(".code").textContent = call.code || t("call.no_code");
+  card.querySelector(".code").textContent = call.code || named("call.title", call.reason ?? card.dataset.reason);
   card.querySelector(".title").textContent = info ? info.title : "";
   const gloss = info && LANG !== "ja" ? info.titles?.[LANG] || "" : "";
   const glossEl = card.querySelector(".gloss");
@@ -210,14 +260,13 @@ function putCall(call, isNew) {
   card.querySelector(".kiosk").textContent = `${t("call.kiosk")} ${call.kiosk}`;
   card.querySelector(".since").textContent = `${t("call.since")} ${timeText(call.since)}`;
   card.dataset.since = String(Date.parse(call.since || "") || Date.now() + clockSkew);
-  card.dataset.reason = call.reason || "";
+  card.dataset.reason = call.reason || "unknown";
   card.dataset.escalation = String(call.escalation || 0);
   const escalation = card.querySelector(".escalation");
   escalation.textContent = call.escalation ? t(`call.escalation.${call.escalation}`) : "";
   escalation.hidden = !call.escalation;
   if (fresh) card.dataset.alerted = isNew ? String(Date.now()) : "0"; // a call already open rings at the next tick
-  const reasonKey = `call.reason.${call.reason}`;
-  card.querySelector(".reason").textContent = reasonKey in S ? t(reasonKey) : t("call.reason.unknown");
+  card.querySelector(".reason").textContent = named("call.reason", call.reason);
   card.querySelector(".state").textContent = call.acknowledged ? t("call.acknowledged") : t("call.waiting");
   card.querySelector(".ack").hidden = !CAN_COMMAND || call.acknowledged;
   card.querySelector(".resolve").hidden = !CAN_COMMAND;
@@ -313,10 +362,10 @@ async function send(card, name) {
       answer.textContent = result.message;
       answer.classList.add("failed");
     } else if (result.ok) {
-      answer.textContent = t("call.answer_ok");
+      answer.textContent = t("call.answer_ok", { detail: replyText(result) });
       answer.classList.add("accepted");
     } else {
-      answer.textContent = t("call.answer_refused", { detail: result.detail || result.error });
+      answer.textContent = t("call.answer_refused", { detail: replyText(result) });
       answer.classList.add("failed");
     }
   } catch (err) {
@@ -325,6 +374,14 @@ async function send(card, name) {
   } finally {
     buttons.forEach((b) => (b.disabled = false));
   }
+}
+
+// The kiosk's answer in the viewer's language: its text id (`reply.<detail_id>`, with params) or, from a kiosk
+// that predates ids, its error code's text; a kiosk's English sentence is never shown.
+function replyText(result) {
+  const id = result.detail_id || result.error || (result.ok ? "" : "rejected");
+  if (!id) return t("reply.done");
+  return `reply.${id}` in S ? t(`reply.${id}`, result.params || {}) : t(result.ok ? "reply.done" : "reply.rejected");
 }
 
 // --- new-call chime and browser notification -------------------------------------------------------------
@@ -349,8 +406,7 @@ function announce(call, waited) {
   chime();
   if (!("Notification" in window) || Notification.permission !== "granted") return;
   const info = call.code ? codes[call.code] : null;
-  const reasonKey = `call.reason.${call.reason}`;
-  const body = [call.code, info ? info.title : reasonKey in S ? t(reasonKey) : ""].filter(Boolean).join(" ");
+  const body = [call.code, info ? info.title : named("call.title", call.reason)].filter(Boolean).join(" ");
   const title = waited === undefined ? t("notify.title", { kiosk: call.kiosk })
     : t("notify.again_title", { kiosk: call.kiosk, time: durationText(waited) });
   new Notification(title, { body, tag: `${keyOf(call)}/${call.call_id}`, renotify: waited !== undefined });
@@ -371,7 +427,7 @@ function enableSound() {
 function historyRow(entry) {
   const row = document.createElement("tr");
   row.dataset.kind = entry.kind;
-  row.append(cell(timeText(entry.time)), cell(t(`kind.${entry.kind}`)), cell(entry.code || "–"), cell(entry.kiosk));
+  row.append(cell(timeText(entry.time)), cell(named("event", entry.kind)), cell(entry.code || "–"), cell(entry.kiosk));
   return row;
 }
 
@@ -387,7 +443,7 @@ const countRows = new Map(); // code or call reason -> <tr>
 function countRow(c) {
   const row = document.createElement("tr");
   row.dataset.code = c.code;
-  const label = /^\d{3}$/.test(c.code) ? c.code : t(`call.reason.${c.code}` in S ? `call.reason.${c.code}` : "call.reason.unknown");
+  const label = /^\d{3}$/.test(c.code) ? c.code : named("call.title", c.code);
   row.append(cell(label), cell(String(c.lookups)), cell(String(c.calls)));
   countRows.set(c.code, row);
   return row;
@@ -413,6 +469,7 @@ function applySnapshot(snap) {
   Object.assign(codes, snap.codes);
   const serverNow = Date.parse(snap.server_time || "");
   clockSkew = Number.isNaN(serverNow) ? 0 : serverNow - Date.now();
+  if (snap.timezone && snap.timezone !== timeZone) setTimeZone(snap.timezone);
   for (const key of [...kioskRows.keys()]) removeKiosk(key);
   for (const key of [...callCards.keys()]) removeCall(key);
   bulk = true;
@@ -426,31 +483,6 @@ function applySnapshot(snap) {
   drawKioskSummary();
   drawCallSummary();
   showLink(snap.connected);
-  showListeners(snap.listeners || 0);
-  listener = snap.listener || null;
-  beat();
-}
-
-// --- who can hear a call ------------------------------------------------------------------------------------
-// A staff page counts as listening (the kiosks' consoles_online) while it is visible: it says so when its stream
-// starts, whenever it is shown or hidden (Page Visibility API), and every beat_seconds while visible. A hidden,
-// frozen or sleeping page stops beating and the server stops counting it after [console] listener_expiry_seconds.
-function beat() {
-  if (!listener) return;
-  fetch("/api/listening", {
-    method: "POST",
-    headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF },
-    body: JSON.stringify({ listener, visible: document.visibilityState === "visible" }),
-    credentials: "same-origin",
-    keepalive: true, // also while the page is being hidden or closed
-  }).catch(() => { /* server unreachable: it stops counting this page by itself */ });
-}
-
-function showListeners(count) {
-  const box = $("listeners");
-  box.textContent = count ? t("header.listeners", { count }) : t("header.nobody_listening");
-  box.classList.toggle("none", !count);
-  box.dataset.count = String(count);
 }
 
 function showLink(connected) {
@@ -472,7 +504,6 @@ function apply(update) {
     case "history": addHistory(update.entry); if (update.count) putCount(update.count); break;
     case "day": $("history").replaceChildren(); drawCounts([]); $("no-history").hidden = false; break;
     case "link": showLink(update.connected); break;
-    case "listeners": showListeners(update.count); break;
     case "expired": location.href = "/login?why=expired"; break;
   }
 }
@@ -504,5 +535,4 @@ if (localStorage.getItem("console-sound") === "on") {
 }
 connect();
 setInterval(tickCalls, 1000);
-document.addEventListener("visibilitychange", beat);
-setInterval(() => { if (document.visibilityState === "visible") beat(); }, CALLS.beat_seconds * 1000);
+setInterval(tickLastSeen, 30000);
