@@ -213,6 +213,45 @@ def test_hidden_gesture_and_pin_open_the_staff_screen(kiosk_ui):
     kiosk_ui.wait_screen("idle")
 
 
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_the_staff_menu_shows_no_raw_id_or_iso_timestamp(kiosk_ui, lang):
+    """After a patient's call and the reader's cable pulled, the staff menu as Kivy draws it (every label on the
+    window) names the lamp pattern, the reader's cause, the call and each event in `lang`, and shows times as the
+    facility's clock time: no raw id, no ISO 8601 timestamp."""
+    from kivy.uix.label import Label
+
+    from tests.rigs.kivy import _shown, on_window
+    from tests.rigs.staff_text import raw_ids
+
+    texts = UiTexts()
+    if lang != "ja":
+        kiosk_ui.tap_target(f"lang:{lang}")
+    kiosk_ui.tap_target("call")
+    kiosk_ui.wait_screen("calling")
+    kiosk_ui.reader.unplug()
+    assert kiosk_ui.offscreen.wait_for(lambda: kiosk_ui.runtime.flow.lamp == "call"
+                                       and not kiosk_ui.runtime.flow.reader["available"], 5)
+    corner = kiosk_ui.app.kiosk.ids.corner
+    for _ in range(corner.TAPS_NEEDED):
+        kiosk_ui.tap(corner)
+    kiosk_ui.wait_screen("staff_pin")
+    for digit in STAFF_PIN:
+        kiosk_ui.tap_target(digit)
+    kiosk_ui.tap_target("keypad:submit")
+    kiosk_ui.wait_screen("staff")
+    kiosk_ui.settle()
+    shown = [w.text for w in on_window(kiosk_ui.offscreen.window)
+             if isinstance(w, Label) and w.text and _shown(w)]
+    assert {text: raw_ids(text, lang) for text in shown if raw_ids(text, lang)} == {}
+    everything = "\n".join(shown)
+    assert texts.text(lang, "staff.title") in everything
+    assert texts.text(lang, "lamp.call") in everything
+    assert texts.text(lang, "call.title.patient_request") in everything
+    assert texts.text(lang, "reader.simulated_unplug") in everything
+    assert texts.text(lang, "event.reader_status") in everything
+    assert screen_problems(kiosk_ui.offscreen.window) == []
+
+
 def test_a_few_taps_on_the_corner_do_nothing(kiosk_ui):
     corner = kiosk_ui.app.kiosk.ids.corner
     for _ in range(corner.TAPS_NEEDED - 1):
