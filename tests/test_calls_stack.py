@@ -1,10 +1,14 @@
 """Issue 18 on the real stack: real mosquitto, the kiosk runtime with its real EventLink (headless loop, screens
 recorded), `kiosk console` as a process, headless Chromium.
 
-Nobody listening → the call says `consoles_online` 0 and the patient is sent to the desk; a console started
-later sees the call and its true age; the browser shows the wait, turns it urgent and rings again until it is
-acknowledged (page clock, no long waits); escalation once per threshold (short configured thresholds), none
-after acknowledgement; a console killed with SIGKILL goes offline through its Last Will and the kiosk notices.
+Nobody listening → the call says `consoles_online` 0 and the patient is sent to the desk, and the retained
+call's `since` is the call event's `time`; a console started later with no browser open still hears nothing;
+its staff page, once open, counts (the presence's `listeners`) and sees the call and its true age; the browser
+shows the wait, turns it urgent and rings again until it is acknowledged (page clock, no long waits);
+escalation once per threshold (short configured thresholds), none after acknowledgement; a hidden page (Page
+Visibility API), one whose keep-alive no longer arrives (server-side expiry) and a closed one stop counting and
+the kiosk sends the patient to the desk again; a console killed with SIGKILL goes offline through its Last Will
+and the kiosk notices.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from kiosk.config import Config
 from kiosk.link import EventLink
 from kiosk.messages import CallButton
 from kiosk.runtime import Runtime
-from kiosk.vocabulary import CALLING, STAFF_COMING
+from kiosk.vocabulary import CALLING, IDLE, STAFF_COMING
 from tests.rigs.console import ACCOUNT_PASSWORDS, LinkKiosk
 from tests.test_console_browser import RECORDER
 from tests.test_runtime import RecordingScreen
@@ -93,6 +97,26 @@ def until(page, expression: str, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+def presences(listener):
+    return [json.loads(m.payload) for m in listener.messages if "/console/" in m.topic and m.payload]
+
+
+def counted(listener, runtime, count: int) -> None:
+    """The console's presence says `count` listeners and the kiosk's status follows (consoles_online 0 or 1)."""
+    listener.wait(lambda ms: presences(listener) and presences(listener)[-1].get("listeners") == count)
+    listener.wait(lambda ms: statuses(listener)[-1].get("consoles_online") == min(count, 1))
+    assert runtime.flow.consoles_online == min(count, 1)
+
+
+def set_visibility(page, state: str) -> None:
+    """What the browser does when the tab is hidden or shown again (the Page Visibility API), emulated."""
+    page.evaluate("""state => {
+        Object.defineProperty(document, "visibilityState", {configurable: true, get: () => state});
+        Object.defineProperty(document, "hidden", {configurable: true, get: () => state === "hidden"});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""", state)
+
+
 def notifications(page, kiosk: str) -> list[str]:
     return [n["title"] for n in page.evaluate("window.__notifications") if f"{kiosk}" in n["title"]]
 
@@ -117,6 +141,7 @@ def test_nobody_listening_late_console_wait_realert_escalation_and_killed_consol
     assert runtime.lamp.pattern == "no_console"
     listener.wait(lambda ms: payloads(listener, f"kiosk/{SITE}/k1/call"))
     call = payloads(listener, f"kiosk/{SITE}/k1/call")[-1]
+    assert call["since"] == call_event["time"]  # one moment, to the millisecond: reports and console agree
     since = datetime.fromisoformat(call["since"]).timestamp()
 
     # 2. A console started later: the kiosk counts it, the patient hears staff are being called.
@@ -132,15 +157,24 @@ console_keepalive_seconds = 2
 accounts_file = "{console_accounts}"
 urgent_seconds = 1
 realert_seconds = 5
+listener_expiry_seconds = 3
 [recorder]
 in_console = false
 """)
     console = console_process(config)
-    listener.wait(lambda ms: any(d.get("consoles_online") == 1 for d in statuses(listener)))
+    # With no browser open nobody hears it: online, no listeners, still 0 (as on a Pi with the console alone).
+    listener.wait(lambda ms: presences(listener) and presences(listener)[-1]["state"] == "online")
+    assert presences(listener)[-1]["listeners"] == 0
+    time.sleep(1.0)  # the kiosk has read it (a retained presence is counted 0.5 s after it arrives)
+    assert runtime.flow.consoles_online == 0 and all(d.get("consoles_online") in (None, 0) for d in statuses(listener))
+
+    # A staff page opens: it counts, the patient hears staff are being called ...
+    page = open_console(chromium, console.url)
+    counted(listener, runtime, 1)
     screen.shown.wait_for(lambda s: s.name == CALLING and s.context.get("consoles_online") == 1)
+    assert page.inner_text("#listeners") == "ここで待機中のスタッフ画面: 1"
 
     # ... and sees the call with its true age, urgent, and rings for it until someone acknowledges.
-    page = open_console(chromium, console.url)
     card = page.wait_for_selector(f"article.call[data-call-id='{call['call_id']}']")
     assert int(card.get_attribute("data-since")) == int(since * 1000)
     until(page, "document.querySelector('article.call').dataset.waited !== undefined")
@@ -190,10 +224,38 @@ in_console = false
     finally:
         other.stop()
 
-    # 4. The console is killed: its Last Will says offline and the kiosk notices.
+    # 4. A page nobody can see stops counting: hidden (at once), frozen (its keep-alive stops: after the
+    # expiry), closed (its stream ends). Meanwhile a new call sends the patient to the desk again.
+    mark = len(screen.shown.items)
+    page.click("article.call[data-kiosk='k1'] button.resolve")
+    screen.shown.wait_for(lambda s: s.name == IDLE, after=mark)
+    mark = len(screen.shown.items)
+    runtime.post(CallButton())
+    screen.shown.wait_for(lambda s: s.name == CALLING and s.context.get("consoles_online") == 1, after=mark)
+    mark = len(screen.shown.items)
+    set_visibility(page, "hidden")
+    counted(listener, runtime, 0)
+    shown = screen.shown.wait_for(lambda s: s.name == CALLING and s.context.get("consoles_online") == 0,
+                                  after=mark)
+    assert build_view(shown.name, "ja", shown.context, texts, None, ("ja", "en")).banner == \
+        texts.text("ja", "calling.desk.no_console")
+    set_visibility(page, "visible")
+    counted(listener, runtime, 1)
+    # its keep-alive no longer arrives (the PC slept or was switched off, the network is gone: its stream may
+    # still look open to the server for minutes): it stops counting after [console] listener_expiry_seconds
+    page.route("**/api/listening", lambda route: route.abort())
+    counted(listener, runtime, 0)
+    page.unroute("**/api/listening")
+    counted(listener, runtime, 1)
+    page.context.close()
+    counted(listener, runtime, 0)
+
+    # 5. The console is killed while a page listens: its Last Will says offline and the kiosk notices.
+    page = open_console(chromium, console.url)
+    counted(listener, runtime, 1)
     os.kill(console.proc.pid, signal.SIGKILL)
     console.proc.wait()
     listener.wait(lambda ms: statuses(listener)[-1].get("consoles_online") == 0, timeout=20)
-    offline = [json.loads(m.payload) for m in listener.messages if "/console/" in m.topic and m.payload]
-    assert offline[-1]["state"] == "offline" and offline[-1]["role"] == "console"
-    assert runtime.flow.consoles_online == 0 and runtime.lamp.pattern == "acknowledged"
+    assert presences(listener)[-1]["state"] == "offline" and presences(listener)[-1]["role"] == "console"
+    assert runtime.flow.consoles_online == 0 and runtime.lamp.pattern == "escalated"
+    page.context.close()
