@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -106,6 +107,14 @@ def open_console(browser, url: str, account: str = "staff", lang: str = "ja"):
     return page
 
 
+def assert_no_raw_ids(page, lang: str) -> None:
+    """Nothing on the page is a raw id (lamp_status, patient_request ...) or an ISO 8601 timestamp: kiosks send
+    ids, the page renders them in the viewer's language; times are the facility's clock time."""
+    from tests.rigs.staff_text import raw_ids
+
+    assert raw_ids(page.inner_text("body"), lang) == []
+
+
 def test_call_acknowledge_resolve_late_console_and_killed_kiosk(
         tmp_path, mosquitto, mqtt_listener, console_accounts, console_process, headless_kiosk, chromium):
     scenario = tmp_path / "unreadable.toml"
@@ -136,11 +145,14 @@ def test_call_acknowledge_resolve_late_console_and_killed_kiosk(
 
     # Acknowledge: the kiosk answers, its lamp goes steady and its retained call says acknowledged.
     card.query_selector("button.ack").click()
-    expect(page.locator("article.call .answer")).to_have_text("端末の応答: 受け付けました")
+    expect(page.locator("article.call .answer")).to_have_text("端末の応答: 対応中にしました")  # the kiosk's reply, in ja
     listener.wait(lambda ms: any(m.topic.endswith("/event/lamp_status") and b'"acknowledged"' in m.payload for m in ms))
     listener.wait(lambda ms: any(m.topic == call_topic and b'"acknowledged":true' in m.payload for m in ms))
     page.wait_for_selector("article.call.acknowledged")
     page.wait_for_selector("tr[data-kiosk='site-1/k1'][data-lamp='acknowledged']")
+    assert_no_raw_ids(page, "ja")
+    assert re.fullmatch(r"呼び出し時刻 \d{2}:\d{2}", card.query_selector(".since").inner_text())  # clock time
+    assert "対応中（点灯）" in page.inner_text("tr[data-kiosk='site-1/k1']")  # the lamp pattern, named
 
     # A console started after the call still shows it (retained), in English this time.
     late = console_process(write_config(tmp_path / "late.toml", mosquitto, console_accounts))
@@ -151,6 +163,11 @@ def test_call_acknowledge_resolve_late_console_and_killed_kiosk(
     late_page.click("#sound")
     assert late_page.evaluate("window.__notifications") == []  # nothing for a call that was already open
     assert late_page.evaluate("window.__chimes") == 0
+    assert_no_raw_ids(late_page, "en")
+    # Two consoles acknowledging at once: the second one's answer comes from the kiosk, in English here.
+    late_card.eval_on_selector("button.ack", "button => { button.hidden = false; }")
+    late_card.query_selector("button.ack").click()
+    expect(late_page.locator("article.call .answer")).to_have_text("Kiosk answered: Already being handled")
 
     # Resolve: the call clears on the kiosk, on the broker and in every console.
     before = len(listener.messages)
@@ -251,5 +268,6 @@ def test_a_console_started_later_shows_reader_lamp_and_outage_from_the_retained_
     page.wait_for_selector("tr[data-kiosk='site-1/k3'][data-lamp='outage']")
     row = page.inner_text("tr[data-kiosk='site-1/k3']")
     assert "FAULT" in row and "unknown" not in row
+    assert_no_raw_ids(page, "en")
     page.wait_for_selector("#outage:not([hidden])")
     assert "k3" in page.inner_text("#outage")
