@@ -145,7 +145,7 @@ def test_call_acknowledge_resolve_late_console_and_killed_kiosk(
 
     # Acknowledge: the kiosk answers, its lamp goes steady and its retained call says acknowledged.
     card.query_selector("button.ack").click()
-    expect(page.locator("article.call .answer")).to_have_text("端末の応答: 対応中にしました")  # the kiosk's reply, in ja
+    expect(page.locator("article.call .answer")).to_have_text("端末の応答: 対応中にしました")  # its reply, in ja
     listener.wait(lambda ms: any(m.topic.endswith("/event/lamp_status") and b'"acknowledged"' in m.payload for m in ms))
     listener.wait(lambda ms: any(m.topic == call_topic and b'"acknowledged":true' in m.payload for m in ms))
     page.wait_for_selector("article.call.acknowledged")

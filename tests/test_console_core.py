@@ -312,3 +312,66 @@ def test_a_cleared_retained_status_takes_the_kiosk_and_its_call_off_the_page():
     assert [u["type"] for u in updates] == ["call_cleared", "kiosk_removed"]
     assert state.kiosks == {} and state.calls == {}
     assert state.on_status(key, None, NOON) == []
+
+
+# --- replies and staff texts as ids (issue 14) ------------------------------------------------------------
+
+def test_a_reply_carries_its_text_id_and_params_and_a_malformed_one_is_dropped():
+    reply = events.response_payload("cmd1", True, "catalogue version v2", kiosk=KIOSK,
+                                    detail_id="catalogue_reloaded", params={"version": "v2"})
+    assert dec(REPLY, events.encode(reply), b"cmd1") == ReplyMessage(
+        b"cmd1", True, None, "catalogue version v2", "catalogue_reloaded", {"version": "v2"})
+    refused = events.response_payload("cmd1", False, "no open call", kiosk=KIOSK)
+    assert (refused["detail_id"], refused["params"]) == ("rejected", {})  # the error's text when none is given
+    many = {str(i): "x" for i in range(20)}
+    odd = {**reply, "detail_id": "<script>", "params": {"version": {"nested": 1}, "n": 3, **many}}
+    decoded = dec(REPLY, events.encode(odd), b"cmd1")
+    assert decoded.ok and decoded.detail_id == "" and "version" not in decoded.params
+    assert len(decoded.params) <= events.MAX_REPLY_PARAMS
+    old = {k: v for k, v in reply.items() if k not in ("detail_id", "params")}  # a kiosk that predates them
+    assert dec(REPLY, events.encode(old), b"cmd1") == ReplyMessage(b"cmd1", True, None, "catalogue version v2")
+
+
+def test_every_reply_and_id_the_kiosk_sends_has_a_console_text_in_both_languages():
+    from hardware.readers.contract import Cause
+    from kiosk.vocabulary import CALL_REASONS, LAMP_PATTERNS
+
+    strings = load_strings()
+    replies = {"acknowledged", "already_acknowledged", "resolved", "no_open_call", "not_open_call",
+               "lamp_test_started", "outage_entered", "already_in_outage", "outage_left", "not_in_outage",
+               "catalogue_reloaded", "catalogue_not_reloaded", events.TOO_LARGE, events.NOT_JSON, events.INVALID,
+               events.UNKNOWN_COMMAND, events.WRONG_KIOSK, events.REPLAYED, events.REJECTED, events.TIMEOUT,
+               events.RETAINED}
+    wanted = ([f"reply.{r}" for r in replies] + [f"lamp.{p}" for p in LAMP_PATTERNS]
+              + [f"event.{k}" for k in events.EVENT_KINDS] + [f"call.title.{r}" for r in CALL_REASONS]
+              + [f"call.reason.{r}" for r in CALL_REASONS] + [f"reader.{c}" for c in Cause])
+    for lang in ("ja", "en"):
+        assert [key for key in wanted if key not in strings[lang]] == [], lang
+
+
+def test_the_flows_replies_name_texts_that_exist():
+    """Every Reply the flow can make names a staff text (a reply id typo would show the fallback)."""
+    import ast
+    from pathlib import Path
+
+    from kiosk import flow
+
+    tree = ast.parse(Path(flow.__file__).read_text(encoding="utf-8"))
+    ids = {call.args[2].value for call in ast.walk(tree) if isinstance(call, ast.Call)
+           and getattr(call.func, "id", "") == "Reply" and isinstance(call.args[2], ast.Constant)}
+    assert ids and not [i for i in ids if f"reply.{i}" not in load_strings()["ja"]]
+
+
+def test_a_staff_text_in_both_the_console_strings_and_staff_json_is_refused(monkeypatch, tmp_path):
+    import shutil
+
+    from kiosk.console import server
+    from kiosk.paths import catalogue_root
+
+    root = tmp_path / "catalogue"
+    shutil.copytree(catalogue_root() / "locales", root / "locales")
+    staff = json.loads((root / "locales" / "en" / "staff.json").read_text(encoding="utf-8"))
+    (root / "locales" / "en" / "staff.json").write_text(json.dumps({**staff, "app.title": "x"}), encoding="utf-8")
+    monkeypatch.setattr(server, "locales_dir", lambda: root / "locales")
+    with pytest.raises(ValueError, match=r"en/staff.json: \['app.title'\] also in the console strings en.json"):
+        load_strings()

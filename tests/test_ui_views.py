@@ -302,7 +302,7 @@ def test_the_staff_menu_shows_no_raw_id_or_iso_timestamp(texts, lang):
     problems = {text: raw_ids(text, lang) for text in view.texts() if raw_ids(text, lang)}
     assert problems == {}
     lines = "\n".join(view.lines)
-    assert texts.text(lang, "staff.lamp", pattern=texts.text(lang, "lamp.call")) in view.lines  # a call outranks an outage
+    assert texts.text(lang, "staff.lamp", pattern=texts.text(lang, "lamp.call")) in view.lines  # a call outranks outage
     assert texts.text(lang, "staff.outage.on") in view.lines
     assert texts.text(lang, "call.title.patient_request") in lines  # a call without a code, titled as what it is
     assert texts.text(lang, "reader.service_down", path="/run/pcscd/pcscd.comm") in lines  # cause, and its fix

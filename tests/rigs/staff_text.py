@@ -15,7 +15,8 @@ ISO_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}|\d{2}:\d{2}:\d{2}(
 # snake_case words (lamp_status, patient_request, reader_fault ...), except where a text names a config key or a
 # path on purpose ("[reader] nfc_path", "/run/pcscd/pcscd.comm")
 SNAKE_CASE = re.compile(r"(?<!\] )(?<![A-Za-z0-9_./\-])[a-z][a-z0-9]*(?:_[a-z0-9]+)+(?![A-Za-z0-9_/])")
-IDS = frozenset({*LAMP_PATTERNS, *events.EVENT_KINDS, *CALL_REASONS, *(str(o) for o in Outcome), *(str(c) for c in Cause)})
+IDS = frozenset({*LAMP_PATTERNS, *events.EVENT_KINDS, *CALL_REASONS, *(str(o) for o in Outcome),
+                 *(str(c) for c in Cause)})
 # one-word ids that are also English words are only looked for in Japanese texts
 ASCII_WORD = re.compile(r"[A-Za-z_]+")
 
