@@ -351,8 +351,8 @@ class Runtime:
     def _supervise(self) -> None:
         """A worker thread that ended (a bug, not a hang: a hang stops its watchdog beats) is started again,
         at most once every WORKER_RESTART_SECONDS; staff see the fault meanwhile."""
-        if self._shut_down or self._stop.is_set():
-            return
+        if self._shut_down or self._stop.is_set() or self._reader_thread is None:
+            return  # stopping, or the workers have not been started yet (Kivy starts them after the first frame)
         now = self._clock()
         if self.link is not None and not self.link.alive and now >= self._restart_link_at:
             log.error("the MQTT link thread is gone; starting it again")
