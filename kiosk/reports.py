@@ -228,6 +228,7 @@ class _Calendar:
     def __init__(self, tz: ZoneInfo):
         self.tz = tz
         self._cache: dict[int, tuple[str, str, str, str]] = {}
+        self._boundaries: dict[int, int] = {}
 
     def keys(self, ts_ms: int) -> tuple[str, str, str, str]:
         slot = ts_ms // _SLOT_MS
@@ -239,10 +240,16 @@ class _Calendar:
         return found
 
     def next_boundary(self, ts_ms: int) -> int:
-        """The next local hour boundary after ts_ms (pieces of offline time never cross an hour)."""
-        local = datetime.fromtimestamp(ts_ms / 1000, self.tz).replace(minute=0, second=0, microsecond=0)
-        boundary = round((local + timedelta(hours=1)).astimezone(UTC).timestamp() * 1000)
-        return boundary if boundary > ts_ms else ts_ms + 3_600_000
+        """The next local hour boundary after ts_ms (pieces of offline time never cross an hour); the same for
+        every instant of a 15-minute slot, so cached per slot."""
+        slot = ts_ms // _SLOT_MS
+        found = self._boundaries.get(slot)
+        if found is None:
+            start = slot * _SLOT_MS
+            local = datetime.fromtimestamp(start / 1000, self.tz).replace(minute=0, second=0, microsecond=0)
+            boundary = round((local + timedelta(hours=1)).astimezone(UTC).timestamp() * 1000)
+            found = self._boundaries[slot] = boundary if boundary > start else start + HOUR_MS
+        return found
 
 
 def _week(day: date) -> str:

@@ -9,7 +9,7 @@ import stat
 import subprocess
 import sys
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
@@ -342,3 +342,36 @@ def func_count():
     from sqlalchemy import func
 
     return func.count()
+
+
+def test_a_restarted_console_shows_todays_counts_from_the_store_once_each(tmp_path, mosquitto, console_server):
+    """The live page's "Today" comes from the store at start-up; a redelivered event is not counted twice."""
+    now = datetime.now().astimezone()
+    stamp = now.isoformat(timespec="milliseconds")
+    yesterday = (now - timedelta(days=1)).isoformat(timespec="milliseconds")
+    lookup = {"code": "011", "known": True, "audience": "staff", "outage": False}
+    stored = [record("lookup", lookup, seq=1, time=stamp), record("lookup", lookup, seq=2, time=stamp),
+              record("call", {"call_id": "c1", "reason": "staff_code", "code": "011"}, seq=3, time=stamp),
+              record("call", {"call_id": "c2", "reason": "patient_request"}, seq=4, time=stamp),
+              record("lookup", lookup, seq=5, time=yesterday), record("heartbeat", {"uptime_seconds": 1}, seq=6,
+                                                                      time=stamp)]
+    store = open_store(f"sqlite:///{tmp_path / 'history.sqlite3'}")
+    store.insert(stored)
+    config = config_from_dict({"kiosk": {"site": "site-1", "state_dir": str(tmp_path / "state")},
+                               "mqtt": {"url": mosquitto.url}, "recorder": {"client_id": "rec-console"}})
+    console = console_server(config, history=store)
+    hub = console.app.state.console.hub
+    expected = [{"code": "011", "lookups": 2, "calls": 1}, {"code": "patient_request", "lookups": 0, "calls": 1}]
+    assert hub.snapshot()["counts"] == expected
+    assert [(h["kind"], h["code"]) for h in hub.snapshot()["history"]] == [
+        ("lookup", "011"), ("lookup", "011"), ("call", "011"), ("call", None)]
+
+    again = envelope("lookup", lookup, seq=1, time=stamp)
+    again["id"] = stored[0]["event_id"]  # the same event, delivered again (QoS 1 / outbox replay)
+    fresh = envelope("lookup", {**lookup, "code": "024"}, seq=7, time=stamp)
+    topic = events.Topics("kiosk", "site-1", "k1").event("lookup")
+    wait_for(lambda: hub.connected, what="the console's link")
+    publish(mosquitto, [(topic, events.encode(again)), (topic, events.encode(fresh))])
+    wait_for(lambda: any(c["code"] == "024" for c in hub.snapshot()["counts"]), what="the live lookup counted")
+    assert hub.snapshot()["counts"][:1] == [{"code": "011", "lookups": 2, "calls": 1}]
+    console.stop()

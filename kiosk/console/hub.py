@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from kiosk import events
 from kiosk.console.messages import CallMessage, Decoded, EventMessage, ReplyMessage, StatusMessage
@@ -72,6 +72,16 @@ class Hub:
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+
+    async def restore_today(self, load: Callable[[int, int], list]) -> None:
+        """Today's history lines and counts from the event store, so a restarted console shows the whole day:
+        `load(start_ms, end_ms)` runs in a thread and returns the day's events oldest first
+        (kiosk.recorder.store.Store.day_events); ConsoleState.restore merges them with what arrived meanwhile."""
+        now = self._now()
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        rows = await asyncio.to_thread(load, round(midnight.timestamp() * 1000),
+                                       round((midnight + timedelta(days=1)).timestamp() * 1000))
+        self.state.restore(now.date().isoformat(), self._now(), rows)
 
     def post(self, message: Decoded | LinkState) -> None:
         """Thread-safe: hand a message to the loop that owns the state."""

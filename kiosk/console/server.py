@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -100,6 +101,8 @@ def create_app(config: Config, accounts: dict[str, Account], *, code_info: Calla
                                 retention_days=config.recorder.retention_days,
                                 heartbeat_retention_days=config.recorder.heartbeat_retention_days)
             recorder.start()
+        if history is not None:
+            await _restore_today(hub, history)
         try:
             yield
         finally:
@@ -131,6 +134,22 @@ def create_app(config: Config, accounts: dict[str, Account], *, code_info: Calla
     for module in ROUTER_MODULES:
         app.include_router(module.router)
     return app
+
+
+async def _restore_today(hub: Hub, store: Store) -> None:
+    """The live page's "Today" (history lines, lookups and calls per code) from the event store, before the
+    first page is served: a restarted console still shows the whole day (docs/history.md)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from kiosk.console.state import HISTORY_KINDS
+
+    sites = None if "+" in hub.sites else hub.sites
+    try:
+        await hub.restore_today(lambda start, end: store.day_events(start, end, HISTORY_KINDS, sites))
+    except SQLAlchemyError as exc:
+        logging.getLogger(__name__).warning("today's history could not be read from the event store (%s); the "
+                                            "page counts what arrives from now on",
+                                            str(getattr(exc, "orig", exc))[:200])
 
 
 class SecurityHeaders:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 from kiosk.ratelog import RateLimitedLog
+from kiosk.vocabulary import CALL_REASONS
 
 log = RateLimitedLog(logging.getLogger(__name__))
 
@@ -134,6 +137,22 @@ class ConsoleState:
         if kind in HISTORY_KINDS and self._first_time(event["id"]):
             updates.extend(self._record(key, kind, data, event["time"]))
         return updates
+
+    def restore(self, day: str, now: datetime, rows: Iterable[Any]) -> None:
+        """Today's history and counts from the event store at start-up: `rows` are the events of local day
+        `day` (YYYY-MM-DD), oldest first, with event_id, time, kind, code, reason, site and kiosk
+        (kiosk.recorder.store.DayEvent). Events the live stream delivered meanwhile are not counted twice
+        (same event id) and stay the newest lines. Nothing is restored once the day has turned."""
+        self._day(now)
+        if self.day != day:
+            return
+        live, delivered = list(self.history), set(self._seen)
+        self.history.clear()
+        for row in rows:
+            if row.kind in HISTORY_KINDS and row.event_id not in delivered and self._first_time(row.event_id):
+                reason = row.reason if row.reason in CALL_REASONS else None
+                self._record((row.site, row.kiosk), row.kind, {"code": row.code, "reason": reason}, row.time)
+        self.history.extend(live)
 
     def _forget(self, key: Key, now: datetime) -> list[Update]:
         updates = self.on_call(key, None, now) if key in self.calls else []
