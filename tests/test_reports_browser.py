@@ -71,10 +71,7 @@ def login(browser, url: str, account: str, lang: str = "en"):
 
 @pytest.fixture
 def reports_console(tmp_path, mosquitto, console_server):
-    from sqlalchemy import insert
-
     from kiosk.recorder.ingest import record_of
-    from kiosk.recorder.models import Event
 
     store = open_store(f"sqlite:///{tmp_path / 'history.sqlite3'}")
     rows = []
@@ -84,8 +81,7 @@ def reports_console(tmp_path, mosquitto, console_server):
         record.update(ts_ms=ev.ts_ms, code=ev.code, outcome=ev.outcome, reason=ev.reason, call_id=ev.call_id,
                       available=ev.available)
         rows.append(record)
-    with store.engine.begin() as connection:
-        connection.execute(insert(Event), rows)
+    store.insert(rows)
     config = config_from_dict({"kiosk": {"site": "site-1", "state_dir": str(tmp_path / "state")},
                                "mqtt": {"url": mosquitto.url}, "recorder": {"offline_after_seconds": 1e9}})
     console = console_server(config, history=store)
@@ -96,6 +92,8 @@ def reports_console(tmp_path, mosquitto, console_server):
 def test_reports_page_draws_the_known_stream_and_csv_round_trips(reports_console, chromium):
     console, _store, broker = reports_console
     page = login(chromium, console.url, "staff")
+    page.click("header a.reports")  # the live page links to the reports
+    page.wait_for_url("**/reports?lang=en")
     page.goto(console.url + "/reports?lang=en&from=2026-05-01&to=2026-05-03")
     page.wait_for_selector("body[data-loaded=yes]")
     figures = page.inner_text("#summary")
@@ -129,6 +127,7 @@ def test_reports_page_draws_the_known_stream_and_csv_round_trips(reports_console
 def test_display_account_cannot_open_reports_and_a_bad_range_is_explained(reports_console, chromium):
     console, _store, _broker = reports_console
     wall = login(chromium, console.url, "wall")
+    assert wall.locator("header a.reports").count() == 0  # no link for a wall screen
     response = wall.goto(console.url + "/reports?lang=en")
     assert response.status == 403 and "staff accounts only" in wall.inner_text("#denied")
     api = wall.request.get(console.url + "/api/report")
