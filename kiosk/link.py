@@ -26,6 +26,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from kiosk import events, ha_discovery
 from kiosk.broker import new_client, parse_broker_url
@@ -346,7 +347,11 @@ class EventLink:
         self._last_handed = 0  # replay everything not yet acknowledged, in order
         log.info("connected to %s:%s", self.address.host, self.address.port)
         client = self._live_client()
-        subscriptions = [(self.topics.cmd, 1), (events.presence_subscription(self.topics.prefix), 1)]
+        # cmd with Retain As Published (MQTT v5 3.8.3.1): a command published retained keeps its RETAIN flag on
+        # live delivery too (not only when sent for the subscription), so the kiosk can refuse it either way
+        subscriptions: list[tuple[str, Any]] = [
+            (self.topics.cmd, SubscribeOptions(qos=1, retainAsPublished=True)),
+            (events.presence_subscription(self.topics.prefix), 1)]
         self._consoles.clear()
         self._consoles_settle_at = time.monotonic() + PRESENCE_SETTLE_SECONDS
         if self._section.ha_discovery:
