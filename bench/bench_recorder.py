@@ -2,10 +2,13 @@
 
 1. Ingest: a burst of N events (default 50,000) into the recorder (persistent session, SQLite WAL, ack after
    commit) vs a bare paho subscriber on the same broker. Target: recorder ≥ 50 % of bare.
-2. Broker durability cost: bytes mosquitto writes (/proc/<pid>/io write_bytes) per event with the shipped
-   persistence settings (autosave after every change) vs persistence off, recorder away so events queue.
-3. Month report over a year of synthetic events from 10 kiosks (ROWS, default 1,000,000) on SQLite and on
-   PostgreSQL (Debian package, temp cluster): p95 of the report vs a bare COUNT(*) over the same month.
+2. Broker durability cost: bytes mosquitto writes (/proc/<pid>/io write_bytes) per event while events queue
+   for an absent recorder, for each autosave choice (every change; the shipped kiosk.conf and facility.conf;
+   time-based) vs persistence off, with the size of mosquitto.db at the end (what one save writes), and what
+   a time-based save writes per minute while nothing happens.
+3. Month report over a year of synthetic events from 10 kiosks (ROWS, default 1,000,000, written through
+   Store.insert so presence spans are built as in service) on SQLite and on PostgreSQL (Debian package, temp
+   cluster), the same offline threshold on both: p95 of the report vs a bare COUNT(*) over the same month.
 
     .venv/bin/python bench/bench_recorder.py [--events 50000] [--rows 1000000] [--no-postgres]
 """
@@ -28,7 +31,7 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import paho.mqtt.client as mqtt
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from kiosk import events
 from kiosk.config import config_from_dict
@@ -39,6 +42,7 @@ from kiosk.recorder.store import open_store
 from tests.rigs.mosquitto import DEFAULT_CONFIG, Broker
 
 TZ = ZoneInfo("Asia/Tokyo")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def payloads(n: int) -> list[tuple[str, bytes]]:
@@ -115,15 +119,28 @@ def write_bytes(pid: int) -> int:
     return 0
 
 
-def durability_cost(workdir: Path, n: int) -> dict[str, float]:
-    shipped = [line for line in (Path(__file__).resolve().parent.parent / "systemd/mosquitto/kiosk.conf")
-               .read_text().splitlines() if line.startswith(("persistence", "autosave"))]
+def _shipped(name: str) -> str:
+    return "\n".join(line for line in (ROOT / "systemd/mosquitto" / name).read_text().splitlines()
+                     if line.startswith(("persistence", "autosave")))
+
+
+def durability_options() -> dict[str, str]:
+    return {
+        "persistence off": "persistence false",
+        "every change (autosave_interval 1)": "persistence true\nautosave_on_changes true\nautosave_interval 1",
+        "kiosk.conf (shipped, Pi)": _shipped("kiosk.conf"),
+        "facility.conf (shipped, SSD)": _shipped("samples/facility.conf"),
+        "every 60 s (time-based)": "persistence true\nautosave_on_changes false\nautosave_interval 60",
+    }
+
+
+def durability_cost(workdir: Path, n: int) -> dict[str, tuple[float, int]]:
+    """Per option: (bytes written per event while `n` events queue for an absent recorder, mosquitto.db size)."""
     results = {}
-    settings = {"off": "persistence false\n", "shipped": "\n".join(shipped) + "\npersistence_location {dir}/\n"}
-    for name, extra in settings.items():
-        config = DEFAULT_CONFIG.replace("persistence false\n", "") + extra
-        broker = Broker(workdir / f"dur-{name}", config).start()
-        store = open_store(f"sqlite:///{workdir / f'dur-{name}.sqlite3'}")
+    for number, (name, extra) in enumerate(durability_options().items()):
+        config = DEFAULT_CONFIG.replace("persistence false\n", "") + extra + "\npersistence_location {dir}/\n"
+        broker = Broker(workdir / f"dur-{number}", config).start()
+        store = open_store(f"sqlite:///{workdir / f'dur-{number}.sqlite3'}")
         recorder = Recorder(config_from_dict({"mqtt": {"url": broker.url}}).mqtt, store, sites=["site-1"],
                             client_id="dur", session_expiry_hours=72, retention_days=100_000)
         recorder.start()
@@ -135,10 +152,26 @@ def durability_cost(workdir: Path, n: int) -> dict[str, float]:
         before = write_bytes(broker.proc.pid)
         publish_all(broker, payloads(n))
         time.sleep(1.5)
-        results[name] = (write_bytes(broker.proc.pid) - before) / n
-        broker.stop()
+        written = write_bytes(broker.proc.pid) - before
+        broker.stop()  # a clean stop saves: the file then holds the whole queue
+        database = workdir / f"dur-{number}" / "mosquitto.db"
+        results[name] = (written / n, database.stat().st_size if database.exists() else 0)
         store.close()
     return results
+
+
+def idle_time_based_writes(workdir: Path, seconds: float = 6.5, interval: int = 2) -> float:
+    """Bytes a time-based autosave writes per save while no message moves (an empty broker, retained nothing)."""
+    config = DEFAULT_CONFIG.replace("persistence false\n", "") + (
+        f"persistence true\nautosave_on_changes false\nautosave_interval {interval}\npersistence_location {{dir}}/\n")
+    broker = Broker(workdir / "dur-idle", config).start()
+    assert broker.proc is not None
+    time.sleep(1)
+    before = write_bytes(broker.proc.pid)
+    time.sleep(seconds)
+    written = write_bytes(broker.proc.pid) - before
+    broker.stop()
+    return written / max(1, int(seconds // interval))
 
 
 def fill(store, rows: int, year: int = 2025) -> None:
@@ -162,15 +195,18 @@ def fill(store, rows: int, year: int = 2025) -> None:
                       "available": (random.random() > 0.1) if kind == "reader_status" else None,
                       "catalogue_version": "bench", "data": "{}"})
         if len(batch) == 20_000:
-            with store.engine.begin() as connection:
-                connection.execute(insert(Event), batch)
+            store.insert(batch)
             batch = []
-    if batch:
-        with store.engine.begin() as connection:
-            connection.execute(insert(Event), batch)
+    store.insert(batch)
     if store.dialect == "postgresql":
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql("VACUUM ANALYZE events")
+            connection.exec_driver_sql("VACUUM ANALYZE")
+    else:
+        with store.engine.connect() as connection:
+            connection.exec_driver_sql("ANALYZE")
+
+
+OFFLINE_AFTER = 600  # the synthetic year has a row per kiosk every ~5 min: silences count from 10 min, both databases
 
 
 def month_report(store, label: str, repeats: int = 7) -> None:
@@ -181,8 +217,7 @@ def month_report(store, label: str, repeats: int = 7) -> None:
     report_times, count_times = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        # the synthetic year has one row per kiosk every ~5 min (1M rows), so silences count from 10 min
-        report = report_from_store(store, first, last, TZ, None, 600, now_ms=end_ms)
+        report = report_from_store(store, first, last, TZ, None, OFFLINE_AFTER, now_ms=end_ms)
         report_times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         with store.engine.connect() as connection:
@@ -192,7 +227,8 @@ def month_report(store, label: str, repeats: int = 7) -> None:
     p95 = lambda xs: statistics.quantiles(xs, n=20, method="inclusive")[18]  # noqa: E731
     print(f"  {label}: month report p95 {p95(report_times) * 1000:.0f} ms vs bare COUNT(*) p95 "
           f"{p95(count_times) * 1000:.0f} ms over {n:,} rows of the month "
-          f"({sum(report['total']['events'].values()):,} counted)")
+          f"({sum(report['total']['events'].values()):,} counted, offline after {OFFLINE_AFTER} s: "
+          f"{report['total']['offline_seconds']:,.0f} s offline)")
 
 
 def main() -> int:
@@ -216,12 +252,17 @@ def main() -> int:
           f"commit) {rec:,.0f}/s = {rec / bare * 100:.0f} % of bare (target >= 50 %)")
 
     cost = durability_cost(workdir, args.durability_events)
-    print(f"broker writes per queued event: persistence off {cost['off']:,.0f} B, shipped autosave-on-change "
-          f"{cost['shipped']:,.0f} B ({args.durability_events:,} events queued for an absent recorder)")
+    print(f"broker writes while {args.durability_events:,} events queue for an absent recorder "
+          "(bytes per event; mosquitto.db at the end = one save):")
+    for name, (per_event, size) in cost.items():
+        print(f"  {name:38s} {per_event:>10,.0f} B/event   db {size:>10,} B")
+    print(f"  time-based autosave while idle: {idle_time_based_writes(workdir):,.0f} B per save (empty broker)")
 
     print(f"month report over {args.rows:,} synthetic rows (10 kiosks, one year):")
     sqlite_store = open_store(f"sqlite:///{workdir / 'year.sqlite3'}")
+    t0 = time.perf_counter()
     fill(sqlite_store, args.rows)
+    print(f"  (SQLite filled through Store.insert in {time.perf_counter() - t0:.0f} s)")
     month_report(sqlite_store, "SQLite")
     if not args.no_postgres:
         from tests.rigs.postgres import Postgres, pg_bin
