@@ -80,6 +80,7 @@ def test_serves_https_with_certificate_paths(tmp_path, mosquitto, console_accoun
         response = client.post("/login", data={"name": "staff", "password": ACCOUNT_PASSWORDS["staff"],
                                                "csrf": client.cookies.get("console_login_csrf")})
         assert response.status_code == 303
+        assert response.headers["strict-transport-security"] == "max-age=31536000"  # HSTS: served over TLS
         cookie = response.headers["set-cookie"]
         assert "console_session=" in cookie and "Secure" in cookie and "HttpOnly" in cookie
         assert client.get("/api/session").json()["name"] == "staff"
