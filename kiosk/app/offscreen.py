@@ -32,6 +32,7 @@ SAMPLE_SCREENS: tuple[ShowScreen, ...] = tuple(ShowScreen(name, "ja", context) f
     ("calling", {"reason": "staff_code", "code": "301"}),
     ("calling", {"reason": "patient_request", "code": None, "escalation": 1, "consoles_online": 1}),
     ("calling", {"reason": "repeated_failures", "code": "001", "escalation": 0, "consoles_online": 0}),
+    ("calling", {"reason": "outage", "code": "950", "escalation": 2, "consoles_online": 2}),
     ("staff_coming", {"reason": "patient_request", "code": None}),
     ("outage", {"code": "950", "options": ("shikaku_kakuninsho", "mynaportal_screen", "moushitatesho")}),
     ("staff_pin", {"error": "wrong", "attempts_left": 4}),
