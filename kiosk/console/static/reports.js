@@ -33,8 +33,11 @@
     }
   }
 
-  function seconds(value) {
-    return value === null ? "—" : t("reports.seconds", { n: Math.round(value) });
+  function seconds(value) {  // a duration: seconds up to 2 min, minutes up to 2 h, then hours
+    if (value === null) return "—";
+    if (value < 120) return t("reports.seconds", { n: Math.round(value) });
+    if (value < 7200) return t("reports.minutes", { n: Math.round(value / 60) });
+    return t("reports.hours", { n: (value / 3600).toFixed(1) });
   }
 
   function summary(total) {
