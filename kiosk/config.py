@@ -170,6 +170,9 @@ class ConsoleSection(Section):
     command_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     urgent_seconds: float = Field(default=60.0, gt=0)  # an unacknowledged call turns urgent (red) after this
     realert_seconds: float = Field(default=30.0, ge=5)  # chime + notification again this often until acknowledged
+    # a staff page counts as listening (the kiosks' consoles_online) while visible; it says so every third of
+    # this, and a page silent this long (asleep, PC off, network gone) stops counting
+    listener_expiry_seconds: float = Field(default=45.0, ge=3, le=600)
     max_failed_logins: int = Field(default=5, ge=1)  # per account and per client address ...
     lockout_minutes: float = Field(default=15.0, gt=0)  # ... within this window, then refused until it passes
     max_kiosks: int = Field(default=2_000, ge=1)  # kiosks tracked over all `sites`; more are ignored (logged)

@@ -45,9 +45,12 @@ class Chirp:
 
 @dataclass(frozen=True)
 class Emit:
-    """Publish event `kind` (kiosk.events.EVENT_KINDS) with `data` (its payload in docs/asyncapi.yaml)."""
+    """Publish event `kind` (kiosk.events.EVENT_KINDS) with `data` (its payload in docs/asyncapi.yaml); `time`
+    (ISO 8601 with zone, milliseconds), the envelope's time when the flow fixed it — a `call` event's is the
+    open call's `since`, so both say the same moment — else None (stamped when stored)."""
     kind: str
     data: Mapping[str, Any]
+    time: str | None = None
 
 
 @dataclass(frozen=True)

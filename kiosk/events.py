@@ -233,11 +233,15 @@ def status_payload(online: bool, *, kiosk: str, site: str, catalogue_version: st
 
 
 def kiosk_state(*, reader_available: bool, reader_detail: str, lamp: str, outage: bool,
-                outage_code: str | None, consoles_online: int | None = None) -> dict[str, Any]:
+                outage_code: str | None, consoles_online: int | None = None, reader_cause: str = "",
+                reader_params: Mapping[str, str] | None = None) -> dict[str, Any]:
     """What an online `status` carries about the kiosk itself (`details.reader`, `.lamp`, `.outage`,
     `.consoles_online`: consoles of its site that are up, absent while not known yet), so a subscriber that
     connects later knows it without waiting for the next reader/lamp/outage event."""
-    state: dict[str, Any] = {"reader": {"available": reader_available, "detail": reader_detail},
+    reader: dict[str, Any] = {"available": reader_available, "detail": reader_detail}
+    if reader_cause:  # why, as the staff text id reader.<cause> (a console shows it in its viewer's language)
+        reader.update(cause=reader_cause, params=dict(reader_params or {}))
+    state: dict[str, Any] = {"reader": reader,
                              "lamp": lamp, "outage": {"active": outage, "code": outage_code if outage else None}}
     if consoles_online is not None:
         state["consoles_online"] = consoles_online

@@ -326,14 +326,14 @@ class Flow:
         self.lamp = pattern
         return [SetLamp(pattern), self._emit(events.LAMP_STATUS, {"pattern": pattern})]
 
-    def _emit(self, kind: str, data: dict[str, Any]) -> Emit:
+    def _emit(self, kind: str, data: dict[str, Any], at: str | None = None) -> Emit:
         params = {key: str(data[key]) for key in EVENT_PARAMS if data.get(key) not in (None, "")}
         if kind == events.READER_STATUS:
             params.update({str(k): str(v) for k, v in dict(data.get("params") or {}).items()})
         seen = {"kind": kind, "code": data.get("code"), "time": self._wall().isoformat(timespec="seconds"),
                 "params": params}
         self.last_events = [*self.last_events, seen][-LAST_EVENTS_KEPT:]
-        return Emit(kind, data)
+        return Emit(kind, data, at)
 
     # --- the card ------------------------------------------------------------------------------------------
 
@@ -479,11 +479,11 @@ class Flow:
     def _open_call(self, reason: str, code: str | None, audience: str) -> list[Effect]:
         if self.call is not None:
             return []
-        self.call = Call(id=self._new_id(), reason=reason, code=code, audience=audience,
-                         since=self._wall().isoformat(timespec="seconds"))
+        since = events.timestamp(self._wall())  # the `call` event's time too: reports and console agree
+        self.call = Call(id=self._new_id(), reason=reason, code=code, audience=audience, since=since)
         self._call_opened_at = self._clock()
         data = {**self._call_data(), "consoles_online": self.consoles_online}
-        effects: list[Effect] = [self._emit(events.CALL, data), SetCall(self.call), Chirp()]
+        effects: list[Effect] = [self._emit(events.CALL, data, since), SetCall(self.call), Chirp()]
         return effects + self._lamp()
 
     def _call_data(self) -> dict[str, Any]:

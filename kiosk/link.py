@@ -2,7 +2,7 @@
 
 One link thread owns everything here. paho's network thread and the main loop only put messages into its
 inbox; the link never touches kiosk state — valid commands are posted into the main loop as `Command`, and
-the main loop answers with `command.reply(ok, detail)`.
+the main loop answers with `command.reply(kiosk.messages.Answer(...))`.
 
 Each connection is a fresh paho client: on connect the whole outbox is replayed in `seq` order (anything not
 yet acknowledged, so a lost PUBACK means a duplicate with the same id, never a loss). A row is deleted only
@@ -168,13 +168,15 @@ class EventLink:
     def start(self) -> None:
         self._thread.start()
 
-    def emit(self, kind: str, data: dict[str, Any]) -> str:
-        """Store an event in the outbox (then it is published); returns its id."""
+    def emit(self, kind: str, data: dict[str, Any], at: str | None = None) -> str:
+        """Store an event in the outbox (then it is published); returns its id. `at`: the envelope's time
+        (ISO 8601 with zone) when the flow fixed it (a `call` is stamped with its `since`), else now."""
         event_id = events.new_id()
 
         def payload(seq: int) -> bytes:
             return events.encode(events.envelope(kind, data, kiosk=self.kiosk, site=self.site, seq=seq,
-                                                 catalogue_version=self.catalogue_version, event_id=event_id))
+                                                 catalogue_version=self.catalogue_version, event_id=event_id,
+                                                 time=at))
 
         try:
             self.outbox.put(kind, self.topics.event(kind), payload, CALL_EVENT_TTL if kind == events.CALL else None)
@@ -427,12 +429,12 @@ class EventLink:
     # --- console presence: who is listening --------------------------------------------------------------
 
     def _on_presence(self, site: str, msg: mqtt.MQTTMessage) -> None:
-        """A console's retained presence: followed when it watches this kiosk's site."""
+        """A console's retained presence: counted while it watches this kiosk's site and someone can hear it
+        (online with at least one listener)."""
         presence = events.presence_of(msg.payload, site)
         if presence is None:
             return
-        online, sites = presence
-        if online and events.listens_to(sites, self.site):
+        if presence.listening and events.listens_to(presence.sites, self.site):
             if msg.topic in self._consoles or len(self._consoles) < MAX_CONSOLES_TRACKED:
                 self._consoles[msg.topic] = True
         else:

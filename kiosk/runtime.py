@@ -408,6 +408,7 @@ class Runtime:
         """Give the link the reader / lamp / outage state when it changed (it goes into the retained status)."""
         flow = self.flow
         state = events.kiosk_state(reader_available=flow.reader["available"], reader_detail=flow.reader["detail"],
+                                   reader_cause=flow.reader["cause"], reader_params=flow.reader["params"],
                                    lamp=flow.lamp, outage=flow.in_outage, outage_code=flow.outage_code,
                                    consoles_online=flow.consoles_online)
         if self.link is not None and state != self._shared_state:
@@ -434,10 +435,10 @@ class Runtime:
             case Chirp():
                 if self.buzzer is not None:
                     self.buzzer.chirp()
-            case Emit(kind, data):
+            case Emit(kind, data, at):
                 log.info("event %s %s", kind, json.dumps(data, ensure_ascii=False))
                 if self.link is not None:
-                    self.link.emit(kind, dict(data))
+                    self.link.emit(kind, dict(data), at)
                 for listener in self.event_listeners:
                     listener(kind, dict(data))
             case SetCall(call):

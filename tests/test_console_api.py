@@ -184,7 +184,8 @@ def test_acknowledge_and_resolve_reach_the_kiosk_and_its_answer_comes_back(mosqu
     csrf = csrf_of(client)
 
     answer = command(client, csrf)
-    assert answer.status_code == 200 and answer.json() == {"ok": True, "error": None, "detail": "acknowledge"}
+    assert answer.status_code == 200 and answer.json() == {"ok": True, "error": None, "detail": "acknowledge",
+                                                           "detail_id": "acknowledged", "params": {}}
     stream.wait(lambda u: u["type"] == "call" and u["call"]["acknowledged"])
     stream.wait(lambda u: u["type"] == "kiosk" and u["kiosk"]["lamp"] == "acknowledged")
 

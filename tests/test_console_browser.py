@@ -259,7 +259,8 @@ def test_a_console_started_later_shows_reader_lamp_and_outage_from_the_retained_
     status = json.loads(late_subscriber.payload)
     contract.validate("Status", status)
     assert late_subscriber.retain and status["state"] == "online"
-    assert status["details"]["reader"] == {"available": False, "detail": "simulated unplug"}
+    assert status["details"]["reader"] == {"available": False, "detail": "simulated unplug",
+                                           "cause": "simulated_unplug", "params": {"reader": "simulated reader"}}
     assert status["details"]["lamp"] == "outage"
     assert status["details"]["outage"] == {"active": True, "code": "950"}
 
@@ -268,6 +269,9 @@ def test_a_console_started_later_shows_reader_lamp_and_outage_from_the_retained_
     page.wait_for_selector("tr[data-kiosk='site-1/k3'][data-lamp='outage']")
     row = page.inner_text("tr[data-kiosk='site-1/k3']")
     assert "FAULT" in row and "unknown" not in row
+    assert "FAULT: the simulated reader was unplugged (demo)" in row  # why, from the kiosk's cause id
+    fix = page.get_attribute("tr[data-kiosk='site-1/k3'] td.bad[title]", "title")
+    assert fix == "Plug it back in from the demo panel"  # and what to do, on hover
     assert_no_raw_ids(page, "en")
     page.wait_for_selector("#outage:not([hidden])")
     assert "k3" in page.inner_text("#outage")

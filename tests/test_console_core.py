@@ -17,6 +17,7 @@ from kiosk.console.messages import CallMessage, EventMessage, ReplyMessage, Stat
 from kiosk.console.server import load_strings
 from kiosk.console.state import HISTORY_KEEP, ConsoleState
 from kiosk.passwords import hash_secret
+from tests.rigs import contract
 from tests.rigs.console import FakeClock
 
 PREFIX, SITE, KIOSK = "kiosk", "site-1", "k1"
@@ -44,14 +45,18 @@ def dec(topic, payload, correlation=None):
 
 def test_decodes_the_contract_payloads_built_by_kiosk_events():
     kiosk_state = events.kiosk_state(reader_available=False, reader_detail="no card reader found", lamp="outage",
-                                     outage=True, outage_code="950")
+                                     outage=True, outage_code="950", reader_cause="reader_missing",
+                                     reader_params={"readers": "none"})
     status = events.status_payload(True, kiosk=KIOSK, site=SITE, catalogue_version="v", details={
         "outbox": {"backlog": 7, "dropped": 0, "refused": 0, "last_error": None}, **kiosk_state})
+    contract.validate("Status", status)
     assert dec(T.status, events.encode(status)) == StatusMessage(SITE, KIOSK, {
-        "online": True, "backlog": 7, "reader_ok": False, "lamp": "outage", "outage": True, "outage_code": "950"})
+        "online": True, "backlog": 7, "reader_ok": False, "reader_cause": "reader_missing",
+        "reader_params": {"readers": "none"}, "lamp": "outage", "outage": True, "outage_code": "950"})
     lwt = events.status_payload(False, kiosk=KIOSK, site=SITE, catalogue_version="v", details={"reason": "lost"})
     assert dec(T.status, events.encode(lwt)) == StatusMessage(SITE, KIOSK, {
-        "online": False, "backlog": None, "reader_ok": None, "lamp": None, "outage": None, "outage_code": None})
+        "online": False, "backlog": None, "reader_ok": None, "reader_cause": None, "reader_params": {},
+        "lamp": None, "outage": None, "outage_code": None})
     call = events.encode(events.call_payload(call_dict(), kiosk=KIOSK, site=SITE))
     assert dec(T.call, call) == CallMessage(SITE, KIOSK, call_dict())
     assert dec(T.call, b"") == CallMessage(SITE, KIOSK, None)
@@ -101,7 +106,11 @@ def test_a_malformed_kiosk_state_in_the_status_still_counts_as_presence():
     status = {"state": "online", "details": {"outbox": {"backlog": 2}, "reader": "fine", "lamp": "<b>",
                                              "outage": {"active": "perhaps"}}}
     assert dec(T.status, json.dumps(status).encode()) == StatusMessage(SITE, KIOSK, {
-        "online": True, "backlog": 2, "reader_ok": None, "lamp": None, "outage": None, "outage_code": None})
+        "online": True, "backlog": 2, "reader_ok": None, "reader_cause": None, "reader_params": {}, "lamp": None,
+        "outage": None, "outage_code": None})
+    odd = {"state": "online", "details": {"reader": {"available": False, "cause": "<b>x</b>", "params": [1]}}}
+    decoded = dec(T.status, json.dumps(odd).encode()).status
+    assert (decoded["reader_ok"], decoded["reader_cause"], decoded["reader_params"]) == (False, None, {})
 
 
 def test_the_retained_status_alone_gives_reader_lamp_and_outage():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from typing import Any
 
 import pytest
@@ -318,6 +318,11 @@ def test_call_button_acknowledge_resolve():
                                                          "escalation": 0, "consoles_online": None})
     assert h.lamps() == ["call"]
     assert [type(e) for e in h.effects if isinstance(e, (SetCall, Chirp))] == [SetCall, Chirp]
+    [opened] = h.emitted("call")
+    since = next(e for e in h.effects if isinstance(e, SetCall)).call.since
+    assert opened.time == since  # the call event's envelope time is the retained call's `since`, to the ms
+    assert datetime.fromisoformat(since) == datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    assert h.emitted("lamp_status")[0].time is None  # other events are stamped when stored
     h.send(cmd("acknowledge", {"call_id": "call-0"}))
     assert h.replies() == [(True, "acknowledged")]
     assert h.last_screen().name == STAFF_COMING

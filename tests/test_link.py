@@ -15,7 +15,7 @@ from kiosk.broker import parse_broker_url, read_password
 from kiosk.config import ConfigError, config_from_dict
 from kiosk.effects import Call
 from kiosk.link import EventLink
-from kiosk.messages import Command, LinkChanged
+from kiosk.messages import Answer, Command, LinkChanged
 from tests.rigs import contract
 
 pytestmark = pytest.mark.mqtt
@@ -137,8 +137,8 @@ def test_commands_valid_posted_and_answered_bad_refused(mosquitto, mqtt_listener
     send_command(mosquitto, events.encode(good), correlation=b"good")
     command = posted.next(Command)
     assert (command.id, command.name, command.args) == (good["id"], "acknowledge", {"call_id": "c1"})
-    command.reply(True, "acknowledged")
-    command.reply(False, "a second answer is ignored")
+    command.reply(Answer(True, "acknowledged", "acknowledged"))
+    command.reply(Answer(False, "rejected", "a second answer is ignored"))
     answer = replies.wait(lambda ms: len(ms) >= 1)[0]
     assert answer.properties.CorrelationData == b"good"
     body = json.loads(answer.payload)
@@ -342,7 +342,7 @@ def test_unanswered_command_times_out_and_a_late_reply_is_ignored(mosquitto, mqt
     answer = json.loads(replies.wait(lambda ms: len(ms) >= 1)[0].payload)
     contract.validate("CommandResponse", answer)
     assert (answer["id"], answer["ok"], answer["error"]) == (command.id, False, events.TIMEOUT)
-    command.reply(True, "too late")
+    command.reply(Answer(True, "acknowledged", "too late"))
     time.sleep(0.3)
     assert len(replies.messages) == 1
 

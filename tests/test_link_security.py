@@ -17,7 +17,7 @@ from paho.mqtt.properties import Properties
 from kiosk import events
 from kiosk.config import ConfigError, config_from_dict
 from kiosk.link import EventLink
-from kiosk.messages import Command, LinkChanged
+from kiosk.messages import Answer, Command, LinkChanged
 from tests.test_link import Posted, wait_until
 
 pytestmark = pytest.mark.mqtt
@@ -136,7 +136,7 @@ def test_tls_passwords_and_facility_acl(facility, pki, tmp_path, mqtt_listener):
                                    properties).is_failure
         received = posted.next(Command)
         assert received.id == command["id"]  # the forged one never arrived: this is the first command
-        received.reply(True, "lamp tested")
+        received.reply(Answer(True, "lamp_test_started", "lamp tested"))
         console_view.wait(lambda ms: any(m.topic == "kiosk/s1/reply/console" for m in ms))
         console.disconnect()
     finally:
@@ -213,7 +213,7 @@ def test_bridge_sample_forwards_to_central_and_commands_come_back(mosquitto_fact
         client.publish("kiosk/s1/k1/cmd", events.encode(command), qos=1, properties=properties).wait_for_publish(5)
         received = posted.next(Command, timeout=10)
         assert received.name == "resolve"
-        received.reply(True, "resolved")
+        received.reply(Answer(True, "resolved", "resolved"))
         central_view.wait(lambda ms: any(m.topic == "kiosk/s1/reply/central-console" for m in ms))
         client.disconnect()
         client.loop_stop()

@@ -85,7 +85,7 @@ class RecordingLink:
     def stop(self):
         self.stopped = True
 
-    def emit(self, kind, data):
+    def emit(self, kind, data, at=None):
         self.events.add((kind, data))
         return "id"
 

@@ -59,6 +59,7 @@ class Hub:
         self.timezone = timezone  # the facility's ([facility] timezone): pages show every time in it
         self.state = ConsoleState(max_kiosks=max_kiosks)
         self.connected = False
+        self.listeners = 0  # staff pages that can hear a call (kiosk.console.listeners), shown on every page
         self._code_info = code_info
         self._codes: dict[str, dict] = {}
         self._timeout = command_timeout
@@ -123,6 +124,11 @@ class Hub:
 
     # --- browsers -----------------------------------------------------------------------------------------
 
+    def listeners_changed(self, count: int) -> None:
+        """The number of staff pages that can hear a call changed: every page shows it."""
+        self.listeners = count
+        self._broadcast([{"type": "listeners", "count": count}])
+
     def subscribe(self) -> asyncio.Queue:
         queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_QUEUE)
         self._subscribers.add(queue)
@@ -134,6 +140,7 @@ class Hub:
     def snapshot(self) -> dict:
         snap = self.state.snapshot()
         snap["connected"] = self.connected
+        snap["listeners"] = self.listeners
         snap["codes"] = {code: self._info(code) for code in self._referenced_codes()}
         snap["server_time"] = self._now().isoformat(timespec="milliseconds")  # the browser's clock may be off
         snap["timezone"] = self.timezone

@@ -16,7 +16,7 @@ from kiosk import events, vocabulary
 
 _ID = events.ID_PATTERN
 _CODE = r"^[0-9]{3}$"  # the contract's three-digit code
-_TEXT_ID = re.compile(r"[a-z0-9_]{1,64}")  # a reply's detail_id: `reply.<detail_id>` in the staff texts
+_TEXT_ID = re.compile(r"[a-z0-9_]{1,64}")  # a staff text id: `reply.<detail_id>`, `reader.<cause>`
 UNKNOWN_REASON = "unknown"  # a call reason this console does not know (a newer kiosk): shown, not counted
 
 
@@ -37,6 +37,8 @@ def _none_if_invalid(value: Any, handler: Any) -> Any:
 
 class _Reader(_Lenient):
     available: bool
+    cause: Any = None  # read by _text_id / _text_params: a malformed one is dropped, the state still counts
+    params: Any = None
 
 
 class _Outage(_Lenient):
@@ -84,6 +86,8 @@ class _EventData(_Lenient):
     pattern: Annotated[Literal[vocabulary.LAMP_PATTERNS] | None,  # type: ignore[valid-type]
                        WrapValidator(_none_if_invalid)] = None
     available: bool | None = None
+    cause: Any = None  # reader_status: the reader.<cause> staff text id and its params (_text_id, _text_params)
+    params: Any = None
     outbox: _Outbox | None = None
 
 
@@ -159,6 +163,8 @@ def decode(prefix: str, topic: str, payload: bytes, correlation: bytes | None, r
             "online": status.state == "online",
             "backlog": details.outbox.backlog if details.outbox else None,
             "reader_ok": details.reader.available if details.reader else None,
+            "reader_cause": _text_id(details.reader.cause) if details.reader else None,
+            "reader_params": _text_params(details.reader.params) if details.reader else {},
             "lamp": details.lamp,
             "outage": details.outage.active if details.outage else None,
             "outage_code": details.outage.code if details.outage else None,
@@ -168,6 +174,7 @@ def decode(prefix: str, topic: str, payload: bytes, correlation: bytes | None, r
         if event is None or rest != f"event/{event.kind}":
             return None
         data = event.data.model_dump(exclude={"outbox"})
+        data["cause"], data["params"] = _text_id(event.data.cause), _text_params(event.data.params)
         data["backlog"] = event.data.outbox.backlog if event.data.outbox else None
         return EventMessage(site, kiosk, {"id": event.id, "kind": event.kind, "time": event.time, "data": data})
     return None
@@ -185,11 +192,21 @@ def _reply(payload: bytes, correlation: bytes | None) -> ReplyMessage | None:
     reply = _model(_Reply, payload)
     if reply is None or not correlation:
         return None
-    detail_id = reply.detail_id if isinstance(reply.detail_id, str) and _TEXT_ID.fullmatch(reply.detail_id) else ""
-    params = reply.params if isinstance(reply.params, dict) else {}
-    params = {str(name)[:64]: str(value)[:200] for name, value in list(params.items())[:events.MAX_REPLY_PARAMS]
-              if isinstance(value, str | int | float) and not isinstance(value, bool)}
-    return ReplyMessage(correlation, reply.ok, reply.error, reply.detail, detail_id, params)
+    return ReplyMessage(correlation, reply.ok, reply.error, reply.detail, _text_id(reply.detail_id) or "",
+                        _text_params(reply.params))
+
+
+def _text_id(value: Any) -> str | None:
+    """A staff text id a kiosk sent (a reply's detail_id, a reader cause), or None when it is not one."""
+    return value if isinstance(value, str) and _TEXT_ID.fullmatch(value) else None
+
+
+def _text_params(value: Any) -> dict[str, str]:
+    """The placeholders of a staff text a kiosk sent: at most events.MAX_REPLY_PARAMS plain values, names up to
+    64 and values up to 200 characters; anything else is dropped."""
+    params = value if isinstance(value, dict) else {}
+    return {str(name)[:64]: str(item)[:200] for name, item in list(params.items())[:events.MAX_REPLY_PARAMS]
+            if isinstance(item, str | int | float) and not isinstance(item, bool)}
 
 
 def _model(model: type[BaseModel], payload: bytes):

@@ -24,14 +24,15 @@ from pydantic import RootModel
 from kiosk.config import Config
 from kiosk.console.auth import Account, LoginThrottle, SessionStore
 from kiosk.console.hub import CommandRefused, Hub
+from kiosk.console.listeners import Listeners
 from kiosk.console.mqtt import ConsoleLink
-from kiosk.console.routes import auth, calls, reports, stream
+from kiosk.console.routes import auth, calls, listening, reports, stream
 from kiosk.console.routes.dependencies import HERE, LANGUAGES, Console, Refused
 from kiosk.jsondata import load_json
 from kiosk.locales import locales_dir
 from kiosk.recorder.store import Store
 
-ROUTER_MODULES = (auth, stream, calls, reports)  # each has `router = APIRouter()`; add a new concern's module here
+ROUTER_MODULES = (auth, stream, calls, listening, reports)  # each has `router = APIRouter()`; add new concerns here
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -41,7 +42,7 @@ SECURITY_HEADERS = {
 }
 HSTS_SECONDS = 31_536_000  # a year
 # Request bodies are read (and refused with 413 when too large) before any route parses them.
-BODY_LIMITS = {"/login": 4 * 1024, "/logout": 4 * 1024, "/api/command": 1024}
+BODY_LIMITS = {"/login": 4 * 1024, "/logout": 4 * 1024, "/api/command": 1024, "/api/listening": 1024}
 BODY_LIMIT_DEFAULT = 16 * 1024
 StringsFile = RootModel[dict[str, str]]  # kiosk/console/locales/<lang>.json: string id → text
 STAFF_TEXTS = "staff.json"  # catalogue/locales/<lang>/staff.json: the staff texts kiosk and console share
@@ -84,12 +85,25 @@ def create_app(config: Config, accounts: dict[str, Account], *, code_info: Calla
     hub = Hub(sites=sites, code_info=code_info, command_timeout=section.command_timeout_seconds,
               publish_command=publish_command, max_kiosks=section.max_kiosks, timezone=config.facility.timezone)
 
+    def listeners_changed(count: int) -> None:  # on the loop: the presence says it, every page shows it
+        if link is not None:
+            link.set_listeners(count)
+        hub.listeners_changed(count)
+
+    listeners = Listeners(section.listener_expiry_seconds, listeners_changed, clock)
+
+    async def expire_listeners() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            listeners.expire()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         nonlocal link
         hub.bind(asyncio.get_running_loop())
         link = ConsoleLink(config.mqtt, sites, hub.post)
         link.start()
+        expiry = asyncio.create_task(expire_listeners())
         recorder = None
         if history is not None and config.recorder.in_console:
             from kiosk.recorder import recorded_sites, session_client_id
@@ -106,6 +120,7 @@ def create_app(config: Config, accounts: dict[str, Account], *, code_info: Calla
         try:
             yield
         finally:
+            expiry.cancel()
             link.stop()
             if recorder is not None:
                 recorder.stop()
@@ -115,7 +130,7 @@ def create_app(config: Config, accounts: dict[str, Account], *, code_info: Calla
         section=section, accounts=accounts, strings=load_strings(),
         sessions=SessionStore(section.session_minutes * 60.0, section.display_session_minutes * 60.0, clock),
         throttle=LoginThrottle(section.max_failed_logins, section.lockout_minutes * 60.0, clock),
-        hub=hub, templates=Jinja2Templates(directory=HERE / "templates"), clock=clock)
+        hub=hub, listeners=listeners, templates=Jinja2Templates(directory=HERE / "templates"), clock=clock)
 
     app.state.history = history
     app.state.history_settings = {"timezone": config.facility.timezone,

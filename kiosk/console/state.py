@@ -36,6 +36,8 @@ class KioskView:
     kiosk: str
     online: bool = False
     reader_ok: bool | None = None
+    reader_cause: str | None = None  # why, as the staff text id reader.<cause> (with reader_params)
+    reader_params: dict[str, str] = field(default_factory=dict)
     lamp: str | None = None
     backlog: int | None = None
     outage: bool = False
@@ -92,6 +94,7 @@ class ConsoleState:
             view.backlog = status["backlog"]
         if status.get("reader_ok") is not None:
             view.reader_ok = status["reader_ok"]
+            view.reader_cause, view.reader_params = status.get("reader_cause"), status.get("reader_params") or {}
         if status.get("lamp") is not None:
             view.lamp = status["lamp"]
         if status.get("outage") is not None:
@@ -126,8 +129,9 @@ class ConsoleState:
         kind, data = event["kind"], event["data"]
         if kind == "lamp_status":
             view.lamp = data["pattern"] or view.lamp
-        elif kind == "reader_status":
-            view.reader_ok = data["available"] if data["available"] is not None else view.reader_ok
+        elif kind == "reader_status" and data["available"] is not None:
+            view.reader_ok = data["available"]
+            view.reader_cause, view.reader_params = data.get("cause"), data.get("params") or {}
         elif kind in ("outage_entered", "outage_left"):
             view.outage = kind == "outage_entered"
             view.outage_code = data.get("code") if view.outage else None

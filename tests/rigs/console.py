@@ -211,11 +211,13 @@ class LinkKiosk:
                 self._command(message)
 
     def _command(self, command) -> None:
+        from kiosk.messages import Answer
+
         self.commands.append((command.name, command.args))
         if self.answer == "silent":
             return
         if self.answer == "no" or self.call is None or command.args.get("call_id") != self.call["call_id"]:
-            command.reply(False, "no such open call")
+            command.reply(Answer(False, "not_open_call", "no such open call"))
             return
         facts = {k: self.call[k] for k in ("call_id", "reason", "code", "audience")}
         if command.name == "acknowledge":
@@ -228,7 +230,7 @@ class LinkKiosk:
             self.link.set_call(None)
             self.link.emit("call_resolved", {**facts, "by": "console"})
             self._lamp("off")
-        command.reply(True, command.name)
+        command.reply(Answer(True, "acknowledged" if command.name == "acknowledge" else "resolved", command.name))
 
     def _lamp(self, pattern: str) -> None:
         self.lamp = pattern

@@ -13,6 +13,7 @@ const HISTORY_ROWS = 500;
 // [console] urgent_seconds / realert_seconds: an open call turns urgent, and rings again until acknowledged
 const CALLS = JSON.parse(document.getElementById("call-settings").textContent);
 let clockSkew = 0; // server time minus this browser's time (ms), from each snapshot: waits count on the server's clock
+let listener = null; // this page's id as a listener (staff pages only), from its stream's snapshot
 
 const kioskRows = new Map(); // "site/kiosk" -> <tr>
 const kiosks = new Map(); // "site/kiosk" -> kiosk view
@@ -91,14 +92,23 @@ function cell(text, className) {
 
 // --- kiosks ---------------------------------------------------------------------------------------------
 
+// A reader fault in words: why (reader.<cause>, the kiosk's id) and, on hover, what to do.
+function readerCell(k) {
+  if (k.reader_ok !== false) return cell(k.reader_ok === null ? t("kiosks.unknown") : t("kiosks.reader_ok"));
+  const key = `reader.${k.reader_cause}`;
+  if (!k.reader_cause || !(key in S)) return cell(t("kiosks.reader_fault"), "bad");
+  const td = cell(`${t("kiosks.reader_fault")}: ${t(key, k.reader_params || {})}`, "bad");
+  if (`${key}.fix` in S && S[`${key}.fix`]) td.title = t(`${key}.fix`, k.reader_params || {});
+  return td;
+}
+
 function kioskCells(k) {
-  const reader = k.reader_ok === null ? t("kiosks.unknown") : k.reader_ok ? t("kiosks.reader_ok") : t("kiosks.reader_fault");
   const lamp = k.lamp ? named("lamp", k.lamp) : t("kiosks.unknown");
   const state = k.online ? t("kiosks.online") : t("kiosks.offline");
   return [
     cell(k.kiosk, "name"),
     cell(k.outage ? `${state} · ${t("kiosks.outage")}` : state, k.online ? "ok" : "bad"),
-    cell(reader, k.reader_ok === false ? "bad" : ""),
+    readerCell(k),
     cell(lamp, k.lamp && k.lamp !== "off" ? `lamp-${k.lamp}` : ""),
     cell(k.backlog === null ? "–" : String(k.backlog), k.backlog > 0 ? "warn" : ""),
     lastSeenCell(k),
@@ -483,6 +493,31 @@ function applySnapshot(snap) {
   drawKioskSummary();
   drawCallSummary();
   showLink(snap.connected);
+  showListeners(snap.listeners || 0);
+  listener = snap.listener || null;
+  beat();
+}
+
+// --- who can hear a call ------------------------------------------------------------------------------------
+// A staff page counts as listening (the kiosks' consoles_online) while it is visible: it says so when its stream
+// starts, whenever it is shown or hidden (Page Visibility API), and every beat_seconds while visible. A hidden,
+// frozen or sleeping page stops beating and the server stops counting it after [console] listener_expiry_seconds.
+function beat() {
+  if (!listener) return;
+  fetch("/api/listening", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF },
+    body: JSON.stringify({ listener, visible: document.visibilityState === "visible" }),
+    credentials: "same-origin",
+    keepalive: true, // also while the page is being hidden or closed
+  }).catch(() => { /* server unreachable: it stops counting this page by itself */ });
+}
+
+function showListeners(count) {
+  const box = $("listeners");
+  box.textContent = count ? t("header.listeners", { count }) : t("header.nobody_listening");
+  box.classList.toggle("none", !count);
+  box.dataset.count = String(count);
 }
 
 function showLink(connected) {
@@ -504,6 +539,7 @@ function apply(update) {
     case "history": addHistory(update.entry); if (update.count) putCount(update.count); break;
     case "day": $("history").replaceChildren(); drawCounts([]); $("no-history").hidden = false; break;
     case "link": showLink(update.connected); break;
+    case "listeners": showListeners(update.count); break;
     case "expired": location.href = "/login?why=expired"; break;
   }
 }
@@ -536,3 +572,5 @@ if (localStorage.getItem("console-sound") === "on") {
 connect();
 setInterval(tickCalls, 1000);
 setInterval(tickLastSeen, 30000);
+document.addEventListener("visibilitychange", beat);
+setInterval(() => { if (document.visibilityState === "visible") beat(); }, CALLS.beat_seconds * 1000);
