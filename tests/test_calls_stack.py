@@ -74,15 +74,15 @@ def kiosk(tmp_path, mosquitto):
     assert not thread.is_alive()
 
 
-def open_console(browser, url: str):
-    """A staff page with the page clock installed (re-alerts are checked by moving it, not by waiting)."""
+def open_console(browser, url: str, account: str = "staff"):
+    """A console page with the page clock installed (re-alerts are checked by moving it, not by waiting)."""
     context = browser.new_context(locale="ja-JP", viewport={"width": 1366, "height": 900})
     context.add_init_script(RECORDER)
     page = context.new_page()
     page.clock.install()
     page.goto(f"{url}/login?lang=ja")
-    page.fill("input[name=name]", "staff")
-    page.fill("input[name=password]", ACCOUNT_PASSWORDS["staff"])
+    page.fill("input[name=name]", account)
+    page.fill("input[name=password]", ACCOUNT_PASSWORDS[account])
     page.click("button[type=submit]")
     page.wait_for_selector("#kiosks-title")
     page.click("#sound")
@@ -173,6 +173,14 @@ in_console = false
     counted(listener, runtime, 1)
     screen.shown.wait_for(lambda s: s.name == CALLING and s.context.get("consoles_online") == 1)
     assert page.inner_text("#listeners") == "ここで待機中のスタッフ画面: 1"
+    # A display-account wall screen shows it but never counts (it cannot acknowledge): its beats are refused.
+    wall = open_console(chromium, console.url, "wall")
+    until(wall, "document.getElementById('listeners').dataset.count === '1'")
+    forged = wall.evaluate("""() => fetch("/api/listening", {method: "POST", headers: {"Content-Type":
+        "application/json", "X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content},
+        body: JSON.stringify({listener: "x", visible: true})}).then(r => r.status)""")
+    assert forged == 403 and presences(listener)[-1]["listeners"] == 1
+    wall.context.close()
 
     # ... and sees the call with its true age, urgent, and rings for it until someone acknowledges.
     card = page.wait_for_selector(f"article.call[data-call-id='{call['call_id']}']")
