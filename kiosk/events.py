@@ -37,6 +37,12 @@ PRIORITY = {HEARTBEAT: 0, READER_STATUS: 1, LAMP_STATUS: 1, LOOKUP: 2, PRECHECK:
 # ESCALATED: staff called once more ([calls] escalate_seconds); SENT_TO_DESK: the patient too (desk_seconds).
 ESCALATED, SENT_TO_DESK = 1, 2
 
+# The open call in one word, in the online status (`details.call`): a retained "no call" cannot be read by a late
+# subscriber (an empty retained payload deletes the retained `call`), so dashboards such as Home Assistant read it
+# there. "open": not acknowledged yet.
+NO_CALL, OPEN_CALL, ACKNOWLEDGED_CALL = "none", "open", "acknowledged"
+CALL_STATES = (NO_CALL, OPEN_CALL, ACKNOWLEDGED_CALL)
+
 ACKNOWLEDGE, RESOLVE, LAMP_TEST, RELOAD_CATALOGUE, OUTAGE_ENTER, OUTAGE_LEAVE = (
     "acknowledge", "resolve", "lamp_test", "reload_catalogue", "outage_enter", "outage_leave")
 COMMAND_NAMES = (ACKNOWLEDGE, RESOLVE, LAMP_TEST, RELOAD_CATALOGUE, OUTAGE_ENTER, OUTAGE_LEAVE)
@@ -252,6 +258,14 @@ class CallLike(Protocol):
     """What call_payload needs of a call (kiosk.effects.Call)."""
 
     def as_dict(self) -> dict[str, Any]: ...
+
+
+def call_state(retained_call: bytes) -> str:
+    """`details.call` of the online status (one of CALL_STATES) from the retained `call` payload the kiosk
+    publishes (b"" when there is no open call)."""
+    if not retained_call:
+        return NO_CALL
+    return ACKNOWLEDGED_CALL if json.loads(retained_call).get("acknowledged") else OPEN_CALL
 
 
 def call_payload(call: CallLike | Mapping[str, Any], *, kiosk: str, site: str,

@@ -5,15 +5,15 @@ One retained *device-based* discovery config per kiosk on `{ha_prefix}/device/{k
 documents it since 2024.12 (`object_id` is ignored since 2026.4). The broker ACL lets a kiosk write below its
 own id only (`{ha_prefix}/+/{kiosk}/#`). The link publishes `messages()` retained on every connect and again
 whenever Home Assistant's birth message (`{ha_prefix}/status` = "online") arrives; with `ha_discovery = false`
-the same call returns the withdrawal (empty retained configs), so a kiosk taken out of Home Assistant leaves no
-orphan device behind.
+the same call returns the withdrawal (an empty retained config), so a kiosk taken out of Home Assistant leaves no
+orphan device behind. The per-entity configs of earlier versions are emptied once per kiosk (legacy_cleared).
 
 Every state comes from the kiosk's own MQTT contract (docs/asyncapi.yaml): the retained `status` (online,
-reader, lamp, outage, catalogue version) and `call`, and the `precheck`, `lookup`, `call_escalated` and
-`heartbeat` events (outbox backlog and storage, clock synchronised).
-States are the contract's ids (stable for automations); enum sensors list their options. Entity names are in
-the facility's language ([mqtt] ha_language) from catalogue/locales/<lang>/homeassistant.json, English when a
-language or a name is missing there.
+the call's state, reader, lamp, outage, catalogue version), the retained `call` (the open call's attributes),
+and the `precheck`, `lookup`, `call_escalated` and `heartbeat` events (outbox backlog and storage, clock
+synchronised). States are the contract's ids (stable for automations); enum sensors list their options. Entity
+names are in the facility's language ([mqtt] ha_language) from catalogue/locales/<lang>/homeassistant.json,
+English when a language or a name is missing there.
 
 Templates never touch a key the payload may lack (an offline status has no `details.reader`): Home Assistant
 logs a warning for every undefined variable, and an empty output makes it ignore the message.
@@ -26,10 +26,22 @@ import logging
 import re
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from kiosk.config import MqttSection
-from kiosk.events import CALL_ESCALATED, ESCALATED, HEARTBEAT, LOOKUP, PRECHECK, SENT_TO_DESK, Topics, encode
+from kiosk.events import (
+    CALL_ESCALATED,
+    CALL_STATES,
+    ESCALATED,
+    HEARTBEAT,
+    LOOKUP,
+    NO_CALL,
+    PRECHECK,
+    SENT_TO_DESK,
+    Topics,
+    encode,
+)
 from kiosk.outbox import STORAGE_STATES
 from kiosk.paths import catalogue_root
 from kiosk.precheck import Outcome
@@ -39,12 +51,12 @@ PACKAGE = "mynumber-kiosk"
 SUPPORT_URL = "https://github.com/mynumber-kiosk/mynumber-kiosk"
 FALLBACK_LANGUAGE = "en"
 NAMES_FILE = "homeassistant.json"  # in catalogue/locales/<lang>/: entity and device names (staff-only)
-CALL_STATES = ("none", "open", "acknowledged")
 # Event types of the call escalation event entity by `call_escalated` data.level (kiosk.events).
 ESCALATION_TYPES = {ESCALATED: "escalated", SENT_TO_DESK: "sent_to_desk"}
 # Entities of the per-entity discovery topics used before device-based discovery (kept ids: history stays).
 LEGACY_ENTITIES = (("binary_sensor", "online"), ("binary_sensor", "open_call"), ("sensor", "last_outcome"),
                    ("sensor", "last_code"), ("sensor", "lamp"))
+LEGACY_CLEARED = "ha-legacy-discovery-cleared"  # marker in the state dir: LEGACY_ENTITIES' configs were emptied
 
 _ONLINE = "value_json.state == 'online'"
 
@@ -144,8 +156,12 @@ def components(topics: Topics) -> dict[str, dict[str, Any]]:
                          "json_attributes_template": "{{ {'code': value_json.data.code, 'time': value_json.time}"
                                                      " | tojson }}",
                          "icon": "mdi:card-account-details-outline", **available},
-        "open_call": {"platform": "binary_sensor", "state_topic": topics.call,
-                      "value_template": "{{ 'ON' if value else 'OFF' }}", "json_attributes_topic": topics.call,
+        # State from the retained status (details.call): after a restart Home Assistant finds no retained call
+        # when there is none; the attributes from the retained call.
+        "open_call": {"platform": "binary_sensor", "state_topic": topics.status,
+                      "value_template": _when_online("call", f"'OFF' if value_json.details.call == '{NO_CALL}' "
+                                                             "else 'ON'"),
+                      "json_attributes_topic": topics.call,
                       "json_attributes_template": call_attributes, "icon": "mdi:bell-ring", **available},
         "call_escalated": {"platform": "event", "state_topic": topics.event(CALL_ESCALATED),
                            "event_types": list(ESCALATION_TYPES.values()),
@@ -156,9 +172,8 @@ def components(topics: Topics) -> dict[str, dict[str, Any]]:
                                              "value_json.data.consoles_online} | tojson }}",
                            "icon": "mdi:bell-alert", **available},
         "call_state": {"platform": "sensor", "device_class": "enum", "options": list(CALL_STATES),
-                       "state_topic": topics.call,
-                       "value_template": "{{ ('acknowledged' if value_json.acknowledged else 'open') if value "
-                                         "else 'none' }}",
+                       "state_topic": topics.status,
+                       "value_template": _when_online("call", "value_json.details.call", "None"),
                        "icon": "mdi:account-voice", **available},
         "last_code": {"platform": "sensor", "state_topic": topics.event(LOOKUP),
                       "value_template": "{{ value_json.data.code }}", "json_attributes_topic": topics.event(LOOKUP),
@@ -230,11 +245,28 @@ def discovery_config(topics: Topics, language: str) -> dict[str, Any]:
             "cmps": cmps, "qos": 1}
 
 
-def messages(topics: Topics, section: MqttSection) -> list[tuple[str, bytes]]:
-    """(topic, payload) pairs to publish retained, in order: with `ha_discovery` the device config (after
-    emptying the per-entity configs of earlier versions), else the withdrawal of everything announced."""
-    legacy = [(topic, b"") for topic in legacy_topics(topics, section.ha_prefix)]
+def messages(topics: Topics, section: MqttSection, legacy: bool = True) -> list[tuple[str, bytes]]:
+    """(topic, payload) pairs to publish retained, in order: with `ha_discovery` the device config, else the
+    withdrawal (an empty config). `legacy`: first empty the per-entity configs of earlier versions, once per
+    kiosk (see legacy_cleared): once Home Assistant has the device, a message on those topics, even an empty
+    one, is a "conflicting MQTT discovery message" warning in its log."""
+    emptied = [(topic, b"") for topic in legacy_topics(topics, section.ha_prefix)] if legacy else []
     device = discovery_topic(topics, section.ha_prefix)
     if not section.ha_discovery:
-        return [*legacy, (device, b"")]
-    return [*legacy, (device, encode(discovery_config(topics, section.ha_language)))]
+        return [*emptied, (device, b"")]
+    return [*emptied, (device, encode(discovery_config(topics, section.ha_language)))]
+
+
+def legacy_cleared(state_dir: Path) -> bool:
+    """True once this kiosk has emptied the per-entity configs of earlier versions (a marker in its state dir)."""
+    return (state_dir / LEGACY_CLEARED).exists()
+
+
+def mark_legacy_cleared(state_dir: Path) -> None:
+    """Note that the per-entity configs were emptied. A state dir that cannot be written is logged: they are
+    emptied again on the next connection (Home Assistant then logs a warning per entity, nothing breaks)."""
+    try:
+        (state_dir / LEGACY_CLEARED).write_text("emptied the per-entity discovery configs of earlier versions\n",
+                                                encoding="utf-8")
+    except OSError as exc:
+        log.warning("cannot note that the old Home Assistant configs were emptied: %s", exc)

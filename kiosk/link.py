@@ -28,7 +28,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from kiosk import events, ha_discovery
+from kiosk import clock, events, ha_discovery
 from kiosk.broker import new_client, parse_broker_url
 from kiosk.config import Config, ConfigError
 from kiosk.effects import Call
@@ -132,6 +132,7 @@ class EventLink:
         self._section, self._post, self._on_turn = section, post, on_turn
         self.catalogue_version = catalogue_version
         self.kiosk, self.site = config.kiosk.id, config.kiosk.site
+        self._state_dir = config.kiosk.state_dir
         self.topics = events.Topics(section.prefix, self.site, self.kiosk)
         self.address = parse_broker_url(section.url)
         new_client(section, "check")  # bad broker settings fail here, before the link thread starts
@@ -293,8 +294,10 @@ class EventLink:
     def _handle(self, message: _Inbox, acked: list[int]) -> None:
         match message:
             case _SetCall(payload):
-                self._call = payload
+                before, self._call = self._call, payload
                 self._publish_call()
+                if events.call_state(payload) != events.call_state(before):
+                    self._publish_online()  # details.call
             case _SetState(state):
                 self._state = state
                 self._publish_online()
@@ -464,7 +467,8 @@ class EventLink:
     def _publish_online(self) -> None:
         """The retained "online" status with the outbox figures and the kiosk's state."""
         if self._connected:
-            details = {"outbox": self.outbox.stats().as_dict(), **self._state}
+            details = {"outbox": self.outbox.stats().as_dict(), "clock": clock.clock_state(),
+                       "call": events.call_state(self._call), **self._state}
             self._live_client().publish(self.topics.status, self._status(True, details), qos=1, retain=True)
 
     def _publish_call(self) -> None:
@@ -472,9 +476,13 @@ class EventLink:
             self._live_client().publish(self.topics.call, self._call, qos=1, retain=True)
 
     def _announce(self) -> None:
-        """Home Assistant discovery (retained), or its withdrawal when ha_discovery is off."""
-        for topic, payload in ha_discovery.messages(self.topics, self._section):
+        """Home Assistant discovery (retained), or its withdrawal when ha_discovery is off; the per-entity configs
+        of earlier versions are emptied the first time only (ha_discovery.legacy_cleared)."""
+        legacy = not ha_discovery.legacy_cleared(self._state_dir)
+        for topic, payload in ha_discovery.messages(self.topics, self._section, legacy=legacy):
             self._live_client().publish(topic, payload, qos=1, retain=True)
+        if legacy:
+            ha_discovery.mark_legacy_cleared(self._state_dir)
 
     def _report_drops(self) -> None:
         """outbox_dropped for events the outbox gave up, outbox_recovered for a damaged file it set aside."""
@@ -492,7 +500,8 @@ class EventLink:
         """The heartbeat event, and a fresh backlog figure for the staff screen."""
         self._report_drops()
         self.emit(events.HEARTBEAT, {"uptime_seconds": round(time.monotonic() - self._started, 1),
-                                     "outbox": self.outbox.stats().as_dict()})
+                                     "outbox": self.outbox.stats().as_dict(),
+                                     "clock_synchronized": clock.synchronized()})
         self._post(LinkChanged(self._connected, self.outbox.stats().backlog))
 
     def _status(self, online: bool, details: dict[str, Any]) -> bytes:
@@ -524,9 +533,9 @@ class EventLink:
                                    events.MAX_CORRELATION_BYTES)
             return
         try:
-            command = events.parse_command(msg.payload, self.kiosk)
             if msg.retain:  # a retained command would run again after every restart: never executed
                 raise events.CommandError(events.RETAINED, "retained commands are refused; publish without retain")
+            command = events.parse_command(msg.payload, self.kiosk)
             if not self.outbox.remember_command(command.id):
                 raise events.CommandError(events.REPLAYED, f"command id {command.id} was already used",
                                           command.id)

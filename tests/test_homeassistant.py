@@ -1,27 +1,50 @@
 """Home Assistant discovery against a real, current Home Assistant (tests/rigs/homeassistant.py): entity ids, names,
-states and attributes through a scripted headless kiosk session, availability from the Last Will, withdrawal,
-and no warning or error from HA's MQTT integration about our configs. The pure part runs without HA."""
+states and attributes through a scripted kiosk session, availability from the Last Will, withdrawal, HA's own
+device page and the sample wall dashboard of docs/dashboards.md in a browser, and no warning or error from HA's
+MQTT integration about our configs. The pure part (configs, names, every template rendered against the
+contract's payloads) runs without HA.
+
+Set KIOSK_SCREENSHOTS_DIR (e.g. docs/screenshots) to keep the screenshots of HA's pages there."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
 
+import jinja2
 import paho.mqtt.client as mqtt
 import pytest
+from gpiozero.pins.mock import MockFactory
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from hardware.readers.registry import open_reader
 from kiosk import events, ha_discovery
-from kiosk.config import MqttSection
+from kiosk.cli.run import _build_runtime
+from kiosk.config import MqttSection, load_config
 from kiosk.locales import placeholders, source_files
+from kiosk.messages import LookupEntered, Tap
 from kiosk.outbox import STORAGE_STATES
 from kiosk.paths import catalogue_root
-from kiosk.precheck import Outcome
+from kiosk.precheck import Outcome, load_rules
+from kiosk.scenarios import load_scenario
+from tests.rigs import contract
+from tests.rigs.homeassistant import DASHBOARD
 from tests.test_e2e_kiosk import KIOSK, SITE, TOPICS, config_file, run_kiosk, send_command
 
+REPO = Path(__file__).resolve().parent.parent
 ENTITIES = {key: ha_discovery.entity_id(config["platform"], TOPICS, key)
             for key, config in ha_discovery.components(TOPICS).items()}
-SCENARIO = """
+# The session: a card, a phone, two wrong cards (a call, escalated twice within seconds), then, while the test
+# acknowledges, resolves and plays the outage commands, the reader unplugged for good (the test ends with SIGKILL).
+SESSION = """
 [[steps]]
 wait = 2.0
 [[steps]]
@@ -39,10 +62,34 @@ wait = 3.0
 [[steps]]
 present = "credit_card"
 hold = 1.0
-wait = 60.0
+wait = 30.0
 [[steps]]
-unplug = 10.0
+unplug = 3600.0
+"""
+# The browser test's kiosk: a card, two wrong cards, an open call escalated once; then idle.
+SHOWCASE = """
+[[steps]]
+wait = 1.0
+[[steps]]
+present = "mynumber_card"
+hold = 1.0
+wait = 3.0
+[[steps]]
+present = "transit_card"
+hold = 1.0
+wait = 3.0
+[[steps]]
+present = "credit_card"
+hold = 1.0
 wait = 3600.0
+"""
+KIOSK_OPTIONS = """ha_language = "ja"
+heartbeat_seconds = 1
+[ui]
+failures_before_call = 2
+[calls]
+escalate_seconds = {escalate}
+desk_seconds = {desk}
 """
 
 
@@ -105,26 +152,147 @@ def test_discovery_off_withdraws_every_config():
     assert ("homeassistant/device/k1/config", b"") in sent and all(payload == b"" for _, payload in sent)
 
 
+def test_old_per_entity_configs_are_emptied_once_per_kiosk(tmp_path):
+    section = MqttSection(ha_discovery=True)
+    assert not ha_discovery.legacy_cleared(tmp_path)
+    assert len(ha_discovery.messages(TOPICS, section)) == len(ha_discovery.LEGACY_ENTITIES) + 1
+    ha_discovery.mark_legacy_cleared(tmp_path)
+    assert ha_discovery.legacy_cleared(tmp_path)
+    assert [topic for topic, _ in ha_discovery.messages(TOPICS, section, legacy=False)] == [
+        "homeassistant/device/k1/config"]
+    assert ha_discovery.messages(TOPICS, MqttSection(ha_discovery=False), legacy=False) == [
+        ("homeassistant/device/k1/config", b"")]
+    ha_discovery.mark_legacy_cleared(tmp_path / "missing")  # an unwritable state dir is logged, not raised
+    assert not ha_discovery.legacy_cleared(tmp_path / "missing")
+
+
+
+
+def _render(template: str, payload: bytes) -> str:
+    """`template` as Home Assistant's MQTT integration renders it: `value` is the payload's text, `value_json` its
+    JSON (absent when the payload is not JSON, e.g. an emptied retained call). An undefined name or attribute
+    used in the output raises here; Home Assistant would log a warning for it."""
+    variables = {"value": payload.decode()}
+    with suppress(ValueError):
+        variables["value_json"] = json.loads(payload)
+    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined).from_string(template).render(variables)
+
+
+def _event(kind: str, data: dict) -> bytes:
+    payload = events.envelope(kind, data, kiosk=KIOSK, site=SITE, seq=1, catalogue_version="cat-1")
+    contract.validate_event(payload)
+    return events.encode(payload)
+
+
+def _status(online: bool, details: dict) -> bytes:
+    payload = events.status_payload(online, kiosk=KIOSK, site=SITE, catalogue_version="cat-1", details=details)
+    contract.validate("Status", payload)
+    return events.encode(payload)
+
+
+def test_every_template_renders_the_contract_s_payloads_without_an_undefined_name():
+    cmps = ha_discovery.components(TOPICS)
+    state = events.kiosk_state(reader_available=False, reader_detail="unplugged", lamp="reader_fault", outage=True,
+                               outage_code="101", consoles_online=0)
+    online = _status(True, {"outbox": {"backlog": 3, "dropped": 0, "refused": 0, "last_error": None},
+                            "clock": {"synchronized": True}, "call": events.ACKNOWLEDGED_CALL, **state})
+    first_online = _status(True, {"outbox": {"backlog": 0, "dropped": 0, "refused": 0, "last_error": None}})
+    lost = _status(False, {"reason": "lost"})
+
+    def render(key: str, field: str, payload: bytes) -> str:
+        return _render(cmps[key][field], payload)
+
+    assert [render("online", "value_template", p) for p in (online, lost)] == ["online", "offline"]
+    assert json.loads(render("online", "json_attributes_template", lost))["reason"] == "lost"
+    assert json.loads(render("online", "json_attributes_template", online))["reason"] is None
+    for key in ("reader_fault", "outage", "lamp", "catalogue_version", "precheck"):
+        assert render(key, "availability_template", lost) == "offline"
+    assert (render("reader_fault", "value_template", online), render("outage", "value_template", online)) == \
+        ("ON", "ON")
+    assert json.loads(render("reader_fault", "json_attributes_template", online)) == {"detail": "unplugged"}
+    assert json.loads(render("outage", "json_attributes_template", online)) == {"code": "101"}
+    assert render("lamp", "value_template", online) == "reader_fault"
+    # Offline, or online before the runtime said anything: nothing to show (HA ignores empty output, "None" is
+    # unknown), never an undefined name.
+    for payload in (lost, first_online):
+        assert render("reader_fault", "value_template", payload) == render("outage", "value_template", payload) == ""
+        assert render("lamp", "value_template", payload) == render("call_state", "value_template", payload) == "None"
+        assert render("open_call", "value_template", payload) == ""
+        assert render("reader_fault", "json_attributes_template", payload) == "{}"
+    assert render("catalogue_version", "value_template", online) == "cat-1"
+
+    precheck = _event(events.PRECHECK, {"outcome": "not_mynumber", "code": "002", "hints": ["transit_card_read"]})
+    assert json.loads(render("precheck", "value_template", precheck)) == {
+        "event_type": "not_mynumber", "code": "002", "hints": ["transit_card_read"]}
+    assert render("last_outcome", "value_template", precheck) == "not_mynumber"
+    assert json.loads(render("last_outcome", "json_attributes_template", precheck))["code"] == "002"
+    lookup = _event(events.LOOKUP, {"code": "021", "known": True, "audience": "patient", "outage": False})
+    assert render("last_code", "value_template", lookup) == "021"
+    assert json.loads(render("last_code", "json_attributes_template", lookup))["audience"] == "patient"
+
+    call = {"call_id": "c1", "reason": "repeated_failures", "code": "002", "audience": "patient"}
+    for level, expected in ((events.ESCALATED, "escalated"), (events.SENT_TO_DESK, "sent_to_desk")):
+        escalated = _event(events.CALL_ESCALATED, {**call, "level": level, "waited_seconds": 61,
+                                                   "consoles_online": 0})
+        assert json.loads(render("call_escalated", "value_template", escalated)) == {
+            "event_type": expected, "level": level, "reason": "repeated_failures", "code": "002",
+            "waited_seconds": 61, "consoles_online": 0}
+    retained = events.call_payload({**call, "since": "2026-11-30T09:00:00+09:00", "acknowledged": True,
+                                    "escalation": events.SENT_TO_DESK}, kiosk=KIOSK, site=SITE)
+    contract.validate("OpenCall", retained)
+    open_call = events.encode(retained)
+    assert (render("open_call", "value_template", online), render("call_state", "value_template", online)) == \
+        ("ON", "acknowledged")
+    for word, on in ((events.NO_CALL, "OFF"), (events.OPEN_CALL, "ON")):
+        status = _status(True, {"call": word, **state})
+        assert (render("open_call", "value_template", status), render("call_state", "value_template", status)) == \
+            (on, word)
+    assert json.loads(render("open_call", "json_attributes_template", open_call)) == {
+        "reason": "repeated_failures", "code": "002", "since": "2026-11-30T09:00:00+09:00", "acknowledged": True,
+        "audience": "patient", "escalation": 2}
+    assert render("open_call", "json_attributes_template", b"") == "{}"  # resolved: the retained call emptied
+    assert events.call_state(b"") == events.NO_CALL and events.call_state(open_call) == events.ACKNOWLEDGED_CALL
+
+    outbox = {"backlog": 5, "dropped": 1, "refused": 0, "last_error": None, "storage": "read_only", "held": 4}
+    for synchronized, expected in ((True, "ON"), (False, "OFF"), (None, "None")):
+        beat = _event(events.HEARTBEAT, {"uptime_seconds": 9.5, "outbox": outbox, "clock_synchronized": synchronized})
+        assert render("clock_synchronized", "value_template", beat) == expected
+    assert render("outbox_backlog", "value_template", beat) == "5"
+    assert json.loads(render("outbox_backlog", "json_attributes_template", beat)) == {
+        "dropped": 1, "refused": 0, "held": 4}
+    assert render("storage", "value_template", beat) == "read_only"
+    older = _event(events.HEARTBEAT, {"uptime_seconds": 9.5, "outbox": {"backlog": 0, "dropped": 0, "refused": 0,
+                                                                         "last_error": None}})
+    assert (render("storage", "value_template", older), render("clock_synchronized", "value_template", older)) == \
+        ("ok", "None")
+    assert json.loads(render("outbox_backlog", "json_attributes_template", older))["held"] == 0
+
+
 # --- against Home Assistant ------------------------------------------------------------------------------
 
-def _retained(broker, topic: str) -> bytes:
+def _client() -> mqtt.Client:
+    return mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTProtocolVersion.MQTTv5)
+
+
+def _next_message(broker, topic: str, timeout: float = 30.0) -> bytes:
+    """The retained message on `topic`, or the next one published there."""
     got: list[bytes] = []
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTProtocolVersion.MQTTv5)
+    client = _client()
     client.on_message = lambda _c, _u, msg: got.append(msg.payload)
     client.connect(broker.host, broker.port)
     client.subscribe(topic, qos=1)
     client.loop_start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + timeout
     while not got and time.monotonic() < deadline:
         time.sleep(0.05)
     client.disconnect()
     client.loop_stop()
-    assert got, f"nothing retained on {topic}"
+    assert got, f"nothing on {topic}"
     return got[0]
 
 
 def _publish_retained(broker, topic: str, payload: bytes) -> None:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTProtocolVersion.MQTTv5)
+    client = _client()
     client.connect(broker.host, broker.port)
     client.loop_start()
     client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
@@ -132,23 +300,56 @@ def _publish_retained(broker, topic: str, payload: bytes) -> None:
     client.loop_stop()
 
 
-def _kiosk(tmp_path, ha, reader: str, discovery: bool = True):
-    extra = (f"ha_discovery = {'true' if discovery else 'false'}\nha_language = \"ja\"\nheartbeat_seconds = 1\n"
-             "[ui]\nfailures_before_call = 2\n")
+def _config(tmp_path: Path, ha, reader: str, discovery: bool = True, escalate: float = 60.0,
+            desk: float = 180.0) -> Path:
     tmp_path.mkdir()
-    config = config_file(tmp_path, ha.broker, reader, extra)
-    return run_kiosk(["--config", str(config), "run", "--headless"], tmp_path)
+    extra = f"ha_discovery = {'true' if discovery else 'false'}\n" + KIOSK_OPTIONS.format(escalate=escalate,
+                                                                                        desk=desk)
+    return config_file(tmp_path, ha.broker, reader, extra)
+
+
+def _scenario(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / f"scenario-{len(text)}.toml"
+    path.write_text(text)
+    return path
+
+
+@contextmanager
+def _kiosk_in_process(config_path: Path) -> Iterator:
+    """The kiosk as `kiosk run --headless` builds it (kiosk.cli.run), in this process so the test can post what
+    the touch screen would (Tap, LookupEntered); GPIO is gpiozero's mock. Stopped cleanly ("offline", stopped)."""
+    config = load_config(config_path)
+    rules = load_rules(config.reader.rules)
+    reader = open_reader(config.reader.spec(), config.reader.name, rules.probe_options(),
+                         load_scenario=load_scenario)
+    pins = MockFactory()
+    runtime = _build_runtime(config, reader, rules, pin_factory=pins)
+    thread = threading.Thread(target=runtime.run, name="kiosk-main")
+    thread.start()
+    try:
+        yield runtime
+    finally:
+        runtime.stop()
+        thread.join(timeout=30)
+        pins.close()
+    assert not thread.is_alive()
 
 
 def _lamp_follows(ha) -> None:
     """HA's lamp sensor shows the pattern the kiosk's retained status carries now (patterns: kiosk.vocabulary)."""
     def same(state):
-        return state["state"] == json.loads(_retained(ha.broker, TOPICS.status))["details"]["lamp"]
+        return state["state"] == json.loads(_next_message(ha.broker, TOPICS.status))["details"]["lamp"]
     ha.wait_for(ENTITIES["lamp"], same)
 
 
 def _event_type(expected):
     return lambda s: s["attributes"].get("event_type") == expected
+
+
+def _ours(ha) -> set[str]:
+    """Entity ids of kiosk k1's device in Home Assistant (by its device, whatever the ids are)."""
+    device = ha.template(f"{{{{ device_id('{ENTITIES['online']}') }}}}")
+    return set(json.loads(ha.template(f"{{{{ device_entities('{device}') | tojson }}}}")))
 
 
 @pytest.mark.slow
@@ -165,31 +366,43 @@ def test_home_assistant_follows_a_kiosk_session(home_assistant, tmp_path):
         assert time.monotonic() < deadline, "the legacy config made no entity"
         time.sleep(0.2)
 
-    # 1. First start: every entity appears with its id and Japanese name, and follows the retained status.
-    first = _kiosk(tmp_path / "first", ha, 'backend = "sim"')
-    try:
+    # 1. First start: every entity appears with its id and Japanese name and follows the retained status and the
+    #    heartbeat; a code looked up on the touch screen reaches last_code; a clean stop: offline, "stopped".
+    with _kiosk_in_process(_config(tmp_path / "first", ha, 'backend = "sim"')) as kiosk:
         ha.wait_for(ENTITIES["online"], lambda s: s["state"] == "on")
+        ha.wait_for(ENTITIES["catalogue_version"], lambda s: s["state"] not in ("unknown", "unavailable"))
+        assert _ours(ha) == set(ENTITIES.values()), _ours(ha) ^ set(ENTITIES.values())
         states = ha.states()
-        ours = {e for e in states if "kiosk" in e and e.split(".")[0] in ("binary_sensor", "sensor", "event")}
-        assert ours == set(ENTITIES.values()), ours ^ set(ENTITIES.values())
-        assert states[ENTITIES["reader_fault"]]["attributes"]["friendly_name"] == "キオスク k1 読み取り機の異常"
+        names = ha_discovery.entity_names("ja")
+        for key, entity in ENTITIES.items():
+            assert states[entity]["attributes"]["friendly_name"] == f"キオスク {KIOSK} {names[key]}", entity
         assert states[ENTITIES["last_outcome"]]["attributes"]["options"] == [str(o) for o in Outcome]
+        assert states[ENTITIES["storage"]]["attributes"]["options"] == list(STORAGE_STATES)
+        assert states[ENTITIES["precheck"]]["attributes"]["event_types"] == [str(o) for o in Outcome]
+        assert states[ENTITIES["call_escalated"]]["attributes"]["event_types"] == ["escalated", "sent_to_desk"]
         ha.wait_for(ENTITIES["reader_fault"], lambda s: s["state"] == "off")
         ha.wait_for(ENTITIES["outage"], lambda s: s["state"] == "off")
+        ha.wait_for(ENTITIES["call_state"], lambda s: s["state"] == "none")
         _lamp_follows(ha)
-        ha.wait_for(ENTITIES["outbox_backlog"], lambda s: s["state"] == "0")
-        assert ha.state(ENTITIES["catalogue_version"])["state"] not in ("unknown", "unavailable", "")
-    finally:
-        first.send_signal(signal.SIGTERM)
-        first.communicate(timeout=30)
-    assert first.returncode == 0
+        beat = json.loads(_next_message(ha.broker, TOPICS.event(events.HEARTBEAT)))["data"]
+        clock = {True: "on", False: "off", None: "unknown"}[beat["clock_synchronized"]]
+        ha.wait_for(ENTITIES["clock_synchronized"], lambda s: s["state"] == clock)
+        ha.wait_for(ENTITIES["outbox_backlog"], lambda s: s["state"] == "0" and s["attributes"]["held"] == 0)
+        ha.wait_for(ENTITIES["storage"], lambda s: s["state"] == "ok")
+
+        kiosk.post(Tap("lookup"))
+        kiosk.post(LookupEntered("021"))
+        looked_up = ha.wait_for(ENTITIES["last_code"], lambda s: s["state"] == "021")["attributes"]
+        assert (looked_up["known"], looked_up["audience"], looked_up["outage"]) == (True, "patient", False)
     ha.wait_for(ENTITIES["online"], lambda s: s["state"] == "off" and s["attributes"]["reason"] == "stopped")
     ha.wait_for(ENTITIES["lamp"], lambda s: s["state"] == "unavailable")
 
-    # 2. A scripted session: card, phone, wrong cards (a call), acknowledge, resolve, outage, reader fault.
-    scenario = tmp_path / "session.toml"
-    scenario.write_text(SCENARIO)
-    kiosk = _kiosk(tmp_path / "second", ha, f'backend = "sim:{scenario}"')
+    # 2. `kiosk run --headless` through the scripted session: card, phone, wrong cards (a call, escalated to
+    #    both levels), acknowledge, resolve, outage; the reader unplugged; then SIGKILL (the Last Will).
+    session = _scenario(tmp_path, SESSION)
+    started = ha.template("{{ utcnow().isoformat() }}")
+    kiosk = run_kiosk(["--config", str(_config(tmp_path / "second", ha, f'backend = "sim:{session}"', escalate=1,
+                                               desk=2)), "run", "--headless"], tmp_path)
     try:
         ha.wait_for(ENTITIES["online"], lambda s: s["state"] == "on")
         ha.wait_for(ENTITIES["precheck"], _event_type("mynumber_card"))
@@ -202,9 +415,19 @@ def test_home_assistant_follows_a_kiosk_session(home_assistant, tmp_path):
         call = ha.wait_for(ENTITIES["open_call"], lambda s: s["state"] == "on")["attributes"]
         assert call["reason"] == "repeated_failures" and call["acknowledged"] is False and call["since"]
         ha.wait_for(ENTITIES["call_state"], lambda s: s["state"] == "open")
+
+        # Unacknowledged: staff called once more after 1 s, the patient sent to the desk after 2 s.
+        last = ha.wait_for(ENTITIES["call_escalated"], _event_type("sent_to_desk"))["attributes"]
+        assert (last["level"], last["reason"], last["code"], last["consoles_online"]) == \
+            (events.SENT_TO_DESK, "repeated_failures", "002", 0)
+        assert last["waited_seconds"] >= 2
+        assert [(s["attributes"]["event_type"], s["attributes"]["level"]) for s in
+                ha.history(ENTITIES["call_escalated"], started, lambda ss: len(ss) >= 2)] == \
+            [("escalated", events.ESCALATED), ("sent_to_desk", events.SENT_TO_DESK)]
+        ha.wait_for(ENTITIES["open_call"], lambda s: s["attributes"].get("escalation") == events.SENT_TO_DESK)
         _lamp_follows(ha)
 
-        call_id = json.loads(_retained(ha.broker, TOPICS.call))["call_id"]
+        call_id = json.loads(_next_message(ha.broker, TOPICS.call))["call_id"]
         send_command(ha.broker, "acknowledge", {"call_id": call_id})
         ha.wait_for(ENTITIES["call_state"], lambda s: s["state"] == "acknowledged")
         ha.wait_for(ENTITIES["open_call"], lambda s: s["attributes"].get("acknowledged") is True)
@@ -222,7 +445,6 @@ def test_home_assistant_follows_a_kiosk_session(home_assistant, tmp_path):
         fault = ha.wait_for(ENTITIES["reader_fault"], lambda s: s["state"] == "on", timeout=120)
         assert fault["attributes"]["detail"] == "simulated unplug"
         _lamp_follows(ha)
-        ha.wait_for(ENTITIES["reader_fault"], lambda s: s["state"] == "off")
         ha.wait_for(ENTITIES["outbox_backlog"], lambda s: s["state"] == "0")
     finally:
         kiosk.send_signal(signal.SIGKILL)  # no clean "offline": the broker sends the Last Will
@@ -230,8 +452,69 @@ def test_home_assistant_follows_a_kiosk_session(home_assistant, tmp_path):
 
     # 3. The Last Will: offline ("lost"), every other entity unavailable.
     ha.wait_for(ENTITIES["online"], lambda s: s["state"] == "off" and s["attributes"]["reason"] == "lost")
-    for key in ("reader_fault", "lamp", "call_state", "outbox_backlog"):
-        ha.wait_for(ENTITIES[key], lambda s: s["state"] == "unavailable")
+    for key, entity in ENTITIES.items():
+        if key != "online":
+            ha.wait_for(entity, lambda s: s["state"] == "unavailable")
+    assert ha.mqtt_problems() == []
+
+
+def _dashboard_yaml() -> str:
+    """The sample reception wall dashboard of docs/dashboards.md (its first YAML block)."""
+    text = (REPO / "docs" / "dashboards.md").read_text(encoding="utf-8")
+    match = re.search(r"^## A reception wall screen$.*?^```yaml\n(.*?)^```$", text, re.S | re.M)
+    assert match, "docs/dashboards.md has no YAML block under 'A reception wall screen'"
+    return match.group(1)
+
+
+def _keep_screenshot(path: Path) -> None:
+    if folder := os.environ.get("KIOSK_SCREENSHOTS_DIR"):
+        shutil.copy(path, Path(folder) / path.name)
+
+
+@pytest.mark.slow
+@pytest.mark.mqtt
+@pytest.mark.browser
+def test_home_assistant_shows_the_kiosk_device_and_the_sample_wall_dashboard(home_assistant, chromium, tmp_path):
+    ha = home_assistant
+    ha.dashboard_file.write_text(_dashboard_yaml(), encoding="utf-8")
+    showcase = _scenario(tmp_path, SHOWCASE)
+    with _kiosk_in_process(_config(tmp_path / "kiosk", ha, f'backend = "sim:{showcase}"', escalate=1,
+                                   desk=3600)):
+        ha.wait_for(ENTITIES["call_escalated"], _event_type("escalated"))
+        _lamp_follows(ha)
+        device = ha.template(f"{{{{ device_id('{ENTITIES['online']}') }}}}")
+        page = chromium.new_page(viewport={"width": 1280, "height": 1500}, locale="ja-JP")
+        try:
+            # Home Assistant's own login flow (auth provider "homeassistant"), as a facility's IT person logs in.
+            page.goto(ha.url + "/")
+            page.wait_for_url("**/auth/authorize**")
+            page.locator("input[name=username]").fill(ha.username)
+            page.locator("input[name=password]").fill(ha.password)
+            page.locator("input[name=password]").press("Enter")
+            page.wait_for_url(lambda url: "/auth/" not in url and "auth_callback" not in url)
+
+            page.goto(f"{ha.url}/config/devices/device/{device}")
+            names = ha_discovery.entity_names("ja")
+            page.get_by_text(names["device"].format(kiosk=KIOSK)).first.wait_for()
+            for key in ("open_call", "call_escalated", "reader_fault", "storage", "clock_synchronized"):
+                page.get_by_text(names[key], exact=True).first.wait_for()
+            page.wait_for_timeout(1000)  # icons and relative times settle
+            shot = tmp_path / "homeassistant-device.png"
+            page.screenshot(path=str(shot))
+            _keep_screenshot(shot)
+
+            # The sample wall dashboard: Home Assistant renders every card (an invalid one is a hui-error-card).
+            page.goto(f"{ha.url}/{DASHBOARD}/kiosk")
+            page.locator("hui-tile-card").first.wait_for()
+            page.get_by_text(names["open_call"]).first.wait_for()
+            page.locator("hui-logbook-card, hui-history-graph-card").first.wait_for()
+            page.wait_for_timeout(1000)
+            assert page.locator("hui-error-card").count() == 0, page.locator("hui-error-card").all_inner_texts()
+            shot = tmp_path / "homeassistant-wall.png"
+            page.screenshot(path=str(shot))
+            _keep_screenshot(shot)
+        finally:
+            page.close()
     assert ha.mqtt_problems() == []
 
 
@@ -239,19 +522,12 @@ def test_home_assistant_follows_a_kiosk_session(home_assistant, tmp_path):
 @pytest.mark.mqtt
 def test_home_assistant_forgets_a_kiosk_taken_out_of_discovery(home_assistant, tmp_path):
     ha = home_assistant
-    kiosk = _kiosk(tmp_path / "on", ha, 'backend = "sim"')
-    try:
+    with _kiosk_in_process(_config(tmp_path / "on", ha, 'backend = "sim"')):
         ha.wait_for(ENTITIES["online"], lambda s: s["state"] == "on")
-    finally:
-        kiosk.send_signal(signal.SIGTERM)
-        kiosk.communicate(timeout=30)
-    kiosk = _kiosk(tmp_path / "off", ha, 'backend = "sim"', discovery=False)
-    try:
+    with _kiosk_in_process(_config(tmp_path / "off", ha, 'backend = "sim"', discovery=False)):
         deadline = time.monotonic() + 30
         while any(entity in ha.states() for entity in ENTITIES.values()) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not any(entity in ha.states() for entity in ENTITIES.values())
-    finally:
-        kiosk.send_signal(signal.SIGTERM)
-        kiosk.communicate(timeout=30)
+        assert ha.template(f"{{{{ device_id('{ENTITIES['online']}') }}}}") in ("", "None")
     assert ha.mqtt_problems() == []

@@ -4,6 +4,7 @@ import json
 import queue
 import threading
 import time
+from dataclasses import replace
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -225,7 +226,7 @@ HA_LEGACY_TOPICS = {f"homeassistant/{component}/k1/{key}/config" for component, 
 
 def test_ha_discovery_announced_and_reannounced(mosquitto, mqtt_listener, link_factory):
     announced = mqtt_listener(mosquitto, "homeassistant/#")
-    _link, posted = link_factory(mosquitto.url, ha_discovery=True, ha_language="en")
+    link, posted = link_factory(mosquitto.url, ha_discovery=True, ha_language="en")
     posted.next(LinkChanged)
     first = announced.wait(lambda ms: any(m.topic == HA_DEVICE_TOPIC for m in ms))
     # Earlier versions' per-entity configs are emptied first, then the one device-based config.
@@ -249,18 +250,26 @@ def test_ha_discovery_announced_and_reannounced(mosquitto, mqtt_listener, link_f
         if key != "online":
             assert component["availability_topic"] == TOPICS.status, key
     assert cmps["precheck"]["state_topic"] == TOPICS.event(events.PRECHECK)
-    assert cmps["open_call"]["state_topic"] == TOPICS.call
+    assert (cmps["open_call"]["state_topic"], cmps["open_call"]["json_attributes_topic"]) == \
+        (TOPICS.status, TOPICS.call)
     # Retained: Home Assistant started later gets it from the broker.
     late = mqtt_listener(mosquitto, HA_DEVICE_TOPIC)
     retained = late.wait(lambda ms: bool(ms))[0]
     assert retained.retain and json.loads(retained.payload) == config
 
-    # Home Assistant's birth message: announced again; its last will ("offline") is not a reason to.
+    # Home Assistant's birth message: announced again (the device only: once HA has it, a message on an old
+    # per-entity topic is a "conflicting discovery" warning); its last will ("offline") is not a reason to.
     _publish(mosquitto, "homeassistant/status", b"offline")
     _publish(mosquitto, "homeassistant/status", b"online")
     again = announced.wait(lambda ms: len([m for m in ms if m.topic == HA_DEVICE_TOPIC]) >= 2)
-    assert len([m for m in again if m.topic == HA_DEVICE_TOPIC]) == 2
-    assert json.loads([m for m in again if m.topic == HA_DEVICE_TOPIC][-1].payload) == config
+    assert [m.topic for m in again[len(first):] if m.topic.endswith("/config")] == [HA_DEVICE_TOPIC]
+    assert json.loads(again[-1].payload) == config
+    # A restart (same state dir): the device config alone, the old topics were emptied once already.
+    link.stop()
+    _link, posted = link_factory(mosquitto.url, ha_discovery=True, ha_language="en")
+    posted.next(LinkChanged)
+    restarted = announced.wait(lambda ms: len([m for m in ms if m.topic == HA_DEVICE_TOPIC]) >= 3)
+    assert [m.topic for m in restarted[len(again):] if m.topic.endswith("/config")] == [HA_DEVICE_TOPIC]
 
 
 def test_ha_discovery_off_withdraws_the_device(mosquitto, mqtt_listener, link_factory):
@@ -427,3 +436,25 @@ def test_kiosk_state_is_retained_in_the_status_and_republished_when_it_changes(m
     assert status["details"]["outage"] == {"active": True, "code": "950"}
     late = mqtt_listener(mosquitto, TOPICS.status).wait(lambda ms: len(ms) >= 1)[0]  # retained, as last sent
     assert late.retain and json.loads(late.payload)["details"] == status["details"]
+
+
+def test_the_status_says_the_call_s_state_and_is_republished_when_it_changes(mosquitto, mqtt_listener, link_factory):
+    """details.call: a late subscriber (Home Assistant after a restart) cannot take "no retained call" for "none"."""
+    watcher = mqtt_listener(mosquitto, TOPICS.status)
+    link, posted = link_factory(mosquitto.url)
+    posted.next(LinkChanged)
+
+    def calls(ms):
+        return [json.loads(m.payload)["details"].get("call") for m in ms if m.payload]
+
+    watcher.wait(lambda ms: calls(ms) == ["none"])
+    call = Call(id="c9", reason="patient_request", code=None, audience="patient", since=events.timestamp())
+    link.set_call(call)
+    watcher.wait(lambda ms: calls(ms)[-1:] == ["open"])
+    link.set_call(replace(call, escalation=events.ESCALATED))  # same state: no new status
+    link.set_call(replace(call, escalation=events.ESCALATED, acknowledged=True))
+    link.set_call(None)
+    got = watcher.wait(lambda ms: calls(ms)[-1:] == ["none"] and len(calls(ms)) >= 4)
+    assert calls(got) == ["none", "open", "acknowledged", "none"]
+    for status in payloads(watcher, TOPICS.status):
+        contract.validate("Status", status)

@@ -1,21 +1,29 @@
-"""A real, current Home Assistant on 127.0.0.1, for the discovery tests. Slow (~3-5 min: debootstrap, pip, first
+"""A real, current Home Assistant on 127.0.0.1, for the discovery tests. Slow (~4-5 min: debootstrap, pip, first
 start); needs root, debootstrap, chroot and mosquitto, and PyPI + the Debian mirror.
 
 Home Assistant's newest release needs a newer Python than this machine's, so it runs in a Debian sid root built
-here (debootstrap into pytest's temp dir; nothing is cached anywhere else):
+here, on a tmpfs mounted in pytest's temp dir (nothing is cached anywhere else; the ~1.1 GB root is gone with
+one umount instead of minutes of deleting files):
 1. `debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates sid`, from the mirror this
    machine's apt uses; this machine's CA bundle is copied in (its network may intercept TLS).
-2. A venv at /opt/ha with the newest `homeassistant` from PyPI and the requirements of its MQTT integration.
-3. A config dir with `configuration.yaml` (http on a free loopback port, the api), a pre-written
-   `.storage/core.config_entries` (the MQTT integration pointed at the test broker, discovery on) and
-   `.storage/auth` (an owner with a long-lived refresh token; access tokens are HS256 JWTs signed with its key,
-   as homeassistant.auth issues them).
+2. A venv at /opt/ha with the newest `homeassistant` from PyPI and the requirements of the integrations the
+   tests load (MQTT; the frontend, so a browser can show the device page and a dashboard; NO_WHEEL_AT_PIN).
+3. A config dir with `configuration.yaml` (the api, the frontend with history and logbook, a YAML-mode
+   dashboard DASHBOARD read from `dashboard_file`) and pre-written `.storage`:
+   - `http`: the server on 127.0.0.1 and a free port (Home Assistant keeps these settings in storage since
+     2026.11; `http:` in YAML becomes a trial to confirm in the frontend, reverted with a restart after 5 min);
+   - `core.config_entries`: the MQTT integration pointed at the test broker, discovery on;
+   - `auth`: an owner with a login and a long-lived refresh token (access tokens are HS256 JWTs signed with its
+     key, as homeassistant.auth issues them); `auth_provider.homeassistant`: the owner's username and bcrypt
+     password hash (made by the root's own bcrypt);
+   - `onboarding`: done, so the frontend opens on its login page.
 4. `chroot ROOT /opt/ha/bin/python -m homeassistant --config /srv/ha`, stopped by PID (SIGTERM, then SIGKILL).
-Home Assistant installs the requirements of its default integrations on first start (PyPI, into the venv); some
-of them (ffmpeg, a C build of pymicro-vad) fail here and log errors of their own, which concern no test.
+Home Assistant installs the requirements of the other integrations it loads on first start (PyPI, into the
+venv); some fail here (no ffmpeg, no libturbojpeg) and log errors of their own, which concern no test.
 
-Fixture: `home_assistant` (module scope) -> HomeAssistant (`.broker`, `.states()`, `.state(entity_id)`,
-`.wait_for(entity_id, predicate)`, `.log()`, `.mqtt_problems()`).
+Fixture: `home_assistant` (module scope) -> HomeAssistant (`.broker`, `.url`, `.username`, `.password`,
+`.states()`, `.state(entity_id)`, `.wait_for(entity_id, predicate)`, `.history(entity_id, since, predicate)`,
+`.template(text)`, `.dashboard_file`, `.log()`, `.mqtt_problems()`).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -44,8 +53,17 @@ from tests.rigs.mosquitto import DEFAULT_CONFIG, Broker, free_port
 
 CONFIG_DIR = "/srv/ha"
 VENV = "/opt/ha"
-STARTUP_SECONDS = 600  # first start installs the default integrations' requirements
+ROOT_SIZE = "4g"  # tmpfs limit for the root (it needs ~1.1 GB); pages are only used as files are written
+INTEGRATIONS = ("mqtt", "frontend")  # their requirements are installed with Home Assistant, not at first start
+# Pinned by assist_pipeline at releases without wheels for the root's Python (they need a C++ compiler; Home
+# Assistant's own images build them). Its code is imported when the frontend asks for the service descriptions
+# (the page stays on "loading" if that fails), so the newest releases (abi3 wheels, same API) are installed
+# and Home Assistant is told not to replace them (--skip-pip-packages).
+NO_WHEEL_AT_PIN = ("pymicro-vad", "pyspeex-noise")
+STARTUP_SECONDS = 600
 MQTT_LOGGERS = ("homeassistant.components.mqtt",)
+DASHBOARD = "kiosk-wall"  # url path of the YAML-mode dashboard (Home Assistant wants a "-" in it)
+USERNAME = "kiosk-tests"
 
 
 def debian_mirror() -> str:
@@ -80,6 +98,8 @@ class HomeAssistant:
         self.config = root / CONFIG_DIR.lstrip("/")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.username, self.password = USERNAME, secrets.token_urlsafe(12)
+        self.dashboard_file = self.config / f"{DASHBOARD}.yaml"
         self.proc: subprocess.Popen | None = None
         self._write_config()
 
@@ -98,14 +118,22 @@ homeassistant:
   time_zone: Asia/Tokyo
   country: JP
   currency: JPY
-  language: en
-http:
-  server_host: 127.0.0.1
-  server_port: {self.port}
+  language: ja
 api:
+frontend:
+history:
+logbook:
+lovelace:
+  dashboards:
+    {DASHBOARD}:
+      mode: yaml
+      filename: {self.dashboard_file.name}
+      title: Kiosk wall
+      show_in_sidebar: true
 logger:
   default: info
 """)
+        self.dashboard_file.write_text("views: []\n")
         now = datetime.now(UTC).isoformat()
         entry = {"entry_id": secrets.token_hex(13).upper(), "version": 2, "minor_version": 1, "domain": "mqtt",
                  "title": "127.0.0.1", "data": {"broker": self.broker.host, "port": self.broker.port},
@@ -113,23 +141,42 @@ logger:
                  "unique_id": None, "disabled_by": None, "pref_disable_new_entities": False,
                  "pref_disable_polling": False}
         self._store(storage / "core.config_entries", "core.config_entries", {"entries": [entry]})
+        # The HTTP server's settings live in storage since 2026.11; YAML (`http:`) is migrated into a *pending*
+        # trial that asks for confirmation in the frontend and reverts, restarting Home Assistant, after 5 min.
+        http = {"server_host": ["127.0.0.1"], "server_port": self.port, "cors_allowed_origins": [],
+                "login_attempts_threshold": -1, "ip_ban_enabled": False, "ssl_profile": "intermediate_v6",
+                "use_x_frame_options": True, "created_at": now, "error": None, "error_message": None}
+        self._store(storage / "http", "http", {"stable": http, "pending": None, "yaml_migration_done": True},
+                    version=3)
         user_id, self._refresh_id, self._jwt_key = secrets.token_hex(16), secrets.token_hex(16), secrets.token_hex(64)
         self._store(storage / "auth", "auth", {
             "users": [{"id": user_id, "group_ids": ["system-admin"], "is_owner": True, "is_active": True,
                        "name": "kiosk tests", "system_generated": False, "local_only": False}],
             "groups": [{"id": "system-admin", "name": "Administrators"}, {"id": "system-users", "name": "Users"},
                        {"id": "system-read-only", "name": "Read Only"}],
-            "credentials": [],
+            "credentials": [{"id": secrets.token_hex(16), "user_id": user_id, "auth_provider_type": "homeassistant",
+                             "auth_provider_id": None, "data": {"username": self.username}}],
             "refresh_tokens": [{"id": self._refresh_id, "user_id": user_id, "client_id": None,
                                 "client_name": "kiosk tests", "client_icon": None,
                                 "token_type": "long_lived_access_token", "created_at": now,
                                 "access_token_expiration": 86_400.0, "token": secrets.token_hex(64),
                                 "jwt_key": self._jwt_key, "last_used_at": None, "last_used_ip": None,
                                 "expire_at": None, "credential_id": None, "version": None}]})
+        self._store(storage / "auth_provider.homeassistant", "auth_provider.homeassistant", {
+            "users": [{"username": self.username, "password": self._password_hash()}]})
+        self._store(storage / "onboarding", "onboarding", {"done": ["user", "core_config", "analytics",
+                                                                    "integration"]}, version=4)
+
+    def _password_hash(self) -> str:
+        """base64 of the bcrypt hash of the password, as homeassistant.auth.providers.homeassistant stores it
+        (made by the root's own bcrypt, a dependency of Home Assistant)."""
+        script = ("import base64, bcrypt, sys; sys.stdout.write(base64.b64encode(bcrypt.hashpw("
+                  "sys.stdin.read().encode(), bcrypt.gensalt(rounds=10))).decode())")
+        return _run(self.root, f"{VENV}/bin/python", "-c", script, stdin=self.password)
 
     @staticmethod
-    def _store(path: Path, key: str, data: dict[str, Any]) -> None:
-        path.write_text(json.dumps({"version": 1, "minor_version": 1, "key": key, "data": data}))
+    def _store(path: Path, key: str, data: dict[str, Any], version: int = 1) -> None:
+        path.write_text(json.dumps({"version": version, "minor_version": 1, "key": key, "data": data}))
         path.chmod(0o600)
 
     @property
@@ -141,7 +188,8 @@ logger:
     def start(self) -> HomeAssistant:
         out = (self.root / "ha.out").open("ab")
         self.proc = subprocess.Popen(
-            ["chroot", str(self.root), f"{VENV}/bin/python", "-m", "homeassistant", "--config", CONFIG_DIR],
+            ["chroot", str(self.root), f"{VENV}/bin/python", "-m", "homeassistant", "--config", CONFIG_DIR,
+             "--skip-pip-packages", ",".join(NO_WHEEL_AT_PIN)],
             env=_chroot_env(), stdout=out, stderr=out)
         out.close()
         deadline = time.monotonic() + STARTUP_SECONDS
@@ -174,6 +222,13 @@ logger:
         response.raise_for_status()
         return response.json()
 
+    def template(self, text: str) -> str:
+        """`text` rendered by Home Assistant's template engine (POST /api/template), e.g. device_id(entity)."""
+        response = httpx.post(self.url + "/api/template", headers={"Authorization": f"Bearer {self.token}"},
+                              json={"template": text}, timeout=10)
+        response.raise_for_status()
+        return response.text
+
     def states(self) -> dict[str, dict[str, Any]]:
         return {s["entity_id"]: s for s in self.get("/api/states")}
 
@@ -191,6 +246,20 @@ logger:
                 return last
             time.sleep(0.2)
         raise AssertionError(f"{entity_id} never matched; last: {last}")
+
+    def history(self, entity_id: str, since: str, predicate: Callable[[list[dict[str, Any]]], bool],
+                timeout: float = 30.0) -> list[dict[str, Any]]:
+        """The states `entity_id` took since `since` (ISO 8601), from Home Assistant's recorder (the history API),
+        polled until `predicate(states)`; the state it had at `since` is left out."""
+        deadline = time.monotonic() + timeout
+        states: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            found = self.get(f"/api/history/period/{quote(since)}?filter_entity_id={entity_id}")
+            states = [s for s in (found[0] if found else []) if s["last_changed"] > since]
+            if predicate(states):
+                return states
+            time.sleep(0.5)
+        raise AssertionError(f"{entity_id}'s history never matched; last: {states}")
 
     def log(self) -> str:
         path = self.config / "home-assistant.log"
@@ -211,11 +280,12 @@ def _chroot_env() -> dict[str, str]:
             "PIP_DEFAULT_TIMEOUT": os.environ.get("PIP_DEFAULT_TIMEOUT", "60")}
 
 
-def _run(root: Path, *command: str, timeout: float = 900) -> None:
+def _run(root: Path, *command: str, timeout: float = 900, stdin: str | None = None) -> str:
     result = subprocess.run(["chroot", str(root), *command], env=_chroot_env(), capture_output=True, text=True,
-                            timeout=timeout)
+                            timeout=timeout, input=stdin)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout
 
 
 def build_root(root: Path) -> None:
@@ -226,13 +296,25 @@ def build_root(root: Path) -> None:
     shutil.copy("/etc/ssl/certs/ca-certificates.crt", root / "etc" / "ssl" / "certs" / "ca-certificates.crt")
     _run(root, "python3", "-m", "venv", VENV)
     _run(root, f"{VENV}/bin/pip", "install", "--no-cache-dir", "--upgrade", "pip", "homeassistant")
-    manifest = next((root / VENV.lstrip("/")).glob("lib/python3*/site-packages/homeassistant/components/mqtt/"
-                                                   "manifest.json"))
-    _run(root, f"{VENV}/bin/pip", "install", "--no-cache-dir", *json.loads(manifest.read_text())["requirements"])
+    components = next((root / VENV.lstrip("/")).glob("lib/python3*/site-packages/homeassistant/components"))
+    requirements = [r for name in INTEGRATIONS
+                    for r in json.loads((components / name / "manifest.json").read_text())["requirements"]]
+    _run(root, f"{VENV}/bin/pip", "install", "--no-cache-dir", *requirements)
+    _run(root, f"{VENV}/bin/pip", "install", "--no-cache-dir", "--only-binary", ":all:", *NO_WHEEL_AT_PIN)
 
 
-def _is_mounted(path: Path) -> bool:
-    return any(line.split()[1] == str(path) for line in Path("/proc/mounts").read_text().splitlines())
+def _mounts_under(path: Path) -> list[str]:
+    """Mount points at or below `path`, deepest first (debootstrap mounts proc and sys while it works)."""
+    points = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    return sorted((p for p in points if p == str(path) or p.startswith(f"{path}/")), key=len, reverse=True)
+
+
+def unmount_all(path: Path) -> bool:
+    """Unmount everything at or below `path` (lazily if busy); True when nothing is mounted there any more."""
+    for point in _mounts_under(path):
+        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", point], capture_output=True)
+    return not _mounts_under(path)
 
 
 @pytest.fixture(scope="module")
@@ -244,9 +326,12 @@ def home_assistant(tmp_path_factory) -> Iterator[HomeAssistant]:
             pytest.skip(f"{tool} is not installed (Debian package {package})")
     work = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp(), prefix="homeassistant-"))
     root, proc = work / "root", work / "root" / "proc"
+    root.mkdir()
     broker = Broker(work / "mosquitto", DEFAULT_CONFIG)
     ha = None
     try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={ROOT_SIZE},mode=0755", "homeassistant-root",
+                        str(root)], check=True)
         build_root(root)
         subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True)
         broker.start()
@@ -256,7 +341,5 @@ def home_assistant(tmp_path_factory) -> Iterator[HomeAssistant]:
         if ha is not None:
             ha.stop()
         broker.stop()
-        if _is_mounted(proc):
-            subprocess.run(["umount", "-l", str(proc)], check=False)
-        if not _is_mounted(proc):  # never delete through a mount
+        if unmount_all(root):  # the tmpfs takes the whole root with it; never delete through a mount
             shutil.rmtree(work, ignore_errors=True)
