@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -17,8 +16,8 @@ from kiosk.console.mqtt import ConsoleLink
 from tests import test_link_security as security
 from tests.test_link import wait_until
 
-PASSWORDS, SAMPLES = security.PASSWORDS, security.SAMPLES
-facility, pki = security.facility, security.pki  # the facility broker fixtures: shipped ACL, test PKI
+PASSWORDS = security.PASSWORDS
+facility, pki, appliance = security.facility, security.pki, security.appliance  # brokers with the shipped ACLs
 
 pytestmark = pytest.mark.mqtt
 
@@ -88,16 +87,8 @@ def test_facility_acl_any_account_writes_its_own_presence_only(facility, tmp_pat
               timeout=15)
 
 
-def test_appliance_acl_lets_any_account_announce_only_itself(mosquitto_factory, tmp_path):
-    shipped = SAMPLES.parent
-    conf = (shipped / "kiosk.conf").read_text().replace("/etc/mosquitto/", "{dir}/")
-    conf = conf.replace("listener 1883 127.0.0.1", "listener {port} 127.0.0.1") + "\nlog_dest stderr\n"
-    passwd = tmp_path / "passwd"
-    for user, password in (("kiosk", "k-pw"), ("homeassistant", "ha-pw")):
-        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if user == "kiosk" else []), str(passwd), user,
-                        password], check=True, capture_output=True)
-    broker = mosquitto_factory(conf, {"kiosk.acl": (shipped / "kiosk.acl").read_text(),
-                                      "kiosk.passwd": passwd.read_bytes()})
+def test_appliance_acl_lets_any_account_announce_only_itself(appliance):
+    broker = appliance
     for user, password, client_id in (("kiosk", "k-pw", "console-1"), ("homeassistant", "ha-pw", "watch-1")):
         client, acks = client_of(broker, user, password, client_id, broker.port)
         client.connect(broker.host, broker.port)

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from kiosk.console.hub import CommandRefused
-from kiosk.console.routes.dependencies import ConsoleDep, Refused, StaffSession
+from kiosk.console.routes.dependencies import ConsoleDep, StaffSession, json_body
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -29,10 +29,7 @@ class CommandRequest(BaseModel):
 
 @router.post("/api/command")
 async def command(request: Request, console: ConsoleDep, session: StaffSession) -> JSONResponse:
-    try:
-        body = CommandRequest.model_validate_json(await request.body())
-    except ValueError:
-        raise Refused("bad_command", 400) from None
+    body = await json_body(request, CommandRequest)
     try:
         answer = await console.hub.command(body.site, body.kiosk, body.name, body.call_id)
     except CommandRefused as refused:

@@ -21,11 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel
 
 from kiosk.config import ConsoleSection
 from kiosk.console.auth import Account, LoginThrottle, Session, SessionStore
@@ -140,6 +141,18 @@ def staff_only(session: CsrfChecked) -> Session:
 
 
 StaffSession = Annotated[Session, Depends(staff_only)]
+
+
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+async def json_body(request: Request, model: type[BodyT]) -> BodyT:
+    """The request's JSON body as `model`; anything else (not JSON, a field missing, wrong or extra) is refused
+    400 `bad_command`."""
+    try:
+        return model.model_validate_json(await request.body())
+    except ValueError:
+        raise Refused("bad_command", 400) from None
 
 
 def new_token() -> str:

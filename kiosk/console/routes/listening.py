@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from kiosk.console.routes.dependencies import ConsoleDep, Refused, StaffSession
+from kiosk.console.routes.dependencies import ConsoleDep, StaffSession, json_body
 
 router = APIRouter()
 
@@ -25,9 +25,6 @@ class Beat(BaseModel):
 
 @router.post("/api/listening")
 async def listening(request: Request, console: ConsoleDep, session: StaffSession) -> JSONResponse:
-    try:
-        beat = Beat.model_validate_json(await request.body())
-    except ValueError:
-        raise Refused("bad_command", 400) from None
+    beat = await json_body(request, Beat)
     known = console.listeners.beat(beat.listener, session.token, beat.visible)
     return JSONResponse({"counted": known and beat.visible})
