@@ -269,7 +269,7 @@ def test_a_console_started_later_shows_reader_lamp_and_outage_from_the_retained_
     page.wait_for_selector("tr[data-kiosk='site-1/k3'][data-lamp='outage']")
     row = page.inner_text("tr[data-kiosk='site-1/k3']")
     assert "FAULT" in row and "unknown" not in row
-    assert "FAULT: the simulated reader was unplugged (demo)" in row  # why, from the kiosk's cause id
+    assert "FAULT\nthe simulated reader was unplugged (demo)" in row  # why, from the kiosk's cause id
     fix = page.get_attribute("tr[data-kiosk='site-1/k3'] td.bad[title]", "title")
     assert fix == "Plug it back in from the demo panel"  # and what to do, on hover
     assert_no_raw_ids(page, "en")

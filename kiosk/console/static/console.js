@@ -97,7 +97,11 @@ function readerCell(k) {
   if (k.reader_ok !== false) return cell(k.reader_ok === null ? t("kiosks.unknown") : t("kiosks.reader_ok"));
   const key = `reader.${k.reader_cause}`;
   if (!k.reader_cause || !(key in S)) return cell(t("kiosks.reader_fault"), "bad");
-  const td = cell(`${t("kiosks.reader_fault")}: ${t(key, k.reader_params || {})}`, "bad");
+  const td = cell(t("kiosks.reader_fault"), "bad cause");
+  const why = document.createElement("span");
+  why.className = "why";
+  why.textContent = t(key, k.reader_params || {});
+  td.append(why);
   if (`${key}.fix` in S && S[`${key}.fix`]) td.title = t(`${key}.fix`, k.reader_params || {});
   return td;
 }
