@@ -20,8 +20,8 @@ from pathlib import Path
 
 from hardware.readers.registry import KNOWN_READERS
 from kiosk.paths import catalogue_root
+from kiosk.vocabulary import STAFF_LANGUAGES
 
-STAFF_LANGUAGES = ("ja", "en")
 TEXTS_FILE = "doctor.json"
 
 MIN_FREE_BYTES = 50 * 1024 * 1024  # below: the outbox and voice clips may not fit (failed)

@@ -32,11 +32,12 @@ from kiosk.config import ConsoleSection
 from kiosk.console.auth import Account, LoginThrottle, Session, SessionStore
 from kiosk.console.hub import Hub
 from kiosk.console.listeners import Listeners
+from kiosk.vocabulary import STAFF_LANGUAGES
 
 log = logging.getLogger(__name__)
 
 HERE = Path(str(files("kiosk.console")))
-LANGUAGES = ("ja", "en")
+LANGUAGES = STAFF_LANGUAGES  # the console's: the staff texts' (strings, staff.json)
 SESSION_COOKIE = "console_session"
 LOGIN_CSRF_COOKIE = "console_login_csrf"
 LANG_COOKIE = "console_lang"
