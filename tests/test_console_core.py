@@ -384,3 +384,18 @@ def test_a_staff_text_in_both_the_console_strings_and_staff_json_is_refused(monk
     monkeypatch.setattr(server, "locales_dir", lambda: root / "locales")
     with pytest.raises(ValueError, match=r"en/staff.json: \['app.title'\] also in the console strings en.json"):
         load_strings()
+
+
+def test_a_write_to_the_browser_folds_each_kiosks_row_updates_and_keeps_the_rest_in_order():
+    from kiosk.console.routes.stream import coalesced
+
+    def row(kiosk, lamp):
+        return {"type": "kiosk", "kiosk": {"site": "s", "kiosk": kiosk, "lamp": lamp}}
+
+    history = {"type": "history", "entry": {"kind": "call"}, "count": {"code": "011", "lookups": 0, "calls": 1}}
+    call = {"type": "call", "call": {"call_id": "c1"}}
+    removed = {"type": "kiosk_removed", "site": "s", "kiosk": "a"}
+    batch = [row("a", "call"), call, history, row("b", "off"), row("a", "acknowledged"), removed, row("a", "off")]
+    assert coalesced(batch) == [row("a", "acknowledged"), call, history, row("b", "off"), removed, row("a", "off")]
+    flood = [row(f"k{n % 3}", f"p{n}") for n in range(1000)]
+    assert coalesced(flood) == [row("k0", "p999"), row("k1", "p997"), row("k2", "p998")]

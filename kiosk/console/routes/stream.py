@@ -18,6 +18,7 @@ from kiosk.console.auth import Session
 from kiosk.console.routes.dependencies import LANGUAGES, Console, ConsoleDep, SessionLookup, SignedIn
 
 KEEPALIVE_SECONDS = 15.0
+MAX_BATCH = 1_000  # updates written at once when more are waiting (a flood): one write, each kiosk's row once
 router = APIRouter()
 
 
@@ -59,10 +60,38 @@ async def _updates(console: Console, session: Session) -> AsyncIterator[str]:
                 continue
             if update is None:
                 return
-            yield _sse(update)
+            batch, ended = [update], False
+            while len(batch) < MAX_BATCH and not queue.empty():
+                more = queue.get_nowait()
+                if more is None:
+                    ended = True
+                    break
+                batch.append(more)
+            yield "".join(map(_sse, coalesced(batch)))
+            if ended:
+                return
     finally:
         console.hub.unsubscribe(queue)
         console.listeners.close(listener)
+
+
+def coalesced(batch: list[dict]) -> list[dict]:
+    """The updates of one write, in order, with each kiosk's `kiosk` updates folded into its first one (carrying
+    the latest state: every `kiosk` update is the whole row); a `kiosk_removed` ends the fold for that kiosk. So a
+    flood of events from a few kiosks costs the browser one row update per kiosk per write, not one per event."""
+    out: list[dict] = []
+    open_rows: dict[tuple[str, str], int] = {}  # kiosk -> index in `out` of its row update in this write
+    for update in batch:
+        if update["type"] == "kiosk":
+            key = (update["kiosk"]["site"], update["kiosk"]["kiosk"])
+            if key in open_rows:
+                out[open_rows[key]] = update
+                continue
+            open_rows[key] = len(out)
+        elif update["type"] == "kiosk_removed":
+            open_rows.pop((update["site"], update["kiosk"]), None)
+        out.append(update)
+    return out
 
 
 def _sse(update: dict) -> str:
