@@ -232,8 +232,8 @@ in_console = false
     finally:
         other.stop()
 
-    # 4. A page nobody can see stops counting: hidden (at once), frozen (its keep-alive stops: after the
-    # expiry), closed (its stream ends). Meanwhile a new call sends the patient to the desk again.
+    # 4. A page nobody can see stops counting: hidden or its keep-alive lost (after the expiry), closed (its
+    # stream ends: at once). Meanwhile a new call sends the patient to the desk again.
     mark = len(screen.shown.items)
     page.click("article.call[data-kiosk='k1'] button.resolve")
     screen.shown.wait_for(lambda s: s.name == IDLE, after=mark)

@@ -25,11 +25,13 @@ def test_a_page_counts_while_visible_and_beating_and_stops_when_hidden_closed_or
     assert not listeners.beat(other, "session-a", True)  # a page speaks only for its own session
     assert not listeners.beat("nope", "session-a", True)
 
-    assert listeners.beat(other, "session-b", False) and listeners.count == 1  # hidden: at once
-    clock.now += 29.0
+    clock.now += 20.0
+    assert listeners.beat(page, "session-a", True)
+    assert listeners.beat(other, "session-b", False) and listeners.count == 2  # hidden: counts until the expiry
+    clock.now += 10.5  # 30.5 s since `other` was last visible
     listeners.expire()
     assert listeners.count == 1
-    clock.now += 2.0  # asleep, frozen, PC off: no beat within the expiry
+    clock.now += 20.0  # `page` asleep, frozen, PC off: no beat within the expiry
     listeners.expire()
     assert listeners.count == 0
     assert listeners.beat(page, "session-a", True) and listeners.count == 1  # awake again
@@ -39,3 +41,5 @@ def test_a_page_counts_while_visible_and_beating_and_stops_when_hidden_closed_or
     listeners.close(None)
     assert not listeners.beat(page, "session-a", True)  # its stream ended: the page gets a new id
     assert changes == [1, 2, 1, 0, 1, 0]
+    again = listeners.open("session-b")
+    assert again and listeners.beat(again, "session-b", False) and listeners.count == 0  # hidden from the start

@@ -7,10 +7,12 @@ tab, a sleeping PC or a screen switched off, hears nothing. So the console's ret
 - A page's event stream (`/api/stream`) is opened here (`open`) and closed with it (`close`); only pages of
   staff accounts count (display-account wall screens cannot acknowledge a call and are often left on with
   nobody near, so they would make every call look heard).
-- The page says whether it is visible (Page Visibility API) at once and every `expiry / 3` seconds while it is
-  (`beat`); a hidden page says so at once and stops beating. A page not heard from for `expiry` seconds —
-  asleep, frozen, its PC switched off or cut off (its TCP stream may look open for minutes) — stops counting
-  (`expire`, called about once a second by the console).
+- The page says whether it is visible (Page Visibility API) at once, when that changes and every `expiry / 3`
+  seconds while visible (`beat`). A page counts until `expiry` seconds after it last said it was visible: one
+  hidden (another tab, a minimised window), asleep, frozen, on a PC switched off or cut off (its TCP stream may
+  look open for minutes) stops counting then (`expire`, called about once a second by the console). So a
+  glance at another tab during a call does not tell the patient at once that nobody hears them, and back on
+  the page it counts again at once. A closed page (its stream ends) stops counting at once.
 
 Owned by the console's asyncio loop: no locking. `on_change(count)` is called whenever the count changes.
 """
@@ -28,8 +30,7 @@ MAX_PAGES = 1_000  # open staff streams followed at most; more are served but no
 @dataclass
 class _Page:
     session: str  # the session token: only the page's own session may speak for it
-    visible: bool
-    heard: float  # clock time of its last beat
+    seen: float | None = None  # clock time it last said it was visible (None: not yet)
 
 
 class Listeners:
@@ -53,17 +54,19 @@ class Listeners:
         if len(self._pages) >= MAX_PAGES:
             return None
         page = secrets.token_urlsafe(12)
-        self._pages[page] = _Page(session_token, False, self._clock())
+        self._pages[page] = _Page(session_token)
         return page
 
     def beat(self, page: str, session_token: str, visible: bool) -> bool:
-        """The page says whether it is visible; False for a page that is not (or no longer) open in this
-        session (its stream ended: the browser opens a new one and gets a new id)."""
+        """The page says whether it is visible (hidden: it counts until the expiry, unless it is visible again
+        by then). False for a page not (or no longer) open in this session (its stream ended: the browser opens
+        a new one and gets a new id)."""
         known = self._pages.get(page)
         if known is None or known.session != session_token:
             return False
-        known.visible, known.heard = visible, self._clock()
-        self._recount()
+        if visible:
+            known.seen = self._clock()
+            self._recount()
         return True
 
     def close(self, page: str | None) -> None:
@@ -77,7 +80,7 @@ class Listeners:
 
     def _recount(self) -> None:
         deadline = self._clock() - self.expiry
-        count = sum(1 for page in self._pages.values() if page.visible and page.heard > deadline)
+        count = sum(1 for page in self._pages.values() if page.seen is not None and page.seen > deadline)
         if count != self.count:
             self.count = count
             self._on_change(count)

@@ -2,8 +2,9 @@
 
 The page sends it when its stream's snapshot arrives, whenever its visibility changes (Page Visibility API) and
 every `beat_seconds` while visible; the id is the one its stream's snapshot gave (kiosk.console.listeners).
-Answer `{"counted": bool}`: false when that stream has ended (the page's EventSource opens a new one and gets a
-new id) or the page is hidden. A staff session with the CSRF header only: display pages never count.
+Answer `{"known": bool}`: false when that stream has ended (the page's EventSource opens a new one and gets a
+new id). A hidden page counts until `[console] listener_expiry_seconds` after it was last visible. A staff
+session with the CSRF header only: display pages never count.
 """
 
 from __future__ import annotations
@@ -27,4 +28,4 @@ class Beat(BaseModel):
 async def listening(request: Request, console: ConsoleDep, session: StaffSession) -> JSONResponse:
     beat = await json_body(request, Beat)
     known = console.listeners.beat(beat.listener, session.token, beat.visible)
-    return JSONResponse({"counted": known and beat.visible})
+    return JSONResponse({"known": known})
