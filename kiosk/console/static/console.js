@@ -393,9 +393,11 @@ async function send(card, name) {
 // The kiosk's answer in the viewer's language: its text id (`reply.<detail_id>`, with params) or, from a kiosk
 // that predates ids, its error code's text; a kiosk's English sentence is never shown.
 function replyText(result) {
-  const id = result.detail_id || result.error || (result.ok ? "" : "rejected");
-  if (!id) return t("reply.done");
-  return `reply.${id}` in S ? t(`reply.${id}`, result.params || {}) : t(result.ok ? "reply.done" : "reply.rejected");
+  const plain = t(result.ok ? "reply.done" : "reply.rejected");
+  const id = result.detail_id || result.error;
+  if (!id || !(`reply.${id}` in S)) return plain;
+  const text = t(`reply.${id}`, result.params || {});
+  return /\{\w+\}/.test(text) ? plain : text; // a placeholder the kiosk did not fill: the plain answer
 }
 
 // --- new-call chime and browser notification -------------------------------------------------------------
@@ -505,8 +507,7 @@ function applySnapshot(snap) {
 // --- who can hear a call ------------------------------------------------------------------------------------
 // A staff page counts as listening (the kiosks' consoles_online) while it is visible: it says so when its stream
 // starts, whenever it is shown or hidden (Page Visibility API), and every beat_seconds while visible. A hidden,
-// frozen or sleeping page stops beating and the server stops counting it [console] listener_expiry_seconds after
-// it was last visible (a glance at another tab does not send patients away); shown again, it counts at once.
+// frozen or sleeping page stops beating and the server stops counting it after [console] listener_expiry_seconds.
 function beat() {
   if (!listener) return;
   fetch("/api/listening", {
