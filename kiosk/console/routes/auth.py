@@ -47,13 +47,13 @@ async def login(request: Request, console: ConsoleDep) -> Response:
     if not expected or form.get("csrf") != expected:
         return _login_page(console, request, "csrf", 403)
     address = request.client.host if request.client else "?"
+    if _waiting[0] >= MAX_WAITING_LOGINS:  # before the reservation: "busy" must not count as a failed login
+        _refusals.warning("busy", "login refused: %d logins already waiting for a password check", _waiting[0])
+        return _login_page(console, request, "busy", 503)
     wait = console.throttle.reserve(name, address)  # counted before the hash runs: parallel tries cannot race it
     if wait > 0:
         _refusals.warning("locked", "login refused: too many failures (account or address throttled)")
         return _login_page(console, request, "locked", 429, minutes=str(max(1, round(wait / 60))))
-    if _waiting[0] >= MAX_WAITING_LOGINS:
-        _refusals.warning("busy", "login refused: %d logins already waiting for a password check", _waiting[0])
-        return _login_page(console, request, "busy", 503)
     _waiting[0] += 1
     try:
         async with console.hash_slots:  # each scrypt check takes 16 MB: only a few at a time
