@@ -188,11 +188,9 @@ def presence_of(payload: bytes, topic_site: str) -> PresenceState | None:
     `listeners` (a client that does not count them) is taken as one listener while online."""
     if not payload:
         return PresenceState(False, (topic_site,), 0)
-    if len(payload) > MAX_PRESENCE_BYTES:
-        return None
     try:
-        doc = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        doc = load_payload(payload, MAX_PRESENCE_BYTES)
+    except PayloadError:
         return None
     if not isinstance(doc, dict) or doc.get("state") not in ("online", "offline"):
         return None

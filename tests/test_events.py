@@ -107,10 +107,37 @@ def test_topics():
     assert topics.event("call") == "kiosk/site-1/k1/event/call"
     assert (topics.status, topics.call, topics.cmd) == ("kiosk/site-1/k1/status", "kiosk/site-1/k1/call",
                                                         "kiosk/site-1/k1/cmd")
-    assert events.reply_topic("kiosk", "site-1", "console") == "kiosk/site-1/reply/console"
+    assert events.reply_topic("kiosk", "site-1", "console") == "kiosk/site-1/reply/to/console"
     assert events.parse_topic("kiosk", "kiosk/site-1/k1/event/call") == ("site-1", "k1", "event/call")
     assert events.parse_topic("kiosk", "other/site-1/k1/status") is None
     assert events.subscription("kiosk", what="call") == "kiosk/+/+/call"
+
+
+def test_only_a_concrete_reply_topic_of_the_own_site_is_answered():
+    topics = events.Topics("kiosk", "site-1", "k1")
+    assert topics.valid_response_topic("kiosk/site-1/reply/to/console-ab12")
+    for topic in (None, "", "kiosk/site-1/reply/to/", "kiosk/site-1/reply/to/+", "kiosk/site-1/reply/to/#",
+                  "kiosk/site-1/reply/#", "kiosk/site-1/reply/console", "kiosk/site-1/reply/to/a/b",
+                  "kiosk/site-2/reply/to/console", "other/site-1/reply/to/console", "kiosk/+/reply/to/console",
+                  "kiosk/site-1/k2/status", "kiosk/site-1/reply/to/" + "a" * 65, "kiosk/site-1/reply/to/a b"):
+        assert not topics.valid_response_topic(topic), topic
+
+
+@pytest.mark.parametrize("raw,code", [
+    (b"[" * 17 + b"]" * 17, "invalid"), (b"[" * 60_000, "invalid"), (b'{"a":' * 5_000, "invalid"),
+    (b"x" * (events.MAX_PAYLOAD_BYTES + 1), "too_large"), (b"{not json", "not_json"), (b"\xff\xfe", "not_json"),
+])
+def test_load_payload_checks_size_and_nesting_before_parsing(raw, code):
+    with pytest.raises(events.PayloadError) as refused:
+        events.load_payload(raw)
+    assert refused.value.code == code
+
+
+def test_load_payload_counts_only_real_brackets():
+    deep_string = json.dumps({"text": "[" * 1000 + "{" * 1000, "escaped": '\\"[[[['}).encode()
+    assert events.load_payload(deep_string)["text"].startswith("[[[")
+    assert events.json_depth(b"[" * 16 + b"]" * 16) == 16 and events.load_payload(b"[" * 16 + b"]" * 16)
+    assert events.presence_of(b"[" * 3_000, "s1") is None  # presences too: never a RecursionError
 
 
 @pytest.mark.parametrize("name,args", [("acknowledge", {"call_id": "c1"}), ("resolve", {"call_id": "c1"}),

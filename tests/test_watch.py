@@ -80,3 +80,11 @@ def test_watch_prints_live_events_and_open_calls(mosquitto, tmp_path):
     assert "precheck outcome=smartphone_mismatch" in out
     assert "CALL OPEN patient_request" in out and "open calls: 1" in out
     assert "no open call" in out and "open calls: 0" in out
+
+
+def test_describe_survives_deeply_nested_and_huge_payloads():
+    """Nothing on the broker may stop `kiosk watch`: nesting and size are checked before the JSON parser."""
+    state = WatchState("kiosk")
+    for payload in (b"[" * 100_000, b"[" * 5_000 + b"]" * 5_000, b'{"a":' * 3_000, b'"' + b"x" * 200_000 + b'"'):
+        assert "unreadable" in state.describe("kiosk/s1/k1/status", payload).plain
+        assert "unreadable" in state.describe(events.presence_topic("kiosk", "s1", "console-1"), payload).plain

@@ -8,7 +8,6 @@ is piped or redirected (a log): kiosks of the sites it watches count it only in 
 from __future__ import annotations
 
 import argparse
-import json
 import queue
 import sys
 from dataclasses import dataclass, field
@@ -62,8 +61,8 @@ class WatchState:
             site, kiosk, rest = parsed
         who = f"{site}/{kiosk}"
         try:
-            body = json.loads(payload) if payload else None
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            body = events.load_payload(payload) if payload else None  # size and nesting limits: never a crash
+        except events.PayloadError:
             return line.append(f"{who:<20} ", "dim").append(f"unreadable payload on {rest}", "red")
         if kiosk == events.REPLY:
             ok = isinstance(body, dict) and body.get("ok")
