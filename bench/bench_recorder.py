@@ -174,29 +174,69 @@ def idle_time_based_writes(workdir: Path, seconds: float = 6.5, interval: int = 
     return written / max(1, int(seconds // interval))
 
 
+DAY_MS = 86_400_000
+OUTAGE_EVERY_DAYS, OUTAGE_HOURS = 9, 3  # each kiosk is off 3 hours every 9 days (kiosk k shifted by k days)
+
+
+def _off(kiosk: int, ts: int, start: int) -> bool:
+    day, into = divmod(ts - start, DAY_MS)
+    return (day + kiosk) % OUTAGE_EVERY_DAYS == 0 and 10 * 3_600_000 <= into < (10 + OUTAGE_HOURS) * 3_600_000
+
+
 def fill(store, rows: int, year: int = 2025) -> None:
+    """A year of 10 kiosks as the recorder would have stored it: `rows` events of the kinds a report reads
+    (spread evenly, none while a kiosk is off), a heartbeat a minute whenever a kiosk runs — as presence spans
+    (what Store.insert makes of them), plus heartbeat rows for the 8 days still kept (20–28 June, inside the
+    reported month: the worst case for a report of the current month)."""
+    from sqlalchemy import insert
+
+    from kiosk.recorder.models import Presence
+    from kiosk.recorder.presence import SLOT_MS
+
     random.seed(7)
     start = int(time.mktime((year, 1, 1, 0, 0, 0, 0, 0, -1)) * 1000)
-    span = 365 * 86_400_000
+    span = 365 * DAY_MS
+    spans = []
+    for kiosk in range(10):
+        for slot_start in range(start, start + span, SLOT_MS):
+            first = slot_start + kiosk * 1000
+            beats = [first + m * 60_000 for m in range(15) if not _off(kiosk, first + m * 60_000, start)]
+            if beats:
+                spans.append({"site": "site-1", "kiosk": f"k{kiosk}", "first_ms": beats[0], "last_ms": beats[-1],
+                              "heartbeats": len(beats)})
+    with store.engine.begin() as connection:
+        for at in range(0, len(spans), 50_000):
+            connection.execute(insert(Presence), spans[at:at + 50_000])
     kinds = ["precheck"] * 45 + ["lookup"] * 15 + ["call", "call_acknowledged", "call_resolved"] * 4 + \
-        ["heartbeat"] * 25 + ["reader_status", "lamp_status", "outage_entered"]
+        ["reader_status", "lamp_status", "outage_entered"]
     outcomes = ["mynumber_card", "smartphone_iphone", "smartphone_android", "not_mynumber", "unreadable_card",
                 "smartphone_mismatch"]
-    batch = []
+    batch: list[dict] = []
+
+    def record(kind: str, kiosk: int, ts: int, seq: int, call: str | None = None) -> dict:
+        return {"event_id": str(uuid.UUID(int=random.getrandbits(128))), "site": "site-1", "kiosk": f"k{kiosk}",
+                "seq": seq, "kind": kind, "ts_ms": ts, "time": "", "received_ms": ts,
+                "code": "011" if kind in ("lookup", "call") else None,
+                "outcome": random.choice(outcomes) if kind == "precheck" else None,
+                "reason": "staff_code" if kind.startswith("call") else None, "call_id": call,
+                "available": (random.random() > 0.1) if kind == "reader_status" else None,
+                "catalogue_version": "bench", "data": "{}"}
+
     for i in range(rows):
-        kind = random.choice(kinds)
-        ts = start + (i * span) // rows
-        batch.append({"event_id": str(uuid.UUID(int=random.getrandbits(128))), "site": "site-1",
-                      "kiosk": f"k{i % 10}", "seq": i + 1, "kind": kind, "ts_ms": ts, "time": "", "received_ms": ts,
-                      "code": "011" if kind in ("lookup", "call") else None,
-                      "outcome": random.choice(outcomes) if kind == "precheck" else None,
-                      "reason": "staff_code" if kind.startswith("call") else None,
-                      "call_id": f"c{i // 3}" if kind.startswith("call") else None,
-                      "available": (random.random() > 0.1) if kind == "reader_status" else None,
-                      "catalogue_version": "bench", "data": "{}"})
-        if len(batch) == 20_000:
+        kind, kiosk, ts = random.choice(kinds), i % 10, start + (i * span) // rows
+        if not _off(kiosk, ts, start):
+            batch.append(record(kind, kiosk, ts, i + 1, f"c{i // 30}" if kind.startswith("call") else None))
+        if len(batch) >= 20_000:
             store.insert(batch)
             batch = []
+    kept_from = int(time.mktime((year, 6, 20, 0, 0, 0, 0, 0, -1)) * 1000)
+    for kiosk in range(10):
+        for ts in range(kept_from + kiosk * 1000, kept_from + 8 * DAY_MS, 60_000):
+            if not _off(kiosk, ts, start):
+                batch.append(record("heartbeat", kiosk, ts, 10**7 + ts // 60_000))
+            if len(batch) >= 20_000:
+                store.insert(batch)
+                batch = []
     store.insert(batch)
     if store.dialect == "postgresql":
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -206,7 +246,7 @@ def fill(store, rows: int, year: int = 2025) -> None:
             connection.exec_driver_sql("ANALYZE")
 
 
-OFFLINE_AFTER = 600  # the synthetic year has a row per kiosk every ~5 min: silences count from 10 min, both databases
+OFFLINE_AFTER = 180  # the default, on both databases
 
 
 def month_report(store, label: str, repeats: int = 7) -> None:
@@ -228,7 +268,7 @@ def month_report(store, label: str, repeats: int = 7) -> None:
     print(f"  {label}: month report p95 {p95(report_times) * 1000:.0f} ms vs bare COUNT(*) p95 "
           f"{p95(count_times) * 1000:.0f} ms over {n:,} rows of the month "
           f"({sum(report['total']['events'].values()):,} counted, offline after {OFFLINE_AFTER} s: "
-          f"{report['total']['offline_seconds']:,.0f} s offline)")
+          f"{report['total']['offline_seconds'] / 3600:,.1f} h offline)")
 
 
 def main() -> int:
@@ -258,11 +298,12 @@ def main() -> int:
         print(f"  {name:38s} {per_event:>10,.0f} B/event   db {size:>10,} B")
     print(f"  time-based autosave while idle: {idle_time_based_writes(workdir):,.0f} B per save (empty broker)")
 
-    print(f"month report over {args.rows:,} synthetic rows (10 kiosks, one year):")
+    print(f"month report over a synthetic year of 10 kiosks ({args.rows:,} events, a heartbeat a minute as "
+          "presence spans, 8 days of heartbeat rows):")
     sqlite_store = open_store(f"sqlite:///{workdir / 'year.sqlite3'}")
     t0 = time.perf_counter()
     fill(sqlite_store, args.rows)
-    print(f"  (SQLite filled through Store.insert in {time.perf_counter() - t0:.0f} s)")
+    print(f"  (SQLite filled in {time.perf_counter() - t0:.0f} s: {sqlite_store.count():,} event rows)")
     month_report(sqlite_store, "SQLite")
     if not args.no_postgres:
         from tests.rigs.postgres import Postgres, pg_bin

@@ -330,23 +330,31 @@ def build_report(events: Iterable[ReportEvent], gaps: Iterable[Gap], first: date
             if ev.kind == "call" and ev.call_id:
                 key = (ev.site, ev.kiosk, ev.call_id)
                 calls[key] = min(calls.get(key, ev.ts_ms), ev.ts_ms)
-    answers: dict[tuple[str, str, str, str], int] = {}
-    for ev in events:
-        key = (ev.site, ev.kiosk, ev.call_id or "")
-        raised = calls.get(key)
-        if ev.kind in ("call_acknowledged", "call_resolved") and raised is not None \
-                and raised <= ev.ts_ms < end_ms + ANSWER_WINDOW_MS:
-            answers[(*key, ev.kind)] = min(answers.get((*key, ev.kind), ev.ts_ms), ev.ts_ms)
+    answers = [(ev.site, ev.kiosk, ev.call_id, ev.kind, ev.ts_ms) for ev in events if ev.call_id]
     tallies = [Tally(ts, kind, code, outcome, reason, available, n)
                for (ts, _site, _kiosk, kind, code, outcome, reason, available), n in counts.items()]
     per_kiosk: Counter[KioskTally] = Counter()
     for (_ts, site, kiosk, kind, code, outcome, reason, available), n in counts.items():
         per_kiosk[KioskTally(site, kiosk, kind, code, outcome, reason, available, 0)] += n
-    call_times = [CallTimes(raised, site, kiosk, answers.get((site, kiosk, call_id, "call_acknowledged")),
-                            answers.get((site, kiosk, call_id, "call_resolved")))
-                  for (site, kiosk, call_id), raised in calls.items()]
-    return assemble(tallies, [key._replace(n=n) for key, n in per_kiosk.items()], call_times, gaps,
-                    first, last, tz, sites=sites)
+    return assemble(tallies, [key._replace(n=n) for key, n in per_kiosk.items()],
+                    call_times(calls, answers, end_ms), gaps, first, last, tz, sites=sites)
+
+
+def call_times(raised: dict[tuple[str, str, str], int], answers: Iterable[tuple[str, str, str, str, int]],
+               end_ms: int) -> list[CallTimes]:
+    """Each call — (site, kiosk, call_id) → when it was first raised in the range — with its first
+    acknowledgement and resolution among `answers` ((site, kiosk, call_id, kind, ts_ms); other kinds ignored)
+    at or after it and before `end_ms` + `ANSWER_WINDOW_MS`."""
+    first: dict[tuple[str, str, str, str], int] = {}
+    for site, kiosk, call_id, kind, ts_ms in answers:
+        when = raised.get((site, kiosk, call_id))
+        if kind in ("call_acknowledged", "call_resolved") and when is not None \
+                and when <= ts_ms < end_ms + ANSWER_WINDOW_MS:
+            key = (site, kiosk, call_id, kind)
+            first[key] = min(first.get(key, ts_ms), ts_ms)
+    return [CallTimes(when, site, kiosk, first.get((site, kiosk, call_id, "call_acknowledged")),
+                      first.get((site, kiosk, call_id, "call_resolved")))
+            for (site, kiosk, call_id), when in raised.items()]
 
 
 def assemble(tallies: Iterable[Tally], kiosk_tallies: Iterable[KioskTally], calls: Iterable[CallTimes],

@@ -2,9 +2,10 @@
 (kiosk/recorder/migrations/versions/); `tests/test_recorder.py` checks the migrations build exactly this.
 
 - `events`: one row per kiosk event, unique on the event's `id` (the contract's de-duplication key). The
-  columns a report filters or groups on are copied out of the payload (and covered by `ix_events_report`, so
-  reports aggregate from the index alone); `data` keeps the kind-specific payload as published. Heartbeat
-  rows are kept only `[recorder] heartbeat_retention_days` (they de-duplicate redeliveries meanwhile).
+  columns a report filters or groups on are copied out of the payload and covered by `ix_events_report`
+  (kind first: reports aggregate from the index alone and never step over heartbeat rows); `data` keeps the
+  kind-specific payload as published. Heartbeat rows are kept only `[recorder] heartbeat_retention_days`
+  (they de-duplicate redeliveries meanwhile).
 - `presence`: when each kiosk was heard from, as spans (`kiosk.recorder.presence`): offline time and
   heartbeat counts for the whole retention period in ~1/15 of the rows of the heartbeats themselves.
 
@@ -47,7 +48,8 @@ class Event(Base):
     data: Mapped[str] = mapped_column(Text)  # envelope `data`, JSON
 
     __table_args__ = (
-        Index("ix_events_report", "ts_ms", "kind", "site", "kiosk", "code", "outcome", "reason", "available",
+        Index("ix_events_ts", "ts_ms"),
+        Index("ix_events_report", "kind", "ts_ms", "site", "kiosk", "code", "outcome", "reason", "available",
               "call_id"),
         Index("ix_events_site_ts", "site", "ts_ms"),
         Index("ix_events_kiosk_ts", "site", "kiosk", "ts_ms"),
@@ -67,6 +69,6 @@ class Presence(Base):
     heartbeats: Mapped[int] = mapped_column(Integer)  # heartbeat events in it, each counted once
 
     __table_args__ = (
-        Index("ix_presence_kiosk", "site", "kiosk", "first_ms"),
+        Index("ix_presence_kiosk", "site", "kiosk", "first_ms", "last_ms", "heartbeats"),
         Index("ix_presence_time", "first_ms", "site", "kiosk", "last_ms", "heartbeats"),
     )

@@ -24,13 +24,24 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, case, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from kiosk import events
 from kiosk.recorder.models import Event, Presence
 from kiosk.recorder.presence import JOIN_MS, SLOT_MS, Span, merge, slot_of
-from kiosk.reports import ANSWER_WINDOW_MS, OFFLINE_LOOKBACK_MS, CallTimes, Gap, KioskTally, Tally, range_ms, slot_ms
+from kiosk.reports import (
+    ANSWER_WINDOW_MS,
+    OFFLINE_LOOKBACK_MS,
+    CallTimes,
+    Gap,
+    KioskTally,
+    Tally,
+    call_times,
+    range_ms,
+    slot_ms,
+)
 
 log = logging.getLogger(__name__)
 logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines on every start say nothing to staff
@@ -38,6 +49,8 @@ logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines on ever
 DATABASE_FILE = "history.sqlite3"
 HISTORY_LIMIT = 1000  # rows per history page at most
 TODAY_LIMIT = 20_000  # events of one day the console's "Today" is rebuilt from at most
+# Kinds counted row by row (ix_events_report, kind first); heartbeats are counted from the presence spans.
+COUNTED_KINDS = tuple(sorted(set(events.EVENT_KINDS) - {"heartbeat"}))
 
 
 class StoreError(Exception):
@@ -272,29 +285,23 @@ class Store:
         columns = (Event.kind, Event.code, Event.outcome, Event.reason, Event.available)
         position = ((Event.ts_ms - start_ms) // slot).label("slot")
         per_slot = where(select(position, *columns, func.count()), Event.ts_ms, start_ms, end_ms).where(
-            Event.kind != "heartbeat").group_by(position, *columns)
-        per_kiosk = where(select(Event.site, Event.kiosk, *columns, func.count()), Event.ts_ms, start_ms,
-                          end_ms).where(Event.kind != "heartbeat").group_by(Event.site, Event.kiosk, *columns)
+            Event.kind.in_(COUNTED_KINDS)).group_by(position, *columns)
+        # grouped by coalesce(…): the rows come from the covering index, not from the (site, kiosk, ts) index
+        # that SQLite's planner would otherwise walk whole for its order
+        site, kiosk = func.coalesce(Event.site, ""), func.coalesce(Event.kiosk, "")
+        per_kiosk = where(select(site, kiosk, *columns, func.count()), Event.ts_ms, start_ms,
+                          end_ms).where(Event.kind.in_(COUNTED_KINDS)).group_by(site, kiosk, *columns)
         beats_at = ((Presence.first_ms - start_ms) // slot).label("slot")
         beats = where(select(beats_at, func.sum(Presence.heartbeats)), Presence.first_ms, start_ms, end_ms).where(
             Presence.heartbeats > 0).group_by(beats_at)
         kiosk_beats = where(select(Presence.site, Presence.kiosk, func.sum(Presence.heartbeats)), Presence.first_ms,
                             start_ms, end_ms).where(Presence.heartbeats > 0).group_by(Presence.site, Presence.kiosk)
-        raised = where(select(Event.site, Event.kiosk, Event.call_id, func.min(Event.ts_ms).label("raised")),
-                       Event.ts_ms, start_ms, end_ms).where(Event.kind == "call", Event.call_id.is_not(None)).group_by(
-            Event.site, Event.kiosk, Event.call_id).subquery()
+        raised = where(select(Event.site, Event.kiosk, Event.call_id, func.min(Event.ts_ms)), Event.ts_ms, start_ms,
+                       end_ms).where(Event.kind == "call", Event.call_id.is_not(None)).group_by(
+            Event.site, Event.kiosk, Event.call_id)
         answers = where(select(Event.site, Event.kiosk, Event.call_id, Event.kind, Event.ts_ms), Event.ts_ms, start_ms,
-                        end_ms + ANSWER_WINDOW_MS).where(
-            Event.kind.in_(("call_acknowledged", "call_resolved"))).subquery()
-
-        def first_answer(kind: str) -> Any:
-            return func.min(case((answers.c.kind == kind, answers.c.ts_ms)))
-
-        calls = select(raised.c.raised, raised.c.site, raised.c.kiosk, first_answer("call_acknowledged"),
-                       first_answer("call_resolved")).select_from(raised.outerjoin(answers, and_(
-                           answers.c.site == raised.c.site, answers.c.kiosk == raised.c.kiosk,
-                           answers.c.call_id == raised.c.call_id, answers.c.ts_ms >= raised.c.raised))).group_by(
-            raised.c.site, raised.c.kiosk, raised.c.call_id, raised.c.raised)
+                        end_ms + ANSWER_WINDOW_MS).where(Event.kind.in_(("call_acknowledged", "call_resolved")),
+                                                         Event.call_id.is_not(None))
         with self.engine.connect() as connection:
             def rows(query: Any) -> list[Any]:
                 return list(connection.execute(query))
@@ -306,8 +313,9 @@ class Store:
             kiosk_tallies = [KioskTally(*row) for row in rows(per_kiosk)]
             kiosk_tallies += [KioskTally(site, kiosk, "heartbeat", None, None, None, None, int(k))
                               for site, kiosk, k in rows(kiosk_beats)]
-            call_times = [CallTimes(*row) for row in rows(calls)]
-        return ReportInputs(tallies, kiosk_tallies, call_times)
+            calls = call_times({(site, kiosk, call_id): when for site, kiosk, call_id, when in rows(raised)},
+                               rows(answers), end_ms)
+        return ReportInputs(tallies, kiosk_tallies, calls)
 
     def gaps(self, start_ms: int, end_ms: int, threshold_ms: int, sites: Iterable[str] | None = None,
              now_ms: int | None = None) -> list[Gap]:

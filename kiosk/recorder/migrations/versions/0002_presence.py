@@ -2,8 +2,8 @@
 
 - `presence` (kiosk.recorder.presence): built here from the events already stored, so offline time stays
   right for them once old heartbeat rows are pruned (`[recorder] heartbeat_retention_days`).
-- `ix_events_report` (ts_ms, kind, site, kiosk, code, outcome, reason, available, call_id) replaces
-  `ix_events_ts`: a report's counts are read from the index alone.
+- `ix_events_report` (kind, ts_ms, site, kiosk, code, outcome, reason, available, call_id): a report's
+  counts are read from the index alone, kind by kind, never stepping over heartbeat rows.
 
 Revision ID: 0002
 Revises: 0001
@@ -23,7 +23,7 @@ branch_labels = None
 depends_on = None
 
 RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-REPORT_COLUMNS = ["ts_ms", "kind", "site", "kiosk", "code", "outcome", "reason", "available", "call_id"]
+REPORT_COLUMNS = ["kind", "ts_ms", "site", "kiosk", "code", "outcome", "reason", "available", "call_id"]
 
 
 def upgrade() -> None:
@@ -38,10 +38,9 @@ def upgrade() -> None:
         sa.Column("last_ms", sa.BigInteger(), nullable=False),
         sa.Column("heartbeats", sa.Integer(), nullable=False),
     )
-    op.create_index("ix_presence_kiosk", "presence", ["site", "kiosk", "first_ms"])
+    op.create_index("ix_presence_kiosk", "presence", ["site", "kiosk", "first_ms", "last_ms", "heartbeats"])
     op.create_index("ix_presence_time", "presence", ["first_ms", "site", "kiosk", "last_ms", "heartbeats"])
     op.create_index("ix_events_report", "events", REPORT_COLUMNS)
-    op.drop_index("ix_events_ts", "events")
 
     connection = op.get_bind()
     rows: list[Any] = list(connection.execute(sa.text("SELECT site, kiosk, ts_ms, kind = 'heartbeat' FROM events "
@@ -58,6 +57,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.create_index("ix_events_ts", "events", ["ts_ms"])
     op.drop_index("ix_events_report", "events")
     op.drop_table("presence")
