@@ -1,6 +1,9 @@
 """The console's MQTT adapter (paho, MQTT v5): subscribes to the kiosks of its sites and sends commands.
 
 The paho network thread never touches console state: it decodes each message and posts it to the Hub.
+Two connections: the kiosks' retained `status` and `call` topics come in on one of their own, so no flood of
+events (thousands queued at the broker, decoded one by one) can hold a call back; events, command responses,
+commands and the presence use the other.
 Broker credentials stay here, on the server; browsers never see them.
 """
 
@@ -40,6 +43,10 @@ class ConsoleLink:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._calls, _ = new_client(mqtt_config, f"{self.client_name}-calls")  # status + call: never behind events
+        self._calls.reconnect_delay_set(min_delay=1, max_delay=10)
+        self._calls.on_connect = self._on_calls_connect
+        self._calls.on_message = self._on_message
         self._presence = Presence.of(mqtt_config, sites, self.client_name, "console")
         self._presence.arm(self._client)  # killed or cut off: the broker says "offline" for it
         self._listeners = 0  # staff pages that can hear a call (kiosk.console.listeners)
@@ -50,15 +57,17 @@ class ConsoleLink:
 
     def start(self) -> None:
         """Connect in the background; paho retries for as long as the console runs."""
-        self._client.connect_async(self._address.host, self._address.port,
-                                   keepalive=self._config.console_keepalive_seconds)
-        self._client.loop_start()
+        for client in (self._calls, self._client):
+            client.connect_async(self._address.host, self._address.port,
+                                 keepalive=self._config.console_keepalive_seconds)
+            client.loop_start()
 
     def stop(self) -> None:
         """Say "offline" (retained presence), then disconnect."""
         self._presence.withdraw(self._client)
-        self._client.disconnect()
-        self._client.loop_stop()
+        for client in (self._client, self._calls):
+            client.disconnect()
+            client.loop_stop()
 
     def set_listeners(self, count: int) -> None:
         """The presence says how many staff pages can hear a call now (kiosks count consoles with one or more)."""
@@ -82,13 +91,20 @@ class ConsoleLink:
         prefix = self._config.prefix
         topics = []
         for site in self._sites:
-            topics += [events.subscription(prefix, site, what=what) for what in ("status", "call", "event/#")]
-            topics.append(self.reply_topic(site))
+            topics += [events.subscription(prefix, site, what="event/#"), self.reply_topic(site)]
         client.subscribe([(t, 1) for t in topics])
         with self._announcing:  # kiosks of these sites count this console while someone can hear it
             self._presence.announce(client, self._listeners)
         log.info("console connected to the broker; watching sites %s", ", ".join(self._sites))
         self._post(LinkState(True))
+
+    def _on_calls_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("broker refused the console's status/call connection: %s", reason_code)
+            return
+        prefix = self._config.prefix
+        client.subscribe([(events.subscription(prefix, site, what=what), 1)
+                          for site in self._sites for what in ("status", "call")])
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         log.warning("console lost the broker: %s", reason_code)
