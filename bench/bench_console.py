@@ -27,10 +27,10 @@ import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kiosk import events  # noqa: E402
-from kiosk.passwords import hash_secret  # noqa: E402
-from tests.rigs.console import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
-from tests.rigs.mosquitto import DEFAULT_CONFIG, Broker, free_port  # noqa: E402
+from kiosk import events
+from kiosk.passwords import hash_secret
+from tests.rigs.console import CHROMIUM, CHROMIUM_FLAGS
+from tests.rigs.mosquitto import DEFAULT_CONFIG, Broker, free_port
 
 SITE = "bench"
 PASSWORD = "bench-password-1"
@@ -92,6 +92,38 @@ class SimKiosk:
         self._event("lamp_status", {"pattern": "off"})
 
 
+def start_console(work: Path, console_options: str = "") -> tuple[Broker, subprocess.Popen, str]:
+    """A fresh mosquitto and `kiosk console` (account "bench", site SITE, extra `[console]` lines) in `work`;
+    returns them and the console's URL once it answers."""
+    broker = Broker(work / "mosquitto", DEFAULT_CONFIG).start()
+    accounts = work / "accounts.toml"
+    accounts.write_text(f'[[account]]\nname = "bench"\npassword_hash = "{hash_secret(PASSWORD)}"\n')
+    port = free_port()
+    config = work / "console.toml"
+    config.write_text(f'[kiosk]\nsite = "{SITE}"\n[mqtt]\nurl = "{broker.url}"\n'
+                      f'[console]\naccounts_file = "{accounts}"\nlisten = "127.0.0.1:{port}"\n{console_options}')
+    console = subprocess.Popen([sys.executable, "-m", "kiosk", "--config", str(config), "console"],
+                               stdout=subprocess.DEVNULL, stderr=(work / "console.log").open("wb"))
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            httpx.get(url + "/login", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return broker, console, url
+
+
+def stop_console(broker: Broker, console: subprocess.Popen) -> None:
+    console.terminate()  # the recorder inside the console writes out what it took in first
+    try:
+        console.wait(120)
+    except subprocess.TimeoutExpired:
+        console.kill()
+        console.wait()
+    broker.stop()
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
@@ -104,25 +136,8 @@ def main() -> int:
     args = parser.parse_args()
     from playwright.sync_api import expect, sync_playwright
 
-    work = Path(tempfile.mkdtemp(prefix="bench-console-"))
-    broker = Broker(work / "mosquitto", DEFAULT_CONFIG).start()
-    accounts = work / "accounts.toml"
-    accounts.write_text(f'[[account]]\nname = "bench"\npassword_hash = "{hash_secret(PASSWORD)}"\n')
-    port = free_port()
-    config = work / "console.toml"
-    config.write_text(f'[kiosk]\nsite = "{SITE}"\n[mqtt]\nurl = "{broker.url}"\n'
-                      f'[console]\naccounts_file = "{accounts}"\nlisten = "127.0.0.1:{port}"\n')
-    console = subprocess.Popen([sys.executable, "-m", "kiosk", "--config", str(config), "console"],
-                               stdout=subprocess.DEVNULL, stderr=(work / "console.log").open("wb"))
-    url = f"http://127.0.0.1:{port}"
+    broker, console, url = start_console(Path(tempfile.mkdtemp(prefix="bench-console-")))
     try:
-        for _ in range(200):
-            try:
-                httpx.get(url + "/login", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-
         raw: dict[str, float] = {}
         raw_lock = threading.Lock()
         sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTProtocolVersion.MQTTv5)
@@ -185,9 +200,7 @@ def main() -> int:
             k.client.loop_stop()
         sub.loop_stop()
     finally:
-        console.terminate()
-        console.wait(15)
-        broker.stop()
+        stop_console(broker, console)
 
     raw_ms = [(raw[c] - t) * 1000 for c, t in published.items() if c in raw]
     browser_ms = [(seen[c] - t) * 1000 for c, t in published.items() if c in seen]
