@@ -325,6 +325,8 @@ def test_the_staff_menu_is_in_the_kiosks_language_when_staff_texts_exist_else_th
     flow, shown = staff_flow("th", staff_lang="en")
     assert shown.lang == "en" and flow.lang == "th"
     assert staff_flow("en", staff_lang="ja")[1].lang == "en"
+    # a staff menu asked for in a patient-only language (a preview, a stray effect) is drawn in Japanese
+    assert build_view("staff", "th", {}, texts).lang == "ja"
 
 
 @pytest.mark.parametrize("lang", ["ja", "en"])

@@ -316,13 +316,13 @@ class KioskApp(App):
         """Render a flow ShowScreen effect (Kivy main thread only); nothing once the app has stopped."""
         if self.stopped:
             return
-        self.lang = screen.lang
-        self.font = self.fonts.get(screen.lang, self.fonts.get("ja", "Roboto"))
-        self.font_script = self.scripts.get(screen.lang, self.scripts.get("ja", "Zyyy"))
         self.apply_look(self.display_modes.look(screen.large_text, screen.high_contrast))
         self.view = build_view(screen.name, screen.lang, screen.context, self.texts, self.runtime.catalogue,
                                self.languages, speaker=screen.speaker,
                                display={"large_text": screen.large_text, "high_contrast": screen.high_contrast})
+        self.lang = self.view.lang  # the view's: the staff menu exists in the staff languages only
+        self.font = self.fonts.get(self.lang, self.fonts.get("ja", "Roboto"))
+        self.font_script = self.scripts.get(self.lang, self.scripts.get("ja", "Zyyy"))
         self.close_language_menu()
         if self.kiosk is not None and self.window_ready:
             self.kiosk.show(self.view, self)

@@ -29,6 +29,7 @@ from kiosk.vocabulary import (
     RESULT,
     STAFF,
     STAFF_COMING,
+    STAFF_LANGUAGES,
     STAFF_PIN,
 )
 
@@ -134,6 +135,8 @@ def build_view(name: str, lang: str, context: Mapping[str, Any], texts: UiTexts,
 
     `speaker` adds the speaker button (the flow decides where); `display` ({mode: on}) marks the idle screen's
     display toggles that are on."""
+    if name == STAFF and lang not in STAFF_LANGUAGES:  # staff texts exist in ja and en only (staff.json): the
+        lang = STAFF_LANGUAGES[0]  # flow picks one (Flow._shown_lang); a preview or a stray effect gets Japanese
     builder = BUILDERS.get(name)
     if builder is None:
         log.warning("no layout for screen %r; showing the idle screen", name)
