@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 
 from kiosk import events
 from kiosk.console.auth import (
-    Account, AccountsError, LoginThrottle, SessionStore, authenticate, load_accounts,
+    Account,
+    AccountsError,
+    LoginThrottle,
+    SessionStore,
+    authenticate,
+    load_accounts,
 )
 from kiosk.console.messages import CallMessage, EventMessage, ReplyMessage, StatusMessage, decode
 from kiosk.console.server import load_strings
@@ -257,7 +262,7 @@ def test_throttle_reserves_before_the_hash_and_never_locks_out_an_address_that_l
     throttle.succeeded("reception", "pc")  # reception's own PC logged in once
     # 60 parallel attempts: each is counted when reserved, so only the first two pass before any hash ends
     assert sum(throttle.reserve("reception", "attacker") == 0 for _ in range(60)) == 2
-    for n, address in enumerate(f"other-{i}" for i in range(8)):  # spraying from many addresses
+    for address in (f"other-{i}" for i in range(8)):  # spraying from many addresses
         throttle.reserve("reception", address)
     wait = throttle.retry_after("reception", "new-pc")
     assert wait > 0  # the account is throttled for addresses it has never logged in from ...
@@ -399,3 +404,26 @@ def test_a_write_to_the_browser_folds_each_kiosks_row_updates_and_keeps_the_rest
     assert coalesced(batch) == [row("a", "acknowledged"), call, history, row("b", "off"), removed, row("a", "off")]
     flood = [row(f"k{n % 3}", f"p{n}") for n in range(1000)]
     assert coalesced(flood) == [row("k0", "p999"), row("k1", "p997"), row("k2", "p998")]
+
+
+def test_a_call_is_handled_before_a_flood_of_events_already_waiting():
+    import asyncio
+
+    from kiosk.console.hub import Hub
+
+    loop = asyncio.new_event_loop()
+    hub = Hub(sites=["s1"], code_info=lambda code: {"known": False}, command_timeout=5,
+              publish_command=lambda *a: True)
+    hub.bind(loop)
+    updates = hub.subscribe()
+    for n in range(200):
+        hub.post(EventMessage("s1", f"k{n}", {"id": f"e{n}", "kind": "lookup", "time": "2026-11-30T10:00:00+09:00",
+                                             "data": {"code": "011"}}))
+    hub.post(CallMessage("s1", "k9", {"call_id": "c1", "reason": "patient_request", "code": None,
+                                       "audience": "patient", "since": None, "acknowledged": False}))
+    loop.run_until_complete(asyncio.sleep(0.05))
+    kinds = []
+    while not updates.empty():
+        kinds.append(updates.get_nowait()["type"])
+    loop.close()
+    assert kinds.index("call") < 5 and kinds.count("history") == 200  # first, and nothing lost

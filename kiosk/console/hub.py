@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -68,6 +69,7 @@ class Hub:
         self._subscribers: set[asyncio.Queue] = set()
         self._pending: dict[bytes, asyncio.Future] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._calls: deque[CallMessage] = deque()  # posted calls, handled before anything else waiting
 
     # --- input from the MQTT thread ---------------------------------------------------------------------
 
@@ -85,11 +87,25 @@ class Hub:
         self.state.restore(now.date().isoformat(), self._now(), rows)
 
     def post(self, message: Decoded | LinkState) -> None:
-        """Thread-safe: hand a message to the loop that owns the state."""
+        """Thread-safe: hand a message to the loop that owns the state. A call jumps the queue: it is handled
+        before the next message already waiting (a flood of events must not hold it back); only calls do, as
+        nothing else changes a call, while a status handled before older events would be overwritten by them."""
         assert self._loop is not None, "Hub.bind(loop) first"
+        if isinstance(message, CallMessage):
+            self._calls.append(message)
+            self._loop.call_soon_threadsafe(self._handle_calls)
+            return
         self._loop.call_soon_threadsafe(self._handle_contained, message)
 
+    def _handle_calls(self) -> None:
+        while self._calls:
+            self._contained(self._calls.popleft())
+
     def _handle_contained(self, message: Decoded | LinkState) -> None:
+        self._handle_calls()
+        self._contained(message)
+
+    def _contained(self, message: Decoded | LinkState) -> None:
         try:
             self.handle(message)
         except Exception as exc:  # one message must not cost a traceback each, nor stop the others
