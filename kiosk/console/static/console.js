@@ -507,7 +507,8 @@ function applySnapshot(snap) {
 // --- who can hear a call ------------------------------------------------------------------------------------
 // A staff page counts as listening (the kiosks' consoles_online) while it is visible: it says so when its stream
 // starts, whenever it is shown or hidden (Page Visibility API), and every beat_seconds while visible. A hidden,
-// frozen or sleeping page stops beating and the server stops counting it after [console] listener_expiry_seconds.
+// frozen or sleeping page stops beating and the server stops counting it [console] listener_expiry_seconds after
+// it was last visible (a glance at another tab does not send patients away); shown again, it counts at once.
 function beat() {
   if (!listener) return;
   fetch("/api/listening", {
