@@ -191,10 +191,11 @@ class Store:
 
     def insert(self, records: Sequence[dict[str, Any]], *, heartbeat_rows_after_ms: int | None = None) -> int:
         """Store event records (`kiosk.recorder.ingest.record_of`) in one transaction and merge them into the
-        kiosks' presence spans; an id already stored is skipped. A heartbeat older than
-        `heartbeat_rows_after_ms` (Unix ms; its row would already have been pruned) only marks presence:
+        kiosks' presence spans; an id already stored is skipped (ON CONFLICT DO NOTHING … RETURNING says which
+        rows are new, so a heartbeat is counted once even with two recorders on one store). A heartbeat older
+        than `heartbeat_rows_after_ms` (Unix ms; its row would already have been pruned) only marks presence:
         not stored, not counted, so a late redelivery can never count twice. Returns how many events were
-        new. Raises SQLAlchemyError (the caller retries)."""
+        stored, plus such old heartbeats. Raises SQLAlchemyError (the caller retries)."""
         if not records:
             return 0
         unique = list({r["event_id"]: r for r in reversed(records)}.values())[::-1]
@@ -202,19 +203,20 @@ class Store:
             from sqlalchemy.dialects.postgresql import insert as upsert
         else:
             from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+
+        def old(record: dict[str, Any]) -> bool:
+            return record["kind"] == "heartbeat" and heartbeat_rows_after_ms is not None \
+                and record["ts_ms"] < heartbeat_rows_after_ms
+
+        stored = [r for r in unique if not old(r)]
         with self.engine.begin() as connection:
-            known = set(connection.execute(select(Event.event_id).where(
-                Event.event_id.in_([r["event_id"] for r in unique]))).scalars())
-            fresh = [r for r in unique if r["event_id"] not in known]
-            expired = {r["event_id"] for r in fresh if r["kind"] == "heartbeat" and heartbeat_rows_after_ms is not None
-                       and r["ts_ms"] < heartbeat_rows_after_ms}
-            stored = [r for r in fresh if r["event_id"] not in expired]
+            new: set[str] = set()
             if stored:
-                connection.execute(upsert(Event).on_conflict_do_nothing(index_elements=["event_id"]), stored)
-            counted = {r["event_id"] for r in stored if r["kind"] == "heartbeat"}
-            self._mark_presence(connection, [(r["site"], r["kiosk"], r["ts_ms"], int(r["event_id"] in counted))
-                                             for r in unique])
-            return len(fresh)
+                new = set(connection.execute(upsert(Event).on_conflict_do_nothing(index_elements=["event_id"])
+                                             .returning(Event.event_id), stored).scalars())
+            self._mark_presence(connection, [(r["site"], r["kiosk"], r["ts_ms"],
+                                              int(r["kind"] == "heartbeat" and r["event_id"] in new)) for r in unique])
+            return len(new) + len(unique) - len(stored)
 
     @staticmethod
     def _mark_presence(connection: Any, points: list[tuple[str, str, int, int]]) -> None:
