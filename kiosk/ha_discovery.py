@@ -186,8 +186,9 @@ def components(topics: Topics) -> dict[str, dict[str, Any]]:
                                                                   "else 'ON'"),
                          "json_attributes_topic": topics.status,
                          "json_attributes_template": _when_online("reader",
-                                                                  "{'detail': value_json.details.reader.detail}"
-                                                                  " | tojson", "{}"),
+                                                                  "{'detail': value_json.details.reader.detail, "
+                                                                  "'cause': value_json.details.reader.cause"
+                                                                  " | default('')} | tojson", "{}"),
                          **available},
         "outage": {"platform": "binary_sensor", "device_class": "problem", "state_topic": topics.status,
                    "value_template": _when_online("outage", "'ON' if value_json.details.outage.active else 'OFF'"),

@@ -9,7 +9,8 @@ one umount instead of minutes of deleting files):
 2. A venv at /opt/ha with the newest `homeassistant` from PyPI and the requirements of the integrations the
    tests load (MQTT; the frontend, so a browser can show the device page and a dashboard; NO_WHEEL_AT_PIN).
 3. A config dir with `configuration.yaml` (the api, the frontend with history and logbook, a YAML-mode
-   dashboard DASHBOARD read from `dashboard_file`) and pre-written `.storage`:
+   dashboard DASHBOARD read from `dashboard_file`, automations from `automations.yaml`, which the config API
+   writes) and pre-written `.storage`:
    - `http`: the server on 127.0.0.1 and a free port (Home Assistant keeps these settings in storage since
      2026.11; `http:` in YAML becomes a trial to confirm in the frontend, reverted with a restart after 5 min);
    - `core.config_entries`: the MQTT integration pointed at the test broker, discovery on;
@@ -23,7 +24,7 @@ venv); some fail here (no ffmpeg, no libturbojpeg) and log errors of their own, 
 
 Fixture: `home_assistant` (module scope) -> HomeAssistant (`.broker`, `.url`, `.username`, `.password`,
 `.states()`, `.state(entity_id)`, `.wait_for(entity_id, predicate)`, `.history(entity_id, since, predicate)`,
-`.template(text)`, `.dashboard_file`, `.log()`, `.mqtt_problems()`).
+`.template(text)`, `.add_automation(id, config)`, `.automation(id)`, `.dashboard_file`, `.log()`, `.mqtt_problems()`).
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ api:
 frontend:
 history:
 logbook:
+automation: !include automations.yaml
 lovelace:
   dashboards:
     {DASHBOARD}:
@@ -134,6 +136,7 @@ logger:
   default: info
 """)
         self.dashboard_file.write_text("views: []\n")
+        (self.config / "automations.yaml").write_text("[]\n")  # filled through the config API (add_automation)
         now = datetime.now(UTC).isoformat()
         entry = {"entry_id": secrets.token_hex(13).upper(), "version": 2, "minor_version": 1, "domain": "mqtt",
                  "title": "127.0.0.1", "data": {"broker": self.broker.host, "port": self.broker.port},
@@ -221,6 +224,18 @@ logger:
         response = httpx.get(self.url + path, headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
         response.raise_for_status()
         return response.json()
+
+    def add_automation(self, automation_id: str, config: dict[str, Any]) -> None:
+        """Create an automation through Home Assistant's config API (the automation editor's own call); Home
+        Assistant validates it (HTTP 400 names the problem) and reloads its automations."""
+        response = httpx.post(f"{self.url}/api/config/automation/config/{automation_id}",
+                              headers={"Authorization": f"Bearer {self.token}"}, json=config, timeout=30)
+        assert response.status_code == 200, f"automation {automation_id} refused: {response.text}"
+
+    def automation(self, automation_id: str) -> dict[str, Any] | None:
+        """The state of the automation created as `automation_id` (its entity id comes from its alias)."""
+        return next((s for s in self.states().values()
+                     if s["entity_id"].startswith("automation.") and s["attributes"].get("id") == automation_id), None)
 
     def template(self, text: str) -> str:
         """`text` rendered by Home Assistant's template engine (POST /api/template), e.g. device_id(entity)."""
