@@ -2,8 +2,8 @@
 start); needs root, debootstrap, chroot and mosquitto, and PyPI + the Debian mirror.
 
 Home Assistant's newest release needs a newer Python than this machine's, so it runs in a Debian sid root built
-here, on a tmpfs mounted in pytest's temp dir (nothing is cached anywhere else; the ~1.1 GB root is gone with
-one umount instead of minutes of deleting files):
+here, on a tmpfs mounted in pytest's temp dir (the disk if none can be mounted; nothing is cached anywhere
+else; the ~1.1 GB root is gone with one umount instead of minutes of deleting files):
 1. `debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates sid`, from the mirror this
    machine's apt uses; this machine's CA bundle is copied in (its network may intercept TLS).
 2. A venv at /opt/ha with the newest `homeassistant` from PyPI and the requirements of the integrations the
@@ -345,8 +345,9 @@ def home_assistant(tmp_path_factory) -> Iterator[HomeAssistant]:
     broker = Broker(work / "mosquitto", DEFAULT_CONFIG)
     ha = None
     try:
+        # A tmpfs when the kernel lets us (else the disk: the same root, only slower to delete).
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={ROOT_SIZE},mode=0755", "homeassistant-root",
-                        str(root)], check=True)
+                        str(root)], capture_output=True)
         build_root(root)
         subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True)
         broker.start()
