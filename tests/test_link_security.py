@@ -221,8 +221,10 @@ def test_bridge_sample_forwards_to_central_and_commands_come_back(mosquitto_fact
         link.stop()
 
 
-def test_installed_appliance_broker_config(mosquitto_factory, tmp_path):
-    """systemd/mosquitto/kiosk.conf + kiosk.acl as install.sh puts them, on a loopback port."""
+@pytest.fixture
+def appliance(mosquitto_factory, tmp_path):
+    """systemd/mosquitto/kiosk.conf + kiosk.acl as install.sh puts them, on a loopback port; accounts "kiosk"
+    (password k-pw) and "homeassistant" (ha-pw)."""
     shipped = SAMPLES.parent
     conf = (shipped / "kiosk.conf").read_text().replace("/etc/mosquitto/", "{dir}/")
     conf = conf.replace("listener 1883 127.0.0.1", "listener {port} 127.0.0.1") + "\nlog_dest stderr\n"
@@ -230,8 +232,12 @@ def test_installed_appliance_broker_config(mosquitto_factory, tmp_path):
     for user, password in (("kiosk", "k-pw"), ("homeassistant", "ha-pw")):
         subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if user == "kiosk" else []), str(passwd), user,
                         password], check=True, capture_output=True)
-    broker = mosquitto_factory(conf, {"kiosk.acl": (shipped / "kiosk.acl").read_text(),
-                                      "kiosk.passwd": passwd.read_bytes()})
+    return mosquitto_factory(conf, {"kiosk.acl": (shipped / "kiosk.acl").read_text(),
+                                    "kiosk.passwd": passwd.read_bytes()})
+
+
+def test_installed_appliance_broker_config(appliance):
+    broker = appliance
 
     def publish_as(user, password, topic):
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTProtocolVersion.MQTTv5)
