@@ -178,8 +178,9 @@ def components(topics: Topics) -> dict[str, dict[str, Any]]:
         "last_code": {"platform": "sensor", "state_topic": topics.event(LOOKUP),
                       "value_template": "{{ value_json.data.code }}", "json_attributes_topic": topics.event(LOOKUP),
                       "json_attributes_template": "{{ {'known': value_json.data.known, 'audience': "
-                                                  "value_json.data.audience, 'outage': value_json.data.outage, "
-                                                  "'time': value_json.time} | tojson }}",
+                                                  "value_json.data.audience | default(None), 'outage': "
+                                                  "value_json.data.outage | default(None), 'time': value_json.time}"
+                                                  " | tojson }}",
                       "icon": "mdi:numeric", **available},
         "reader_fault": {"platform": "binary_sensor", "device_class": "problem", "state_topic": topics.status,
                          "value_template": _when_online("reader", "'OFF' if value_json.details.reader.available "

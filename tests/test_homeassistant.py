@@ -235,6 +235,8 @@ def test_every_template_renders_the_contract_s_payloads_without_an_undefined_nam
     lookup = _event(events.LOOKUP, {"code": "021", "known": True, "audience": "patient", "outage": False})
     assert render("last_code", "value_template", lookup) == "021"
     assert json.loads(render("last_code", "json_attributes_template", lookup))["audience"] == "patient"
+    bare = _event(events.LOOKUP, {"code": "999", "known": False})  # audience and outage are optional
+    assert json.loads(render("last_code", "json_attributes_template", bare))["outage"] is None
 
     call = {"call_id": "c1", "reason": "repeated_failures", "code": "002", "audience": "patient"}
     for level, expected in ((events.ESCALATED, "escalated"), (events.SENT_TO_DESK, "sent_to_desk")):
