@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,7 +59,9 @@ def report_from_store(store: Store, first: date, last: date, tz: ZoneInfo, sites
 
     start_ms, end_ms = range_ms(first, last, tz)
     now_ms = round(time.time() * 1000) if now_ms is None else now_ms
-    inputs = store.report_inputs(first, last, tz, sites)
-    gaps = store.gaps(start_ms, end_ms, round(offline_after_seconds * 1000), sites, now_ms)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the silences while the counts are read
+        silences = pool.submit(store.gaps, start_ms, end_ms, round(offline_after_seconds * 1000), sites, now_ms)
+        inputs = store.report_inputs(first, last, tz, sites)
+        gaps = silences.result()
     return assemble(inputs.tallies, inputs.kiosk_tallies, inputs.calls, gaps, first, last, tz,
                     sites=sites).as_dict()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from importlib.resources import files
@@ -304,20 +305,27 @@ class Store:
         answers = where(select(Event.site, Event.kiosk, Event.call_id, Event.kind, Event.ts_ms), Event.ts_ms, start_ms,
                         end_ms + ANSWER_WINDOW_MS).where(Event.kind.in_(("call_acknowledged", "call_resolved")),
                                                          Event.call_id.is_not(None))
-        with self.engine.connect() as connection:
-            def rows(query: Any) -> list[Any]:
-                return list(connection.execute(query))
-
-            tallies = [Tally(start_ms + n * slot, kind, code, outcome, reason, available, count)
-                       for n, kind, code, outcome, reason, available, count in rows(per_slot)]
-            tallies += [Tally(start_ms + n * slot, "heartbeat", None, None, None, None, int(k))
-                        for n, k in rows(beats)]
-            kiosk_tallies = [KioskTally(*row) for row in rows(per_kiosk)]
-            kiosk_tallies += [KioskTally(site, kiosk, "heartbeat", None, None, None, None, int(k))
-                              for site, kiosk, k in rows(kiosk_beats)]
-            calls = call_times({(site, kiosk, call_id): when for site, kiosk, call_id, when in rows(raised)},
-                               rows(answers), end_ms)
+        # the two big groupings in parallel, each on its own connection (SQLite WAL readers and PostgreSQL
+        # backends run side by side; the driver releases the GIL while the database works)
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            slots, kiosks, small = (pool.submit(self._fetch, *queries) for queries in
+                                    ((per_slot,), (per_kiosk,), (beats, kiosk_beats, raised, answers)))
+            (slot_rows,), (kiosk_rows,), (beat_rows, kiosk_beat_rows, raised_rows, answer_rows) = (
+                slots.result(), kiosks.result(), small.result())
+        tallies = [Tally(start_ms + n * slot, kind, code, outcome, reason, available, count)
+                   for n, kind, code, outcome, reason, available, count in slot_rows]
+        tallies += [Tally(start_ms + n * slot, "heartbeat", None, None, None, None, int(k)) for n, k in beat_rows]
+        kiosk_tallies = [KioskTally(*row) for row in kiosk_rows]
+        kiosk_tallies += [KioskTally(site, kiosk, "heartbeat", None, None, None, None, int(k))
+                          for site, kiosk, k in kiosk_beat_rows]
+        calls = call_times({(site, kiosk, call_id): when for site, kiosk, call_id, when in raised_rows},
+                           answer_rows, end_ms)
         return ReportInputs(tallies, kiosk_tallies, calls)
+
+    def _fetch(self, *queries: Any) -> list[list[Any]]:
+        """The rows of each query, read on one connection of the pool."""
+        with self.engine.connect() as connection:
+            return [list(connection.execute(query)) for query in queries]
 
     def gaps(self, start_ms: int, end_ms: int, threshold_ms: int, sites: Iterable[str] | None = None,
              now_ms: int | None = None) -> list[Gap]:
