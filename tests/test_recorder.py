@@ -375,3 +375,32 @@ def test_a_restarted_console_shows_todays_counts_from_the_store_once_each(tmp_pa
     wait_for(lambda: any(c["code"] == "024" for c in hub.snapshot()["counts"]), what="the live lookup counted")
     assert hub.snapshot()["counts"][:1] == [{"code": "011", "lookups": 2, "calls": 1}]
     console.stop()
+
+
+def test_migration_0002_builds_presence_from_the_events_already_stored(store_url):
+    """A store of the first schema (every heartbeat a row) gets presence spans that give the same offline
+    time as the events themselves."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from sqlalchemy import insert
+
+    from kiosk.recorder.models import Event
+    from kiosk.recorder.store import Store
+    from kiosk.reports import range_ms, silences
+
+    store = Store(open_store(store_url, migrate=False).engine)
+    config = AlembicConfig()
+    config.set_main_option("script_location", "kiosk/recorder/migrations")
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    records = synthetic_stream(seed=9)
+    with store.engine.begin() as connection:
+        connection.execute(insert(Event), records)
+    store.migrate()
+    first, last, tz = date(2026, 5, 29), date(2026, 6, 1), ZoneInfo("Asia/Tokyo")
+    start_ms, end_ms = range_ms(first, last, tz)
+    events_ = [as_report_event(r) for r in records]
+    assert store.gaps(start_ms, end_ms, 180_000, now_ms=end_ms) == silences(events_, 180_000, start_ms, end_ms, end_ms)
+    heartbeats = sum(1 for r in records if r["kind"] == "heartbeat" and start_ms <= r["ts_ms"] < end_ms)
+    assert sum(t.n for t in store.report_inputs(first, last, tz).tallies if t.kind == "heartbeat") == heartbeats

@@ -43,17 +43,16 @@ def upgrade() -> None:
     op.create_index("ix_events_report", "events", REPORT_COLUMNS)
 
     connection = op.get_bind()
-    rows: list[Any] = list(connection.execute(sa.text("SELECT site, kiosk, ts_ms, kind = 'heartbeat' FROM events "
-                                      "ORDER BY site, kiosk, ts_ms")))
-    batch: list[dict] = []
-    for (site, kiosk, _slot), group in itertools.groupby(rows, key=lambda r: (r[0], r[1], slot_of(r[2]))):
-        for span in merge([], [(ts, int(bool(beat))) for _s, _k, ts, beat in group]):
-            batch.append({"site": site, "kiosk": kiosk, **span._asdict()})
-        if len(batch) >= 10_000:
-            op.bulk_insert(presence, batch)
-            batch = []
-    if batch:
-        op.bulk_insert(presence, batch)
+    kiosks = connection.execute(sa.text("SELECT DISTINCT site, kiosk FROM events")).all()
+    for site, kiosk in kiosks:  # one kiosk at a time: memory bounded by one kiosk's history
+        rows: Any = connection.execute(sa.text(
+            "SELECT ts_ms, kind = 'heartbeat' FROM events WHERE site = :site AND kiosk = :kiosk ORDER BY ts_ms"),
+            {"site": site, "kiosk": kiosk}).all()
+        batch = [{"site": site, "kiosk": kiosk, **span._asdict()}
+                 for _slot, group in itertools.groupby(rows, key=lambda r: slot_of(r[0]))
+                 for span in merge([], [(ts, int(bool(beat))) for ts, beat in group])]
+        for at in range(0, len(batch), 10_000):
+            op.bulk_insert(presence, batch[at:at + 10_000])
 
 
 def downgrade() -> None:
