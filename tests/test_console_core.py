@@ -427,3 +427,20 @@ def test_a_call_is_handled_before_a_flood_of_events_already_waiting():
         kinds.append(updates.get_nowait()["type"])
     loop.close()
     assert kinds.index("call") < 5 and kinds.count("history") == 200  # first, and nothing lost
+
+
+def test_a_kiosk_row_is_resent_for_last_seen_alone_only_every_fifteen_seconds():
+    state = ConsoleState()
+    start = datetime(2026, 11, 30, 10, 0, tzinfo=timezone(timedelta(hours=9)))
+
+    def event(n: int, seconds: float, kind: str = "heartbeat", data: dict | None = None) -> list[str]:
+        updates = state.on_event((SITE, KIOSK), {"id": f"e{n}", "kind": kind, "time": start.isoformat(),
+                                                 "data": {"backlog": None, **(data or {})}},
+                                 start + timedelta(seconds=seconds))
+        return [u["type"] for u in updates if u["type"] == "kiosk"]
+
+    assert event(1, 0) == ["kiosk"]
+    assert event(2, 1) == [] and event(3, 14) == []  # only last_seen moved
+    assert event(4, 14.5, "lamp_status", {"pattern": "call"}) == ["kiosk"]  # anything else: at once
+    assert event(5, 30) == ["kiosk"]  # and last_seen again after 15 s
+    assert state.kiosks[(SITE, KIOSK)].last_seen == (start + timedelta(seconds=30)).isoformat(timespec="seconds")

@@ -11,7 +11,7 @@ import logging
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from kiosk.ratelog import RateLimitedLog
@@ -27,6 +27,9 @@ HISTORY_KINDS = (
     "lookup", "precheck", "call", "call_acknowledged", "call_resolved", "outage_entered", "outage_left",
 )
 HISTORY_KEEP = 500  # entries of today's history kept for display; the per-code counts stay exact
+# A kiosk's row is re-sent for a new `last_seen` alone at most this often (any other change: at once), so a
+# flood of events costs the browsers one row update per kiosk per interval, not one per event.
+LAST_SEEN_REFRESH = timedelta(seconds=15)
 _SEEN_EVENT_IDS = 5_000  # QoS 1 may deliver an event twice: remember this many ids to count it once
 
 
@@ -85,6 +88,7 @@ class ConsoleState:
     call_counts: Counter = field(default_factory=Counter)  # code (or call reason) -> calls today
     day: str = ""
     _seen: OrderedDict = field(default_factory=OrderedDict)
+    _sent: dict[Key, tuple[dict, datetime]] = field(default_factory=dict)  # kiosk row last sent, and when
 
     def on_status(self, key: Key, status: dict | None, now: datetime) -> list[Update]:
         """A retained `status` payload, decoded by `kiosk.console.messages` ({online, backlog, reader_ok, lamp,
@@ -166,6 +170,7 @@ class ConsoleState:
 
     def _forget(self, key: Key, now: datetime) -> list[Update]:
         updates = self.on_call(key, None, now) if key in self.calls else []
+        self._sent.pop(key, None)
         if self.kiosks.pop(key, None) is not None:
             updates.append({"type": "kiosk_removed", "site": key[0], "kiosk": key[1]})
         return updates
@@ -198,7 +203,13 @@ class ConsoleState:
     def _touch(self, view: KioskView, now: datetime) -> list[Update]:
         updates = self._day(now)
         view.last_seen = now.isoformat(timespec="seconds")
-        updates.append({"type": "kiosk", "kiosk": _row(view)})
+        row, key = _row(view), (view.site, view.kiosk)
+        sent = self._sent.get(key)
+        if sent is not None and now - sent[1] < LAST_SEEN_REFRESH \
+                and {**sent[0], "last_seen": None} == {**row, "last_seen": None}:
+            return updates  # only last_seen moved, and the browsers were told about this kiosk moments ago
+        self._sent[key] = (row, now)
+        updates.append({"type": "kiosk", "kiosk": row})
         return updates
 
     def _first_time(self, event_id: str) -> bool:
