@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_console import (
     PASSWORD,
-    SEEN_RECORDER,
     SITE,
     SimKiosk,
     client,
@@ -40,6 +39,21 @@ from kiosk import events
 from tests.rigs.console import CHROMIUM, CHROMIUM_FLAGS
 
 BASELINE_KIOSKS, BASELINE_EVENTS = 50, 100
+# When each call card appears. Watches the call list only: an observer of the whole document (bench_console's)
+# would scan thousands of kiosk rows on every update and slow the page it measures.
+SEEN_RECORDER = """
+window.__seen = {};
+document.addEventListener("DOMContentLoaded", () => {
+  const box = document.getElementById("calls");
+  if (!box) return;
+  new MutationObserver(() => {
+    for (const card of box.querySelectorAll("article.call")) {
+      const id = card.dataset.callId;
+      if (id && !(id in window.__seen)) window.__seen[id] = Date.now() / 1000;
+    }
+  }).observe(box, {subtree: true, childList: true, attributes: true, attributeFilter: ["data-call-id"]});
+});
+"""
 
 
 @dataclass
