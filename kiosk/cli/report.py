@@ -73,9 +73,16 @@ def summary(report: dict) -> str:
     for stage in ("acknowledged", "resolved"):
         latency = total[stage]
         if latency["count"]:
-            lines.append(f"call → {stage}: median {latency['median_seconds']:.0f} s, "
-                         f"90% within {latency['p90_seconds']:.0f} s ({latency['count']} calls)")
+            lines.append(f"call → {stage}: median {_duration(latency['median_seconds'])}, "
+                         f"90% within {_duration(latency['p90_seconds'])} ({latency['count']} calls)")
     lines.append(f"unanswered calls {total['unanswered']}, "
                  f"kiosk offline {total['offline_seconds'] / 3600:.1f} h, "
                  f"reader faults {total['reader_faults']}, outages {total['outages']}")
     return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    """Seconds up to 2 min, minutes up to 2 h, then hours (as the console's Reports page)."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
