@@ -349,6 +349,12 @@ def test_every_staff_id_has_a_text_and_unknown_ids_never_show_raw(texts, lang):
     view = build_view("staff", lang, context, texts)
     assert {t: raw_ids(t, lang) for t in view.texts() if raw_ids(t, lang)} == {}
     assert texts.text(lang, "staff.lamp", pattern=texts.text(lang, "lamp.unknown")) in view.lines
+    # a cause whose params the back-end left out: "–" where they go, never "{reader}"
+    quiet = build_view("staff", lang, {"reader": {"available": False, "cause": "reader_unplugged"},
+                                       "last_events": [{"kind": "reader_status", "time": "2026-11-30T01:42:05Z",
+                                                        "params": {"cause": "reader_busy"}}]}, texts)
+    assert not [line for line in quiet.lines if "{" in line]
+    assert texts.text(lang, "reader.reader_unplugged", reader="–") in "\n".join(quiet.lines)
 
 
 def test_the_raw_id_check_finds_what_it_should():

@@ -51,13 +51,17 @@ class UiTexts:
     def has(self, key: str) -> bool:
         return key in self.by_lang[SOURCE_LANG]
 
-    def text(self, lang: str, key: str, **context: object) -> str:
-        """The text for `key` in `lang` (else its fallbacks, else the id itself), placeholders filled."""
-        template = None
+    def template(self, lang: str, key: str) -> str | None:
+        """The unfilled text for `key` in `lang` or its fallbacks; None when no locale has it."""
         for code in fallback_chain(self.locales, lang):
             template = self.by_lang.get(code, {}).get(key)
             if template is not None:
-                break
+                return template
+        return None
+
+    def text(self, lang: str, key: str, **context: object) -> str:
+        """The text for `key` in `lang` (else its fallbacks, else the id itself), placeholders filled."""
+        template = self.template(lang, key)
         if template is None:
             self._report(lang, key, "missing")
             return key

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
+from string import Formatter
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -395,14 +396,21 @@ def _call_title(t: _Texts, reason: Any, code: Any) -> str:
     return t("call.with_code", code=code, reason=title) if code else title
 
 
+def _filled(t: _Texts, key: str, params: Mapping) -> str:
+    """Text `key` with a kiosk's `params`; a placeholder the kiosk did not send shows as "–", never as
+    `{name}` (a reader back-end that says less than its cause's text names)."""
+    names = {name for _, name, _, _ in Formatter().parse(t.texts.template(t.lang, key) or "") if name}
+    return t(key, **{**dict.fromkeys(names, "–"), **{str(k): v for k, v in params.items()}})
+
+
 def _reader_fault(t: _Texts, reader: Mapping) -> list[str]:
     """The reader's fault in words (reader.<cause> with its params) and, when there is one, its fix."""
     cause = str(reader.get("cause") or "")
-    params = {str(k): v for k, v in _mapping(reader.get("params")).items()}
+    params = _mapping(reader.get("params"))
     if not cause or not t.texts.has(f"reader.{cause}"):
         return [t("staff.reader.down", cause=t("reader.unknown"))]
-    lines = [t("staff.reader.down", cause=t(f"reader.{cause}", **params))]
-    fix = t(f"reader.{cause}.fix", **params) if t.texts.has(f"reader.{cause}.fix") else ""
+    lines = [t("staff.reader.down", cause=_filled(t, f"reader.{cause}", params))]
+    fix = _filled(t, f"reader.{cause}.fix", params) if t.texts.has(f"reader.{cause}.fix") else ""
     return lines + ([t("staff.reader.fix", fix=fix)] if fix else [])
 
 
@@ -419,7 +427,7 @@ def _event_text(t: _Texts, event: Mapping) -> str:
         details.append(_named(t, "call.title", params["reason"]))
     cause = params.get("cause")
     if cause and t.texts.has(f"reader.{cause}"):
-        details.append(t(f"reader.{cause}", **params))
+        details.append(_filled(t, f"reader.{cause}", params))
     if event.get("code"):
         details.append(str(event["code"]))
     name = _named(t, "event", event.get("kind"))

@@ -100,9 +100,9 @@ function readerCell(k) {
   const td = cell(t("kiosks.reader_fault"), "bad cause");
   const why = document.createElement("span");
   why.className = "why";
-  why.textContent = t(key, k.reader_params || {});
+  why.textContent = t(key, k.reader_params || {}).replace(/\{\w+\}/g, "–"); // a param the kiosk left out
   td.append(why);
-  if (`${key}.fix` in S && S[`${key}.fix`]) td.title = t(`${key}.fix`, k.reader_params || {});
+  if (`${key}.fix` in S && S[`${key}.fix`]) td.title = t(`${key}.fix`, k.reader_params || {}).replace(/\{\w+\}/g, "–");
   return td;
 }
 
