@@ -391,7 +391,9 @@ def test_reader_lamp_and_outage_state_go_to_the_link_when_they_change(kiosk):
     k = kiosk()
     k.link.states.wait_for(lambda s: s["lamp"] == "off" and s["reader"]["available"] and not s["outage"]["active"])
     k.reader.unplug()
-    k.link.states.wait_for(lambda s: s["reader"] == {"available": False, "detail": "simulated unplug"}
+    k.link.states.wait_for(lambda s: s["reader"] == {"available": False, "detail": "simulated unplug",
+                                                     "cause": "simulated_unplug",
+                                                     "params": {"reader": "simulated reader"}}
                            and s["lamp"] == "reader_fault")
     k.runtime.post(staff_command("outage_enter", {"code": "950"})[0])
     k.link.states.wait_for(lambda s: s["outage"] == {"active": True, "code": "950"} and s["lamp"] == "outage")
