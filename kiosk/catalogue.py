@@ -17,8 +17,8 @@ corrections (run by `kiosk catalogue validate` and the tests).
 from __future__ import annotations
 
 import re
-import unicodedata
 import string
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal, Protocol
@@ -32,7 +32,7 @@ from kiosk.paths import catalogue_root
 FALLBACK_LANGUAGE = "ja"
 MAX_GUIDANCE_STEPS = 3
 SectionId = Literal["common", "clinic_eprescription", "pharmacy_eprescription", "clinic_ekarte"]
-SECTION_ORDER: tuple[str, ...] = ("common", "clinic_eprescription", "pharmacy_eprescription", "clinic_ekarte")
+SECTION_ORDER: tuple[SectionId, ...] = ("common", "clinic_eprescription", "pharmacy_eprescription", "clinic_ekarte")
 CODE_PATTERN = re.compile(r"\d{3}")
 
 
@@ -77,10 +77,10 @@ class Facility(Protocol):
     def e_karte(self) -> bool: ...
 
 
-def sections_for(facility: Facility) -> tuple[str, ...]:
+def sections_for(facility: Facility) -> tuple[SectionId, ...]:
     """The facility sections of the official cause/action text that apply to this facility."""
     clinic = facility.type == "clinic"
-    wanted = {
+    wanted: dict[SectionId, bool] = {
         "common": True,
         "clinic_eprescription": clinic and facility.e_prescription,
         "pharmacy_eprescription": facility.type == "pharmacy" and facility.e_prescription,
@@ -282,7 +282,7 @@ class Catalogue:
         return Guidance(title=text.title, steps=text.steps, call_staff=meta.call_staff,
                         illustrations=meta.illustrations)
 
-    def section_header(self, section: str) -> str:
+    def section_header(self, section: SectionId) -> str:
         return self.info.sections[section]
 
 
@@ -370,7 +370,8 @@ def _problem(file: str, problem: Problem) -> tuple[str, str, str, str]:
     return file, code, field_name(tuple(loc)), f"{problem.message}{shown}"
 
 
-def _same_codes(problems: list, file: Path, have: Mapping[str, object], want: Mapping[str, object], other: str) -> None:
+def _same_codes(problems: list[tuple[str, str, str, str]], file: Path, have: Mapping[str, object],
+                want: Mapping[str, object], other: str) -> None:
     for code in sorted(set(want) - set(have)):
         problems.append((str(file), code, "", f"missing (the code is in {other})"))
     for code in sorted(set(have) - set(want)):
@@ -386,7 +387,7 @@ def text_params(text: GuidanceText) -> set[str]:
     return placeholders(text.title, *text.steps)
 
 
-class _Unknown(dict):
+class _Unknown(dict[str, object]):
     def __missing__(self, key: str) -> str:
         return "n"
 
@@ -430,6 +431,9 @@ def audit_against_source(catalogue: Catalogue) -> list[str]:
 
     for code, entry in catalogue.codes.items():
         src = entry.source
+        if src is None:
+            problems.append(f"codes.json: code {code}: field source: missing (no verbatim seed cells to audit against)")
+            continue
         heading = corrected(code, "heading", extract_text(src.heading))
         if heading != "".join(f"【{tag}】" for tag in entry.tags) + entry.title:
             problems.append(f"codes.json: code {code}: field title/tags: differ from the seed heading {heading!r}")

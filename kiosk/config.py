@@ -6,6 +6,7 @@ environment or global settings. Errors name the file, the field and the value.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -185,7 +186,8 @@ class RecorderSection(Section):
 
     database: str = ""  # SQLAlchemy URL; empty = SQLite <state dir>/history.sqlite3 (console's, or [kiosk] state_dir)
     in_console: bool = True  # `kiosk console` records too; false when a separate `kiosk recorder` runs
-    sites: list[Annotated[str, Field(pattern=r"^(\+|[A-Za-z0-9_-]{1,64})$")]] = []  # "+" = every site; empty = console's
+    # "+" = every site; empty = the console's
+    sites: list[Annotated[str, Field(pattern=r"^(\+|[A-Za-z0-9_-]{1,64})$")]] = []
     client_id: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,64}$")  # the session's; "" = one per store
     session_expiry_hours: float = Field(default=168.0, ge=72.0)  # the broker keeps the queue this long (>= a weekend)
     retention_days: int = Field(default=400, ge=1)  # older events are pruned once a day
@@ -231,5 +233,5 @@ def load_config(path: Path | None) -> Config:
     return config_from_dict(read_toml(path, ConfigError, "config file"), source=str(path))
 
 
-def config_from_dict(data: dict, source: str = "<config>") -> Config:
+def config_from_dict(data: Mapping[str, object], source: str = "<config>") -> Config:
     return validate(Config, data, ConfigError, source)

@@ -22,9 +22,10 @@ import subprocess
 import sys
 import threading
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from kiosk.config import Config, VoiceSection
 from kiosk.locales import Locale, TtsEntry, load_locales, locales_dir
@@ -41,7 +42,8 @@ SENTENCE_ENDS = ("。", ".", "!", "?", "！", "？", "।", "။", ":", "：")
 def speech_text(title: str, steps: list[str] | tuple[str, ...]) -> str:
     """What the speaker button says for a screen: the title, then each step, each its own sentence."""
     parts = [part.strip() for part in (title, *steps) if part.strip()]
-    ended = [part if part.endswith(SENTENCE_ENDS) else f"{part}。" if _is_japanese(part) else f"{part}." for part in parts]
+    ended = [part if part.endswith(SENTENCE_ENDS) else f"{part}。" if _is_japanese(part) else f"{part}."
+             for part in parts]
     return "\n\n".join(ended)
 
 
@@ -59,8 +61,13 @@ class SynthesisError(Exception):
 
 
 class Synthesizer(Protocol):
-    key: str  # names engine and voice; part of the clip-cache key
-    prebuild: bool  # slow enough that `kiosk voice build` makes its clips at install time
+    @property
+    def key(self) -> str:
+        """Names engine and voice; part of the clip-cache key."""
+
+    @property
+    def prebuild(self) -> bool:
+        """Slow enough that `kiosk voice build` makes its clips at install time."""
 
     def synthesize(self, text: str, out: Path) -> None: ...
 
@@ -127,7 +134,7 @@ class ClipCache:
         self.folder = folder
 
     def path_for(self, synthesizer: Synthesizer, text: str) -> Path:
-        digest = hashlib.sha256(f"{synthesizer.key}\n{text}".encode("utf-8")).hexdigest()[:32]
+        digest = hashlib.sha256(f"{synthesizer.key}\n{text}".encode()).hexdigest()[:32]
         return self.folder / f"{digest}.wav"
 
     def clip(self, synthesizer: Synthesizer, text: str) -> Path:
@@ -163,7 +170,7 @@ def _synthesize_or_split(synthesizer: Synthesizer, text: str, out: Path, depth: 
     middle = len(words) // 2
     pieces = [out.with_name(f"{out.stem}.{depth}{n}.wav") for n in (0, 1)]
     try:
-        for piece, half in zip(pieces, (" ".join(words[:middle]), " ".join(words[middle:]))):
+        for piece, half in zip(pieces, (" ".join(words[:middle]), " ".join(words[middle:])), strict=True):
             _synthesize_or_split(synthesizer, half, piece, depth + 1)
         with wave.open(str(pieces[0]), "rb") as first, wave.open(str(pieces[1]), "rb") as second:
             if first.getparams()[:3] != second.getparams()[:3]:
@@ -200,7 +207,8 @@ def scaled_wav(clip: Path, volume: float) -> bytes:
     return buffer.getvalue()
 
 
-def _feed(process: subprocess.Popen, data: bytes) -> None:
+def _feed(process: subprocess.Popen[bytes], data: bytes) -> None:
+    assert process.stdin is not None  # started with stdin=PIPE
     try:
         process.stdin.write(data)
         process.stdin.close()
@@ -221,7 +229,8 @@ class AplayPlayer:
         if interrupted.is_set():
             return False
         try:
-            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE)
         except OSError as exc:
             log.warning("voice: cannot start %s: %s", self.binary, exc)
             return False
@@ -237,6 +246,7 @@ class AplayPlayer:
         finally:
             process.wait()
             feeder.join()
+            assert process.stderr is not None  # started with stderr=PIPE
             error = process.stderr.read().decode("utf-8", "replace").strip()
             process.stderr.close()
         if process.returncode != 0:
@@ -341,9 +351,10 @@ class Voice:
             with self._wake:
                 while self._pending is None and not self._closed:
                     self._wake.wait()
-                if self._closed:
+                request = self._pending
+                if self._closed or request is None:
                     return
-                request, self._pending = self._pending, None
+                self._pending = None
                 self._interrupt.clear()
             played = self._play(request)
             if self.on_finished is not None:
@@ -356,6 +367,8 @@ class Voice:
         try:
             clip = self.cache.clip(request.synthesizer, request.text)
             if self._interrupt.is_set():
+                return False
+            if self.player is None:  # say() accepts nothing without a player
                 return False
             return self.player.play(scaled_wav(clip, request.volume), self._interrupt)
         except (SynthesisError, OSError, wave.Error, EOFError) as exc:

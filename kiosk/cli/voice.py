@@ -81,9 +81,15 @@ def run_say(args: argparse.Namespace) -> int:
 
     done = threading.Event()
     result: list[bool] = []
-    voice = Voice.from_config(config_from_args(args), on_finished=lambda played: (result.append(played), done.set()))
+
+    def finished(played: bool) -> None:
+        result.append(played)
+        done.set()
+
+    voice = Voice.from_config(config_from_args(args), on_finished=finished)
     if not voice.say(args.text, args.lang):
-        print(f"kiosk voice: nothing to play for {args.lang!r} (muted, disabled, no engine or no aplay)", file=sys.stderr)
+        print(f"kiosk voice: nothing to play for {args.lang!r} (muted, disabled, no engine or no aplay)",
+              file=sys.stderr)
         return 2
     done.wait(120)
     voice.close()
