@@ -137,7 +137,7 @@ def test_tls_passwords_and_facility_acl(facility, pki, tmp_path, mqtt_listener):
         received = posted.next(Command)
         assert received.id == command["id"]  # the forged one never arrived: this is the first command
         received.reply(Answer(True, "lamp_test_started", "lamp tested"))
-        console_view.wait(lambda ms: any(m.topic == "kiosk/s1/reply/console" for m in ms))
+        console_view.wait(lambda ms: any(m.topic == "kiosk/s1/reply/to/console" for m in ms))
         console.disconnect()
     finally:
         link.stop()
@@ -214,7 +214,7 @@ def test_bridge_sample_forwards_to_central_and_commands_come_back(mosquitto_fact
         received = posted.next(Command, timeout=10)
         assert received.name == "resolve"
         received.reply(Answer(True, "resolved", "resolved"))
-        central_view.wait(lambda ms: any(m.topic == "kiosk/s1/reply/central-console" for m in ms))
+        central_view.wait(lambda ms: any(m.topic == "kiosk/s1/reply/to/central-console" for m in ms))
         client.disconnect()
         client.loop_stop()
     finally:
