@@ -528,6 +528,7 @@ def test_home_assistant_shows_the_kiosk_device_and_the_sample_wall_dashboard(hom
         _lamp_follows(ha)
         device = ha.template(f"{{{{ device_id('{ENTITIES['online']}') }}}}")
         page = chromium.new_page(viewport={"width": 1280, "height": 1080}, locale="ja-JP")
+        page.set_default_timeout(90_000)  # the frontend's first load on two busy cores
         try:
             # Home Assistant's own login flow (auth provider "homeassistant"), as a facility's IT person logs in.
             page.goto(ha.url + "/")
