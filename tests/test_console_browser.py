@@ -152,7 +152,8 @@ def test_call_acknowledge_resolve_late_console_and_killed_kiosk(
     page.wait_for_selector("tr[data-kiosk='site-1/k1'][data-lamp='acknowledged']")
     assert_no_raw_ids(page, "ja")
     assert re.fullmatch(r"呼び出し時刻 \d{2}:\d{2}", card.query_selector(".since").inner_text())  # clock time
-    assert "対応中（点灯）" in page.inner_text("tr[data-kiosk='site-1/k1']")  # the lamp pattern, named
+    row = page.inner_text("tr[data-kiosk='site-1/k1']")
+    assert "対応中（点灯）" in row and "たった今" in row  # the lamp pattern named, last seen as people say it
 
     # A console started after the call still shows it (retained), in English this time.
     late = console_process(write_config(tmp_path / "late.toml", mosquitto, console_accounts))
