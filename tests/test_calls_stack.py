@@ -235,7 +235,7 @@ in_console = false
         other.stop()
 
     # 4. A page nobody can see stops counting: hidden or its keep-alive lost (after the expiry), closed (its
-    # stream ends: at once). Meanwhile a new call sends the patient to the desk again.
+    # stream ends: after a short grace). Meanwhile a new call sends the patient to the desk again.
     mark = len(screen.shown.items)
     page.click("article.call[data-kiosk='k1'] button.resolve")
     screen.shown.wait_for(lambda s: s.name == IDLE, after=mark)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kiosk.console.listeners import Listeners
+from kiosk.console.listeners import CLOSE_GRACE_SECONDS, Listeners
 
 
 class Clock:
@@ -35,11 +35,16 @@ def test_a_page_counts_while_visible_and_beating_and_stops_when_hidden_closed_or
     listeners.expire()
     assert listeners.count == 0
     assert listeners.beat(page, "session-a", True) and listeners.count == 1  # awake again
-    listeners.close(page)
+    listeners.close(page)  # closed or reloaded: still counted for the close grace (a reload opens a new page)
+    assert listeners.count == 1
+    assert not listeners.beat(page, "session-a", True)  # its stream ended: the page gets a new id
+    clock.now += CLOSE_GRACE_SECONDS
+    listeners.expire()
     assert listeners.count == 0
     listeners.close(page)  # twice, or a display page's None: nothing
     listeners.close(None)
-    assert not listeners.beat(page, "session-a", True)  # its stream ended: the page gets a new id
     assert changes == [1, 2, 1, 0, 1, 0]
     again = listeners.open("session-b")
     assert again and listeners.beat(again, "session-b", False) and listeners.count == 0  # hidden from the start
+    listeners.close(again)  # never counted: gone at once
+    assert not listeners.beat(again, "session-b", True) and listeners.count == 0

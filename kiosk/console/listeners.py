@@ -12,7 +12,8 @@ tab, a sleeping PC or a screen switched off, hears nothing. So the console's ret
   hidden (another tab, a minimised window), asleep, frozen, on a PC switched off or cut off (its TCP stream may
   look open for minutes) stops counting then (`expire`, called about once a second by the console). So a
   glance at another tab during a call does not tell the patient at once that nobody hears them, and back on
-  the page it counts again at once. A closed page (its stream ends) stops counting at once.
+  the page it counts again at once. A closed page (its stream ends) stops counting `CLOSE_GRACE_SECONDS`
+  later, so a reload, or the browser re-opening a dropped stream, does not flip the patient's screen either.
 
 Owned by the console's asyncio loop: no locking. `on_change(count)` is called whenever the count changes.
 """
@@ -25,12 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_PAGES = 1_000  # open staff streams followed at most; more are served but not counted
+CLOSE_GRACE_SECONDS = 5.0  # a closed page still counts this long (at most the expiry): a reload opens a new one
 
 
 @dataclass
 class _Page:
     session: str  # the session token: only the page's own session may speak for it
     seen: float | None = None  # clock time it last said it was visible (None: not yet)
+    closed: float | None = None  # clock time its stream ended
 
 
 class Listeners:
@@ -62,7 +65,7 @@ class Listeners:
         by then). False for a page not (or no longer) open in this session (its stream ended: the browser opens
         a new one and gets a new id)."""
         known = self._pages.get(page)
-        if known is None or known.session != session_token:
+        if known is None or known.session != session_token or known.closed is not None:
             return False
         if visible:
             known.seen = self._clock()
@@ -70,16 +73,23 @@ class Listeners:
         return True
 
     def close(self, page: str | None) -> None:
-        """The page's stream ended (page closed, reloaded, session expired, server stopping)."""
-        if page is not None and self._pages.pop(page, None) is not None:
+        """The page's stream ended (page closed, reloaded, session expired, server stopping): it stops counting
+        after the close grace (at once if it never said it was visible)."""
+        known = self._pages.get(page) if page is not None else None
+        if known is not None and known.closed is None:
+            known.closed = self._clock()
             self._recount()
 
     def expire(self) -> None:
-        """Stop counting pages not heard from within the expiry."""
+        """Stop counting pages not seen visible within the expiry, and closed ones past the close grace."""
         self._recount()
 
     def _recount(self) -> None:
-        deadline = self._clock() - self.expiry
+        now = self._clock()
+        deadline, grace = now - self.expiry, min(CLOSE_GRACE_SECONDS, self.expiry)
+        for page in [p for p, known in self._pages.items()
+                     if known.closed is not None and (known.seen is None or now >= known.closed + grace)]:
+            del self._pages[page]
         count = sum(1 for page in self._pages.values() if page.seen is not None and page.seen > deadline)
         if count != self.count:
             self.count = count
