@@ -51,6 +51,7 @@ class ConsoleLink:
         self._presence.arm(self._client)  # killed or cut off: the broker says "offline" for it
         self._listeners = 0  # staff pages that can hear a call (kiosk.console.listeners)
         self._announcing = threading.Lock()  # the latest count is the last one published
+        self._stopping = False
 
     def reply_topic(self, site: str) -> str:
         return events.reply_topic(self._config.prefix, site, self.client_name)
@@ -64,6 +65,8 @@ class ConsoleLink:
 
     def stop(self) -> None:
         """Say "offline" (retained presence), then disconnect."""
+        with self._announcing:  # nothing says "online" after this (a page closing while the server stops)
+            self._stopping = True
         self._presence.withdraw(self._client)
         for client in (self._client, self._calls):
             client.disconnect()
@@ -73,7 +76,8 @@ class ConsoleLink:
         """The presence says how many staff pages can hear a call now (kiosks count consoles with one or more)."""
         with self._announcing:
             self._listeners = count
-            self._presence.announce(self._client, count)  # not connected: the next connect announces it
+            if not self._stopping:
+                self._presence.announce(self._client, count)  # not connected: the next connect announces it
 
     def publish_command(self, site: str, kiosk: str, payload: dict) -> bool:
         """Publish a command with a v5 response topic and the command id as correlation data."""
@@ -94,7 +98,8 @@ class ConsoleLink:
             topics += [events.subscription(prefix, site, what="event/#"), self.reply_topic(site)]
         client.subscribe([(t, 1) for t in topics])
         with self._announcing:  # kiosks of these sites count this console while someone can hear it
-            self._presence.announce(client, self._listeners)
+            if not self._stopping:
+                self._presence.announce(client, self._listeners)
         log.info("console connected to the broker; watching sites %s", ", ".join(self._sites))
         self._post(LinkState(True))
 
