@@ -197,6 +197,10 @@ def components(topics: Topics) -> dict[str, dict[str, Any]]:
                    "json_attributes_template": _when_online("outage", "{'code': value_json.details.outage.code}"
                                                                       " | tojson", "{}"),
                    "icon": "mdi:cloud-alert", **available},
+        "consoles_online": {"platform": "sensor", "state_class": "measurement", "state_topic": topics.status,
+                            "value_template": _when_online("consoles_online", "value_json.details.consoles_online",
+                                                           "None"),
+                            "icon": "mdi:monitor-account", **available},
         "lamp": {"platform": "sensor", "device_class": "enum", "options": list(LAMP_PATTERNS),
                  "state_topic": topics.status, "value_template": _when_online("lamp", "value_json.details.lamp",
                                                                               "None"),

@@ -218,11 +218,13 @@ def test_every_template_renders_the_contract_s_payloads_without_an_undefined_nam
                                                                                         "cause": ""}
     assert json.loads(render("outage", "json_attributes_template", online)) == {"code": "101"}
     assert render("lamp", "value_template", online) == "reader_fault"
+    assert render("consoles_online", "value_template", online) == "0"
     # Offline, or online before the runtime said anything: nothing to show (HA ignores empty output, "None" is
     # unknown), never an undefined name.
     for payload in (lost, first_online):
         assert render("reader_fault", "value_template", payload) == render("outage", "value_template", payload) == ""
-        assert render("lamp", "value_template", payload) == render("call_state", "value_template", payload) == "None"
+        assert render("lamp", "value_template", payload) == render("call_state", "value_template", payload) == \
+            render("consoles_online", "value_template", payload) == "None"
         assert render("open_call", "value_template", payload) == ""
         assert render("reader_fault", "json_attributes_template", payload) == "{}"
     assert render("catalogue_version", "value_template", online) == "cat-1"
@@ -411,6 +413,7 @@ def test_home_assistant_follows_a_kiosk_session(home_assistant, kiosk_dir, tmp_p
         ha.wait_for(ENTITIES["reader_fault"], lambda s: s["state"] == "off")
         ha.wait_for(ENTITIES["outage"], lambda s: s["state"] == "off")
         ha.wait_for(ENTITIES["call_state"], lambda s: s["state"] == "none")
+        ha.wait_for(ENTITIES["consoles_online"], lambda s: s["state"] == "0")  # no console in this test
         _lamp_follows(ha)
         beat = json.loads(_next_message(ha.broker, TOPICS.event(events.HEARTBEAT)))["data"]
         clock = {True: "on", False: "off", None: "unknown"}[beat["clock_synchronized"]]
