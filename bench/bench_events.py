@@ -22,10 +22,10 @@ import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kiosk import events  # noqa: E402
-from kiosk.config import config_from_dict  # noqa: E402
-from kiosk.link import WINDOW, EventLink  # noqa: E402
-from tests.rigs.mosquitto import DEFAULT_CONFIG, Broker  # noqa: E402
+from kiosk import events
+from kiosk.config import config_from_dict
+from kiosk.link import WINDOW, EventLink
+from tests.rigs.mosquitto import DEFAULT_CONFIG, Broker
 
 DATA = {"outcome": "unreadable_card", "code": None, "hints": ["move_closer"]}
 

@@ -19,13 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from smartcard import scard  # noqa: E402
+from smartcard import scard
 
-from hardware.readers.contract import Presented, ProbeOptions, ReaderStatus  # noqa: E402
-from hardware.readers.cards import PROFILES  # noqa: E402
-from hardware.readers.pcsc import PcscReader  # noqa: E402
-from kiosk.precheck import classify  # noqa: E402
-from tests.rigs.pcsc import LOCK_PATH, Pcscd, VirtualCard, pcsc_rig_missing, reader_name, wait_until_empty  # noqa: E402
+from hardware.readers.cards import PROFILES
+from hardware.readers.contract import Presented, ProbeOptions, ReaderStatus
+from hardware.readers.pcsc import PcscReader
+from kiosk.precheck import classify
+from tests.rigs.pcsc import LOCK_PATH, Pcscd, VirtualCard, pcsc_rig_missing, reader_name, wait_until_empty
 
 IDLE_SECONDS = 10.0
 POLL_SECONDS = 0.4  # pcscd asks vpcd for the ATR this often
@@ -118,10 +118,10 @@ def run(count: int) -> int:
     bare_thread.join(6)
 
     print(f"presentations: {count} (My Number card on pcscd + vpcd)")
-    print(f"bare SCardGetStatusChange (floor): p50 {statistics.median(floor):7.1f} ms  p95 {percentile(floor, .95):7.1f} ms")
-    print(f"PcscReader + probe + classify:     p50 {statistics.median(total):7.1f} ms  p95 {percentile(total, .95):7.1f} ms")
-    print(f"overhead above the floor:          p50 {statistics.median(overhead):7.1f} ms  p95 {percentile(overhead, .95):7.1f} ms"
-          f"  (target p95 <= 20 ms)")
+    for label, times, note in (("bare SCardGetStatusChange (floor):", floor, ""),
+                               ("PcscReader + probe + classify:", total, ""),
+                               ("overhead above the floor:", overhead, "  (target p95 <= 20 ms)")):
+        print(f"{label:35}p50 {statistics.median(times):7.1f} ms  p95 {percentile(times, .95):7.1f} ms{note}")
     print("largest overheads (ms):", " ".join(f"{v:.1f}" for v in sorted(overhead)[-8:]))
     print(f"ratio ours/floor at p50: {statistics.median(total) / statistics.median(floor):.3f}")
     print(f"CPU while waiting for a card: {idle_cpu:.3f} % of a core over {IDLE_SECONDS:.0f} s (target <= 1 %)")

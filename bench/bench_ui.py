@@ -67,7 +67,7 @@ def child(kind: str, seconds: float) -> None:
         from kiosk.effects import ShowScreen
 
         class ScreenOnly:
-            class flow:  # noqa: N801
+            class flow:
                 languages = ("ja", "en")
 
             catalogue = screen = None

@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kiosk.catalogue import load_catalogue  # noqa: E402
-from kiosk.config import VoiceSection  # noqa: E402
-from kiosk.locales import load_locales  # noqa: E402
-from kiosk.voice import ClipCache, scaled_wav, speech_text, synthesizer_for  # noqa: E402
+from kiosk.catalogue import load_catalogue
+from kiosk.config import VoiceSection
+from kiosk.locales import load_locales
+from kiosk.voice import ClipCache, scaled_wav, speech_text, synthesizer_for
 
 
 def median_ms(samples: list[float]) -> float:

@@ -57,7 +57,8 @@ def import_seed(text: str, source_name: str = SEED_NAME) -> dict:
                 raise SeedFormatError(f"{source_name}:{number}: code cell {code!r} is not three digits")
             if current is not None and current["code"] == code:  # the same code repeated on its own row
                 if (heading, message) != (current["heading"], current["message"]):
-                    raise SeedFormatError(f"{source_name}:{number}: code {code} repeated with a different heading or message")
+                    raise SeedFormatError(
+                        f"{source_name}:{number}: code {code} repeated with a different heading or message")
                 _add_condition(current, number, row)
                 continue
             if code in codes:

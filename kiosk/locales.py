@@ -200,7 +200,8 @@ STAFF_ONLY_FILES = ("doctor.json", "staff.json", "homeassistant.json")  # staff/
 def source_files(root: Path | None = None) -> list[str]:
     """The Japanese text files every translation mirrors (guidance.json, ui.json)."""
     folder = locales_dir(root) / SOURCE_LANG
-    return sorted(p.name for p in folder.glob("*.json") if p.name not in ("glossary.json", SOURCE_RECORD, *STAFF_ONLY_FILES))
+    skipped = ("glossary.json", SOURCE_RECORD, *STAFF_ONLY_FILES)
+    return sorted(p.name for p in folder.glob("*.json") if p.name not in skipped)
 
 
 def texts_of(code: str, name: str, root: Path | None = None) -> dict[str, str]:

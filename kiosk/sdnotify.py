@@ -128,7 +128,7 @@ class Watchdog:
         self._clock = clock
         now = clock()
         self._lock = threading.Lock()
-        self._last_beat = {name: now for name in workers}  # registration counts as a first beat
+        self._last_beat = dict.fromkeys(workers, now)  # registration counts as a first beat
         self._last_ping: float | None = None
         self._reported_stale: frozenset[str] = frozenset()
 

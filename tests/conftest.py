@@ -14,4 +14,7 @@ os.environ.setdefault("KIVY_NO_FILELOG", "1")
 os.environ.setdefault("KIVY_USE_DEFAULTCONFIG", "1")
 os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
 
-pytest_plugins: list[str] = ["tests.rigs.mosquitto", "tests.rigs.console", "tests.rigs.pcsc", "tests.rigs.kivy", "tests.rigs.nfc_udp", "tests.rigs.postgres", "tests.rigs.homeassistant", "tests.rigs.scard_faults"]  # each rig module adds itself, e.g. "tests.rigs.pcsc"
+# each rig module adds itself, e.g. "tests.rigs.pcsc"
+pytest_plugins: list[str] = ["tests.rigs.mosquitto", "tests.rigs.console", "tests.rigs.pcsc", "tests.rigs.kivy",
+                             "tests.rigs.nfc_udp", "tests.rigs.postgres", "tests.rigs.homeassistant",
+                             "tests.rigs.scard_faults"]

@@ -6,8 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kiosk.catalogue import (SECTION_ORDER, CatalogueError, UnknownCode, audit_against_source, load_catalogue,
-                             placeholders, skeleton)
+from kiosk.catalogue import (
+    SECTION_ORDER,
+    CatalogueError,
+    UnknownCode,
+    audit_against_source,
+    load_catalogue,
+    placeholders,
+    skeleton,
+)
 from kiosk.catalogue_import import SEED_NAME
 from kiosk.config import FacilitySection
 from kiosk.paths import catalogue_root
@@ -234,7 +241,8 @@ def test_steps_keep_their_structure(catalogue):
 
 
 def test_documents_are_split_and_collected_per_code(catalogue):
-    assert catalogue.get("101").documents == ["オンライン資格確認_運用時のヘルプガイド", "操作マニュアル(システム障害時編)"]
+    assert catalogue.get("101").documents == ["オンライン資格確認_運用時のヘルプガイド",
+                                              "操作マニュアル(システム障害時編)"]
     assert len(catalogue.get("009").documents) == 3
     assert catalogue.get("002").documents == []
 

@@ -42,7 +42,8 @@ def test_show_021_in_english_reads_as_patient_guidance(capsys):
     assert lines[0] == "021  Your smartphone could not be read"
     assert lines[1:4] == ["  1. Take your phone out of its case.",
                           "  2. If you have an Android phone, turn the screen off.",
-                          "  3. Hold the back of the phone, where it reads cards, over the card reader, slightly above it."]
+                          "  3. Hold the back of the phone, where it reads cards, over the card reader, "
+                          "slightly above it."]
     assert "For staff" in out and "スマートフォンケースを外す" in out
 
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from kiosk.catalogue_import import SEED_NAME, VERBATIM_NAME, SeedFormatError, import_seed, main, render
 from kiosk.paths import catalogue_root
 
-HEADER = "コード\tエラー区分 (見出し)\tメッセージ内容\tお調べください\t原因・対処法\t資料のリンク先\t機器・システム 障害発生有無 (暫定運用要否)"
+HEADER = ("コード\tエラー区分 (見出し)\tメッセージ内容\tお調べください\t原因・対処法\t資料のリンク先"
+          "\t機器・システム 障害発生有無 (暫定運用要否)")
 
 
 def row(*cells):

@@ -3,6 +3,7 @@ back over MQTT; the lamp on gpiozero's MockFactory; `kiosk run --headless` and `
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -127,7 +128,7 @@ def test_virtual_card_to_a_subscriber_then_a_staff_code_call_acknowledged_over_m
     lamp.clear_states()
     threading.Event().wait(1.3)
     states = [s.state for s in lamp.states]
-    assert len(states) >= 3 and all(a != b for a, b in zip(states, states[1:]))  # on/off/on...: blinking
+    assert len(states) >= 3 and all(a != b for a, b in itertools.pairwise(states))  # on/off/on...: blinking
 
     # 3. Staff acknowledge over MQTT → answered, the lamp steady, "staff is on the way" on screen.
     send_command(mosquitto, "acknowledge", {"call_id": call["data"]["call_id"]})
@@ -167,7 +168,7 @@ def test_kiosk_run_headless_process(tmp_path, virtual_card, mosquitto, mqtt_list
         card.remove()
     finally:
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
+        _out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err[-3000:]
     watcher.wait(lambda ms: payloads(watcher, TOPICS.status)[-1]["state"] == "offline")
 
@@ -176,7 +177,7 @@ def test_kiosk_run_with_a_bad_config_says_what_is_wrong(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text('[ui]\nfailures_before_call = 0\n')
     process = run_kiosk(["--config", str(config), "run", "--headless"], tmp_path)
-    out, err = process.communicate(timeout=60)
+    _out, err = process.communicate(timeout=60)
     assert process.returncode == EXIT_CONFIG  # no screen to show it on: systemd must not restart into it
     assert "failures_before_call" in err and "config.toml" in err and "Traceback" not in err
 
@@ -185,7 +186,7 @@ def test_kiosk_run_with_an_unknown_reader_backend_fails_clearly(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(f'[kiosk]\nstate_dir = "{tmp_path}"\n[reader]\nbackend = "usb-magic"\n')
     process = run_kiosk(["--config", str(config), "run", "--headless"], tmp_path)
-    out, err = process.communicate(timeout=60)
+    _out, err = process.communicate(timeout=60)
     assert process.returncode == EXIT_CONFIG
     assert "usb-magic" in err and "Traceback" not in err
 
@@ -202,7 +203,7 @@ def test_kiosk_demo_scenario_without_display_prints_events_and_publishes_them(tm
     printed = [line.split("  ", 1) for line in out.splitlines() if "/event/" in line]
     kinds = [topic.rsplit("/", 1)[1] for topic, _ in printed]
     assert "precheck" in kinds
-    precheck = json.loads(dict((k, d) for k, d in zip(kinds, (d for _, d in printed)))["precheck"])
+    precheck = json.loads(dict(zip(kinds, (d for _, d in printed), strict=False))["precheck"])
     assert precheck["outcome"] == "smartphone_iphone"
     watcher.wait(lambda ms: any(m.topic.endswith("/event/precheck") for m in ms))
 
@@ -299,7 +300,7 @@ def test_kiosk_run_with_screen_leaves_cleanly_on_sigterm(tmp_path, mosquitto, mq
         watcher.wait(lambda ms: payloads(watcher, TOPICS.event("lamp_status")), timeout=60)
     finally:
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
+        _out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err[-3000:]
     status = payloads(watcher, TOPICS.status)[-1]
     assert status["state"] == "offline" and status["details"] == {"reason": "stopped"}
@@ -338,7 +339,7 @@ def test_kiosk_run_gives_the_rule_tables_probe_settings_to_the_reader(tmp_path, 
         card.remove()
     finally:
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
+        _out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err[-3000:]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -91,7 +91,7 @@ class Harness:
         verify = None if pin_ok is None else (lambda pin: pin == pin_ok)
         self.flow = Flow(Book(), FlowTimings(**timings), languages=("ja", "en"), default_lang="ja",
                            verify_pin=verify, clock=self.clock,
-                           wall_clock=lambda: datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc),
+                           wall_clock=lambda: datetime(2026, 11, 25, 10, 0, tzinfo=UTC),
                            new_id=lambda: next(ids), **(voice or {}))
         self.effects = self.flow.start()
 
@@ -255,7 +255,7 @@ def test_lookup_of_a_staff_code_calls_staff(code, reason):
     assert h.emitted("call")[0].data["code"] == code
     assert h.last_screen().context["called"] is True
     assert h.lamps() == ["call"]
-    assert isinstance([e for e in h.effects if isinstance(e, SetCall)][0].call, Call)
+    assert isinstance(next(e for e in h.effects if isinstance(e, SetCall)).call, Call)
 
 
 def test_lookup_of_an_outage_code_enters_outage_and_calls_staff():
@@ -328,7 +328,7 @@ def test_call_button_acknowledge_resolve():
     assert h.last_screen().name == STAFF_COMING
     assert h.lamps() == ["acknowledged"]
     assert h.emitted("call_acknowledged")[0].data["call_id"] == "call-0"
-    set_call = [e for e in h.effects if isinstance(e, SetCall)][0]
+    set_call = next(e for e in h.effects if isinstance(e, SetCall))
     assert set_call.call.acknowledged
     h.send(cmd("resolve"))
     assert h.replies() == [(True, "resolved")]

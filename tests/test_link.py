@@ -2,7 +2,6 @@
 
 import json
 import queue
-import threading
 import time
 from dataclasses import replace
 
@@ -97,7 +96,7 @@ def test_presence_events_and_retained_call(mosquitto, mqtt_listener, link_factor
     assert [e["id"] for e in got] == ids and got[0]["seq"] < got[1]["seq"]
     for event in got:
         contract.validate_event(event)
-    call_message = [m for m in watcher.messages if "/event/call" in m.topic][0]
+    call_message = next(m for m in watcher.messages if "/event/call" in m.topic)
     assert 0 < call_message.properties.MessageExpiryInterval <= 900  # a stale call expires in queues
 
     late = mqtt_listener(mosquitto, TOPICS.call)  # a console that starts later sees the open call
@@ -115,8 +114,10 @@ def test_presence_events_and_retained_call(mosquitto, mqtt_listener, link_factor
     assert payloads(watcher, TOPICS.status)[-1]["details"] == {"reason": "stopped"}
 
 
-def send_command(broker, payload: bytes, response_topic=events.reply_topic("kiosk", SITE, "console"),
-                 correlation=b"corr-1"):
+CONSOLE_REPLIES = events.reply_topic("kiosk", SITE, "console")
+
+
+def send_command(broker, payload: bytes, response_topic=CONSOLE_REPLIES, correlation=b"corr-1"):
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTProtocolVersion.MQTTv5)
     client.connect(broker.host, broker.port)
     client.loop_start()
@@ -174,11 +175,11 @@ def test_commands_valid_posted_and_answered_bad_refused(mosquitto, mqtt_listener
 
     # replay memory survives a restart of the link
     link.stop()
-    link2, posted2 = link_factory(mosquitto.url)
+    _link2, posted2 = link_factory(mosquitto.url)
     posted2.next(LinkChanged)
     send_command(mosquitto, events.encode(good), correlation=b"again")
     again = replies.wait(lambda ms: any(m.properties.CorrelationData == b"again" for m in ms))
-    body = json.loads([m for m in again if m.properties.CorrelationData == b"again"][0].payload)
+    body = json.loads(next(m for m in again if m.properties.CorrelationData == b"again").payload)
     assert body["error"] == events.REPLAYED
     assert posted2.commands() == []
 
@@ -333,7 +334,7 @@ def test_full_outbox_drops_low_value_first_and_reports_it(mosquitto_factory, mqt
     posted.next(LinkChanged, timeout=15)
     got = watcher.wait(lambda ms: any(m.topic.endswith("/outbox_dropped") for m in ms)
                        and sum(m.topic.endswith("/event/call") for m in ms) == 10)
-    report = json.loads([m for m in got if m.topic.endswith("/outbox_dropped")][0].payload)
+    report = json.loads(next(m for m in got if m.topic.endswith("/outbox_dropped")).payload)
     contract.validate_event(report)
     assert report["data"] == {"count": 30, "by_kind": {"reader_status": 30}, "total": 30}
     calls = [json.loads(m.payload) for m in got if m.topic.endswith("/event/call")]
@@ -344,7 +345,7 @@ def test_unanswered_command_times_out_and_a_late_reply_is_ignored(mosquitto, mqt
                                                                   monkeypatch):
     monkeypatch.setattr("kiosk.link.COMMAND_TIMEOUT", 0.5)
     replies = mqtt_listener(mosquitto, "kiosk/s1/reply/#")
-    link, posted = link_factory(mosquitto.url)
+    _link, posted = link_factory(mosquitto.url)
     posted.next(LinkChanged)
     send_command(mosquitto, events.encode(events.command_payload("reload_catalogue", {}, kiosk=KIOSK)))
     command = posted.next(Command)
@@ -360,7 +361,7 @@ def test_heartbeat_carries_outbox_stats(mosquitto, mqtt_listener, link_factory, 
     monkeypatch.setattr("kiosk.clock.synchronized", lambda: False)  # a Pi just booted, NTP not yet answered
     watcher = mqtt_listener(mosquitto, TOPICS.event("heartbeat"))
     status = mqtt_listener(mosquitto, TOPICS.status)
-    link, posted = link_factory(mosquitto.url, heartbeat_seconds=0.2)
+    _link, _posted = link_factory(mosquitto.url, heartbeat_seconds=0.2)
     beats = [json.loads(m.payload) for m in watcher.wait(lambda ms: len(ms) >= 2)]
     assert beats[0]["data"]["clock_synchronized"] is False
     online = json.loads(status.wait(lambda ms: len(ms) >= 1)[0].payload)
@@ -381,7 +382,7 @@ def test_a_silent_server_is_given_up_and_retried(tmp_path, link_factory, monkeyp
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)  # accepts TCP (the kernel does), never speaks MQTT
     try:
-        link, posted = link_factory(f"mqtt://127.0.0.1:{silent.getsockname()[1]}")
+        link, _posted = link_factory(f"mqtt://127.0.0.1:{silent.getsockname()[1]}")
         assert wait_until(lambda: "no answer to CONNECT" in (link.stats().last_error or ""))
         assert not link.stats().connected
     finally:

@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -201,7 +200,7 @@ def test_bridge_sample_forwards_to_central_and_commands_come_back(mosquitto_fact
         central_view.wait(lambda ms: any(m.topic == "kiosk/s1/k1/status" for m in ms), timeout=15)
         event_id = link.emit("call", {"call_id": "c1", "reason": "staff_code", "code": "101", "audience": "staff"})
         got = central_view.wait(lambda ms: any(m.topic == "kiosk/s1/k1/event/call" for m in ms))
-        assert json.loads([m for m in got if m.topic == "kiosk/s1/k1/event/call"][0].payload)["id"] == event_id
+        assert json.loads(next(m for m in got if m.topic == "kiosk/s1/k1/event/call").payload)["id"] == event_id
 
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTProtocolVersion.MQTTv5)
         client.connect(central.host, central.port)

@@ -46,7 +46,7 @@ def test_malformed_stored_hash_never_matches_and_never_raises(stored):
 
 def test_tampered_hash_does_not_verify():
     stored = hash_secret("4821")
-    scheme, log2_n, r, p, salt, digest = stored.split("$")
+    scheme, log2_n, r, p, _salt, digest = stored.split("$")
     other_salt = hash_secret("x").split("$")[4]
     assert not verify_secret("4821", "$".join([scheme, log2_n, r, p, other_salt, digest]))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import threading
 import time
 from types import SimpleNamespace
@@ -16,7 +18,7 @@ from hardware.signals import Signals
 from kiosk.config import Config
 from kiosk.effects import Call
 from kiosk.flow import CodeFacts
-from kiosk.messages import CallButton, Command, LookupEntered, PinEntered, ResetButton, Tap
+from kiosk.messages import CallButton, Command, ConsolesChanged, LookupEntered, PinEntered, ResetButton, Tap
 from kiosk.passwords import hash_secret
 from kiosk.runtime import CatalogueCodebook, Runtime
 from kiosk.vocabulary import CALLING, IDLE, LOOKUP_RESULT, RESULT, STAFF, STAFF_COMING
@@ -85,6 +87,10 @@ class RecordingLink:
     def stop(self):
         self.stopped = True
 
+    @property
+    def alive(self):  # the runtime's supervisor restarts a link whose thread died
+        return self.started and not self.stopped
+
     def emit(self, kind, data, at=None):
         self.events.add((kind, data))
         return "id"
@@ -102,7 +108,9 @@ class RecordingLink:
 def staff_command(name: str, args: dict[str, Any] | None = None) -> tuple[Command, Recorder]:
     """A real kiosk.messages.Command and the Recorder its replies land in."""
     replies = Recorder()
-    return Command(f"test-{name}", name, dict(args or {}), reply=lambda answer: replies.add((answer.ok, answer.detail))), replies
+    command = Command(f"test-{name}", name, dict(args or {}),
+                      reply=lambda answer: replies.add((answer.ok, answer.detail)))
+    return command, replies
 
 
 @pytest.fixture
@@ -151,7 +159,7 @@ def test_card_on_the_sim_reader_reaches_the_result_screen_and_a_precheck_event(k
     k.reader.present("transit_card")
     shown = k.screen.shown.wait_for(lambda s: s.name == RESULT)
     assert shown.context["outcome"] == "not_mynumber" and shown.context["code"] == "002"
-    kind, data = k.link.events.wait_for(lambda e: e[0] == "precheck")
+    _kind, data = k.link.events.wait_for(lambda e: e[0] == "precheck")
     assert data["outcome"] == "not_mynumber" and data["code"] == "002"
     seen = len(k.screen.shown.items)
     k.reader.remove()
@@ -162,10 +170,11 @@ def test_card_on_the_sim_reader_reaches_the_result_screen_and_a_precheck_event(k
 def test_lookup_of_a_staff_code_calls_staff_and_blinks_the_lamp_then_acknowledge(kiosk):
     k = kiosk()
     k.screen.shown.wait_for(lambda s: s.name == IDLE)
+    k.runtime.post(ConsolesChanged(1))  # a staff console listens: the lamp blinks "call", not "no_console"
     k.runtime.post(Tap("lookup"))
     k.runtime.post(LookupEntered("013"))
     k.screen.shown.wait_for(lambda s: s.name == LOOKUP_RESULT and s.context["called"])
-    kind, call = k.link.events.wait_for(lambda e: e[0] == "call")
+    _kind, call = k.link.events.wait_for(lambda e: e[0] == "call")
     assert call["reason"] == "staff_code" and call["code"] == "013"
     assert isinstance(k.link.calls[-1], Call)
     k.screen.lamps.wait_for(lambda p: p == "call")
@@ -191,7 +200,7 @@ def test_physical_call_button_and_reset_button(kiosk, factory):
     time.sleep(0.1)
     factory.pin(22).drive_low()
     factory.pin(22).drive_high()
-    kind, data = k.link.events.wait_for(lambda e: e[0] == "call_resolved")
+    _kind, data = k.link.events.wait_for(lambda e: e[0] == "call_resolved")
     assert data["by"] == "reset_button"
     assert k.link.calls[-1] is None
 
@@ -199,7 +208,7 @@ def test_physical_call_button_and_reset_button(kiosk, factory):
 def test_reader_unplug_is_reported_and_shows_the_fault_lamp(kiosk):
     k = kiosk()
     k.reader.unplug()
-    kind, data = k.link.events.wait_for(lambda e: e[0] == "reader_status" and not e[1]["available"])
+    _kind, data = k.link.events.wait_for(lambda e: e[0] == "reader_status" and not e[1]["available"])
     assert data["detail"] == "simulated unplug"
     k.screen.lamps.wait_for(lambda p: p == "reader_fault")
 
@@ -313,7 +322,7 @@ def test_a_crashing_reader_thread_shows_as_a_reader_fault(kiosk):
             raise RuntimeError("driver bug")
 
     k = kiosk(reader=Broken())
-    kind, data = k.link.events.wait_for(lambda e: e[0] == "reader_status")
+    _kind, data = k.link.events.wait_for(lambda e: e[0] == "reader_status")
     assert data == {"available": False, "detail": "reader thread failed", "cause": "driver_error",
                     "params": {"reader": "reader thread"}}
     k.screen.lamps.wait_for(lambda p: p == "reader_fault")
@@ -357,10 +366,8 @@ def test_a_hung_reader_stops_the_watchdog_pings_though_its_thread_is_alive(tmp_p
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
             systemd.settimeout(left)
-            try:
+            with contextlib.suppress(TimeoutError):
                 received.append((time.monotonic(), systemd.recv(4096).decode()))
-            except TimeoutError:
-                pass
 
     notifier = Notifier.from_environ({"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "1000000"})
     config = Config.model_validate({"kiosk": {"state_dir": str(tmp_path)}})
@@ -398,4 +405,4 @@ def test_reader_lamp_and_outage_state_go_to_the_link_when_they_change(kiosk):
     k.runtime.post(staff_command("outage_enter", {"code": "950"})[0])
     k.link.states.wait_for(lambda s: s["outage"] == {"active": True, "code": "950"} and s["lamp"] == "outage")
     states = list(k.link.states.items)
-    assert all(a != b for a, b in zip(states, states[1:]))  # only changes are passed on
+    assert all(a != b for a, b in itertools.pairwise(states))  # only changes are passed on

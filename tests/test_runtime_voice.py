@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import pytest
 
@@ -29,7 +30,7 @@ SPOKEN = "スタッフを呼んでいます。"
 
 class Catalogue:
     version = "t"
-    codes: dict = {}
+    codes: ClassVar[dict[str, object]] = {}
 
     def nearest(self, code):
         return []
@@ -102,7 +103,7 @@ def test_returning_to_idle_silences_the_voice(tmp_path):
 
 
 def test_mute_and_volume_from_staff_mode_are_honoured_and_kept(tmp_path):
-    runtime, screen, finished = make_runtime(tmp_path, "null")
+    runtime, screen, _finished = make_runtime(tmp_path, "null")
     try:
         tap(runtime, "staff_gesture")
         runtime._dispatch(PinEntered("2468"))

@@ -1,5 +1,6 @@
 """`kiosk run --headless` as systemd runs it (Type=notify, WatchdogSec): a real notify socket, a real broker."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -34,10 +35,8 @@ class NotifySocket:
             remaining = deadline - time.monotonic()
             assert remaining > 0, f"no {text!r} within {timeout} s; got {self.messages}"
             self.sock.settimeout(remaining)
-            try:
+            with contextlib.suppress(TimeoutError):
                 self.messages.append((time.monotonic(), self.sock.recv(4096).decode()))
-            except TimeoutError:
-                pass
 
     def count(self, text: str, after: float = 0.0) -> int:
         return sum(1 for arrived, message in self.messages if arrived > after and text in message.splitlines())

@@ -12,7 +12,8 @@ import pytest
 from kiosk.cli.run import EXIT_CONFIG
 
 SYSTEMD = Path(__file__).resolve().parent.parent / "systemd"
-UNITS = {"kiosk.service": 2.5, "kiosk-console.service": 2.0, "kiosk-recorder.service": 2.0}  # the highest exposure each may have
+# the highest exposure each may have
+UNITS = {"kiosk.service": 2.5, "kiosk-console.service": 2.0, "kiosk-recorder.service": 2.0}
 DROP_INS = ["kms.conf", "labwc.conf"]
 
 needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")

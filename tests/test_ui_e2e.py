@@ -4,6 +4,8 @@ a staff acknowledge over MQTT → the lamp steady and "staff is on the way" on t
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from kiosk import events
@@ -49,7 +51,7 @@ def test_card_to_subscriber_then_staff_code_by_touch_and_acknowledge_on_screen(
     lamp.clear_states()
     assert ui.offscreen.wait_for(lambda: len(lamp.states) >= 3, 5)
     states = [s.state for s in lamp.states]
-    assert all(a != b for a, b in zip(states, states[1:])), states  # on, off, on…: blinking
+    assert all(a != b for a, b in itertools.pairwise(states)), states  # on, off, on…: blinking
 
     send_command(mosquitto, "acknowledge", {"call_id": call["call_id"]})
     assert ui.offscreen.wait_for(lambda: ui.runtime.lamp.pattern == "acknowledged", 10)

@@ -191,7 +191,7 @@ def test_a_broken_ui_file_is_named_in_the_error(tmp_path):
     with pytest.raises(LocaleError, match=r"en/ui.json: \[button.call\] must be a string"):
         UiTexts(root)
     (root / "locales" / "en" / "ui.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(LocaleError, match="en/ui.json: not valid JSON"):
+    with pytest.raises(LocaleError, match=r"en/ui\.json: not valid JSON"):
         UiTexts(root)
 
 

@@ -52,7 +52,7 @@ def test_the_speaker_button_reads_the_result_aloud_through_the_sink(kiosk_ui_fac
 @needs_voice
 def test_a_lookup_result_speaks_its_guidance_item(kiosk_ui_factory, tmp_path):
     """The clip `kiosk voice build` makes at install time for the item is the one the button plays."""
-    ui, out, finished = voiced_kiosk(kiosk_ui_factory, tmp_path)
+    ui, _out, finished = voiced_kiosk(kiosk_ui_factory, tmp_path)
     ui.tap_target("lookup")
     ui.wait_screen("lookup")
     for digit in "021":

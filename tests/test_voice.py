@@ -52,7 +52,8 @@ def make_voice(tmp_path: Path, sink: FifoSink | None, **settings) -> tuple[Voice
 
 
 def test_speech_text_ends_every_part_as_a_sentence():
-    assert speech_text("暗証番号がちがいます", ["もう一度入力してください。"]) == "暗証番号がちがいます。\n\nもう一度入力してください。"
+    assert (speech_text("暗証番号がちがいます", ["もう一度入力してください。"])
+            == "暗証番号がちがいます。\n\nもう一度入力してください。")
     assert speech_text("Wrong PIN", ["Try again.", " "]) == "Wrong PIN.\n\nTry again."
 
 
@@ -121,7 +122,7 @@ def test_interrupted_before_start_plays_nothing(tmp_path):
 @needs_espeak
 @pytest.mark.parametrize("settings", [{"muted": True}, {"volume": 0.0}, {"enabled": False}])
 def test_nothing_plays_or_is_synthesised_when_muted_silent_or_disabled(tmp_path, settings):
-    voice, finished = make_voice(tmp_path, None, **settings)
+    voice, _finished = make_voice(tmp_path, None, **settings)
     assert not voice.available("en")  # no speaker button
     assert voice.say("Hello", "en") is False
     assert not (tmp_path / "clips").exists()
@@ -203,7 +204,8 @@ def test_a_clause_the_engine_aborts_on_is_spoken_in_pieces(tmp_path):
     cache = ClipCache(tmp_path)
     rate, pcm = wav_samples(cache.clip(ESpeakNg(shutil.which("espeak-ng"), "my"), text))
     assert len(pcm) / rate > 3.0 and max(map(abs, pcm)) > 1000
-    assert [p.name for p in tmp_path.iterdir()] == [cache.path_for(ESpeakNg(shutil.which("espeak-ng"), "my"), text).name]
+    expected = cache.path_for(ESpeakNg(shutil.which("espeak-ng"), "my"), text).name
+    assert [p.name for p in tmp_path.iterdir()] == [expected]
 
 
 def test_build_names_a_broken_languages_file_instead_of_crashing(tmp_path, monkeypatch, capsys):

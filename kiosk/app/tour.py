@@ -74,8 +74,10 @@ def play(runtime, reader, out_dir: Path, languages: tuple[str, ...] = ("ja", "en
                     runtime.post(message)
                 # a shot must be in its language (staff screens have none); going home resets the language
                 in_lang = not shoot or screen in (STAFF, STAFF_PIN)
-                if not kiosk.wait_for(lambda: app.view is not None and app.view.screen == screen
-                                      and (in_lang or app.lang == lang), WAIT_SECONDS):
+                def arrived(screen: str = screen, in_lang: bool = in_lang, lang: str = lang) -> bool:
+                    return app.view is not None and app.view.screen == screen and (in_lang or app.lang == lang)
+
+                if not kiosk.wait_for(arrived, WAIT_SECONDS):
                     log.warning("tour: %s did not reach %s in %s s", label, screen, WAIT_SECONDS)
                     continue
                 if shoot:

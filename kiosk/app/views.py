@@ -149,7 +149,7 @@ def build_view(name: str, lang: str, context: Mapping[str, Any], texts: UiTexts,
         log.exception("screen %r could not be built from its context; showing the idle screen", name)
         view = _idle(t, {}, guidance)
     if speaker:
-        view = _with(view, actions=view.actions + (Action(SPEAK, t("button.speak"), "plain"),))
+        view = _with(view, actions=(*view.actions, Action(SPEAK, t("button.speak"), "plain")))
     if view.screen == IDLE:
         modes = display or {}
         view = _with(view, choices=tuple(Action(f"display:{mode}", t(f"display.{mode}"),
@@ -161,7 +161,7 @@ def build_view(name: str, lang: str, context: Mapping[str, Any], texts: UiTexts,
     if len(others) <= MAX_LANGUAGE_BUTTONS:
         return _with(view, languages=others)
     direct = tuple(a for a in others if a.lang in PINNED_LANGUAGES)[:MAX_LANGUAGE_BUTTONS - 1]
-    return _with(view, languages=direct + (Action(LANGUAGE_MENU, t("lang.picker"), "primary"),), language_menu=others)
+    return _with(view, languages=(*direct, Action(LANGUAGE_MENU, t("lang.picker"), "primary")), language_menu=others)
 
 
 class _Texts:

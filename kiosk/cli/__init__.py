@@ -15,7 +15,9 @@ from pathlib import Path
 
 from kiosk.config import Config, ConfigError, load_config
 
-SUBCOMMAND_MODULES: tuple[str, ...] = ("console", "run", "catalogue", "watch", "precheck", "voice", "locales", "doctor", "recorder", "report")  # each sub-command module adds its name here
+# each sub-command module adds its name here
+SUBCOMMAND_MODULES: tuple[str, ...] = ("console", "run", "catalogue", "watch", "precheck", "voice", "locales", "doctor",
+                                       "recorder", "report")
 
 
 def add_network_options(parser: argparse.ArgumentParser) -> None:

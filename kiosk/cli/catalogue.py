@@ -130,7 +130,8 @@ def _print_entry(catalogue, entry, guidance, facility) -> None:
     print("  (" + "; ".join(extras) + ")")
     print()
     print(f"For staff — official text ({entry.code} {entry.title}; {' '.join(f'【{t}】' for t in entry.tags)}; "
-          f"audience: {entry.audience}; {'system failure: interim operation' if entry.outage else 'no system failure'})")
+          f"audience: {entry.audience}; "
+          f"{'system failure: interim operation' if entry.outage else 'no system failure'})")
     print(f"  画面のメッセージ: {entry.format_message()}")
     for number, condition in enumerate(entry.conditions, start=1):
         flag = "○ 障害・暫定運用" if condition.outage else "-"
@@ -157,7 +158,8 @@ def run_validate(args: argparse.Namespace) -> int:
     try:
         fresh = catalogue_import.render(catalogue_import.import_seed(seed.read_text(encoding="utf-8")))
         if fresh != (catalogue.root / catalogue_import.VERBATIM_NAME).read_text(encoding="utf-8"):
-            problems.append(f"{catalogue_import.VERBATIM_NAME}: out of date with the seed; run `kiosk catalogue import`")
+            problems.append(f"{catalogue_import.VERBATIM_NAME}: out of date with the seed; "
+                            "run `kiosk catalogue import`")
     except (OSError, UnicodeDecodeError, catalogue_import.SeedFormatError) as exc:
         problems.append(f"{seed}: {exc}")
     if problems:

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ MARKUP = re.compile(r"\[/?(?:b|i|u|s|color|size|font|sub|sup|ref|anchor)(?:=[^\]
 STAFF_PIN = "2468"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rendering(font_name: str, char: str) -> tuple[tuple[int, int], bytes]:
     from kivy.core.text import Label as CoreLabel
 
