@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up and run from a clean clone, as root on Debian 12 / Raspberry Pi OS bookworm:
 #   ./dev.sh demo   the simulated kiosk (no hardware needed)
-#   ./dev.sh test   the whole test suite against real pcscd, mosquitto, Kivy and Chromium
+#   ./dev.sh test   static checks (ruff, mypy), then the whole test suite against real pcscd, mosquitto, Kivy,
+#                   Chromium, PostgreSQL, debootstrap roots (arm64 under qemu) and Home Assistant
+#   ./dev.sh lint   the static checks alone
 # Extra arguments go to the demo or to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -38,6 +40,17 @@ setup_venv() {
     fi
 }
 
+# ruff (style and bug patterns) and mypy (types; strict on the pure core), as configured in pyproject.toml.
+static_checks() {
+    local status=0
+    echo "dev.sh: ruff check" >&2
+    .venv/bin/ruff check kiosk hardware tests bench || status=1
+    echo "dev.sh: mypy" >&2
+    .venv/bin/mypy || status=1
+    [ "$status" -eq 0 ] || echo "dev.sh: static checks failed" >&2
+    return "$status"
+}
+
 case "$action" in
     demo)
         install_debian_packages systemd/debian-packages.txt
@@ -48,12 +61,19 @@ case "$action" in
         install_debian_packages systemd/debian-packages.txt tests/debian-packages.txt
         setup_venv test
         status=0
-        .venv/bin/python -m pytest "$@" || status=$?
-        [ "$status" -eq 5 ] && { echo "dev.sh: no tests were collected" >&2; exit 1; }
+        static_checks || status=$?
+        tests=0
+        .venv/bin/python -m pytest "$@" || tests=$?
+        [ "$tests" -eq 5 ] && { echo "dev.sh: no tests were collected" >&2; tests=1; }
+        [ "$tests" -ne 0 ] && status=$tests
         exit "$status"
         ;;
+    lint)
+        setup_venv test
+        static_checks
+        ;;
     *)
-        echo "usage: ./dev.sh demo|test [ARGS...]" >&2
+        echo "usage: ./dev.sh demo|test|lint [ARGS...]" >&2
         exit 2
         ;;
 esac
