@@ -370,9 +370,15 @@ def assemble(tallies: Iterable[Tally], kiosk_tallies: Iterable[KioskTally], call
     periods = _empty_periods(first, last)
     kiosks: dict[tuple[str, str], Bucket] = defaultdict(lambda: Bucket("kiosk"))
 
-    def buckets_at(ts_ms: int) -> list[Bucket]:
-        day, week, month, hour = calendar.keys(ts_ms)
-        return [total, periods["day"][day], periods["week"][week], periods["month"][month], periods["hour"][hour]]
+    at_slot: dict[int, list[Bucket]] = {}
+
+    def buckets_at(ts_ms: int) -> list[Bucket]:  # the same for every instant of a 15-minute slot
+        found = at_slot.get(ts_ms // _SLOT_MS)
+        if found is None:
+            day, week, month, hour = calendar.keys(ts_ms)
+            found = at_slot[ts_ms // _SLOT_MS] = [total, periods["day"][day], periods["week"][week],
+                                                  periods["month"][month], periods["hour"][hour]]
+        return found
 
     for tally in tallies:
         if start_ms <= tally.when_ms < end_ms:
