@@ -22,7 +22,8 @@ else; the ~1.1 GB root is gone with one umount instead of minutes of deleting fi
 Home Assistant installs the requirements of the other integrations it loads on first start (PyPI, into the
 venv); some fail here (no ffmpeg, no libturbojpeg) and log errors of their own, which concern no test.
 
-Fixture: `home_assistant` (module scope) -> HomeAssistant (`.broker`, `.url`, `.username`, `.password`,
+Fixture: `home_assistant` (module scope) -> HomeAssistant (`.start()`/`.stop()` restart it, `.broker`, `.url`,
+`.username`, `.password`,
 `.states()`, `.state(entity_id)`, `.wait_for(entity_id, predicate)`, `.history(entity_id, since, predicate)`,
 `.template(text)`, `.add_automation(id, config)`, `.automation(id)`, `.dashboard_file`, `.log()`, `.mqtt_problems()`).
 """
@@ -102,6 +103,7 @@ class HomeAssistant:
         self.username, self.password = USERNAME, secrets.token_urlsafe(12)
         self.dashboard_file = self.config / f"{DASHBOARD}.yaml"
         self.proc: subprocess.Popen | None = None
+        self._earlier_log = ""
         self._write_config()
 
     # --- set-up ----------------------------------------------------------------------------------------------
@@ -189,6 +191,9 @@ logger:
     # --- running ---------------------------------------------------------------------------------------------
 
     def start(self) -> HomeAssistant:
+        """Start (or restart) Home Assistant; returns once its MQTT integration is loaded. The log of an earlier
+        run is kept (Home Assistant moves it aside on start) so `log()` covers every run."""
+        self._earlier_log += self.log()
         out = (self.root / "ha.out").open("ab")
         self.proc = subprocess.Popen(
             ["chroot", str(self.root), f"{VENV}/bin/python", "-m", "homeassistant", "--config", CONFIG_DIR,
@@ -277,8 +282,9 @@ logger:
         raise AssertionError(f"{entity_id}'s history never matched; last: {states}")
 
     def log(self) -> str:
+        """Home Assistant's log of this run, after those of the runs before (restarts)."""
         path = self.config / "home-assistant.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self._earlier_log + (path.read_text(errors="replace") if path.exists() else "")
 
     def mqtt_problems(self) -> list[str]:
         """WARNING/ERROR lines of the MQTT integration, and template warnings (they name our templates)."""
