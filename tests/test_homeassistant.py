@@ -43,47 +43,22 @@ from tests.test_e2e_kiosk import KIOSK, SITE, TOPICS, config_file, run_kiosk, se
 REPO = Path(__file__).resolve().parent.parent
 ENTITIES = {key: ha_discovery.entity_id(config["platform"], TOPICS, key)
             for key, config in ha_discovery.components(TOPICS).items()}
+
+
+def _presenting(start_wait: float, *cards: tuple[str, float]) -> str:
+    """A sim reader scenario (kiosk.scenarios): wait, then each (card, seconds after it) held for 1 s."""
+    steps = [f"[[steps]]\nwait = {start_wait}\n"]
+    steps += [f'[[steps]]\npresent = "{card}"\nhold = 1.0\nwait = {wait}\n' for card, wait in cards]
+    return "".join(steps)
+
+
 # The session: a card, a phone, two wrong cards (a call, escalated twice within seconds), then, while the test
 # acknowledges, resolves and plays the outage commands, the reader unplugged for good (the test ends with SIGKILL).
-SESSION = """
-[[steps]]
-wait = 2.0
-[[steps]]
-present = "mynumber_card"
-hold = 1.0
-wait = 3.0
-[[steps]]
-present = "iphone"
-hold = 1.0
-wait = 3.0
-[[steps]]
-present = "transit_card"
-hold = 1.0
-wait = 3.0
-[[steps]]
-present = "credit_card"
-hold = 1.0
-wait = 30.0
-[[steps]]
-unplug = 3600.0
-"""
+SESSION = _presenting(2.0, ("mynumber_card", 3.0), ("iphone", 3.0), ("transit_card", 3.0), ("credit_card", 30.0)) \
+    + "[[steps]]\nunplug = 3600.0\n"
 # The browser test's kiosk: a card, two wrong cards, an open call escalated once; then idle.
-SHOWCASE = """
-[[steps]]
-wait = 1.0
-[[steps]]
-present = "mynumber_card"
-hold = 1.0
-wait = 3.0
-[[steps]]
-present = "transit_card"
-hold = 1.0
-wait = 3.0
-[[steps]]
-present = "credit_card"
-hold = 1.0
-wait = 3600.0
-"""
+SHOWCASE = _presenting(1.0, ("mynumber_card", 3.0), ("transit_card", 3.0), ("credit_card", 3600.0))
+# [mqtt] options after ha_discovery, then the sections the tests vary.
 KIOSK_OPTIONS = """ha_language = "ja"
 heartbeat_seconds = 1
 [ui]
