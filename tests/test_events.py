@@ -211,3 +211,15 @@ def test_asyncapi_document_is_valid_asyncapi_3():
     assert problems == []
     assert set(document["channels"]["event"]["parameters"]["kind"]["enum"]) == set(events.EVENT_KINDS)
     assert set(document["channels"]["event"]["messages"]) == set(events.EVENT_KINDS)
+
+
+def test_the_published_command_names_and_arguments_are_the_code_s():
+    """A new command is added to events.COMMAND_NAMES / COMMAND_ARGS and to the contract's Command schema together:
+    same names, and every name has its `args` rule there (a command without one would accept any args)."""
+    import yaml
+
+    command = yaml.safe_load(contract.ASYNCAPI.read_text(encoding="utf-8"))["components"]["schemas"]["Command"]
+    assert set(command["properties"]["name"]["enum"]) == set(events.COMMAND_NAMES) == set(events.COMMAND_ARGS)
+    ruled = [rule["if"]["properties"]["name"] for rule in command["allOf"]]
+    names = [name for rule in ruled for name in rule.get("enum", [rule.get("const")])]
+    assert sorted(names) == sorted(events.COMMAND_NAMES)  # each command's args rule once
