@@ -470,3 +470,19 @@ def test_a_kiosk_row_is_resent_for_last_seen_alone_only_every_fifteen_seconds():
     assert event(4, 14.5, "lamp_status", {"pattern": "call"}) == ["kiosk"]  # anything else: at once
     assert event(5, 30) == ["kiosk"]  # and last_seen again after 15 s
     assert state.kiosks[(SITE, KIOSK)].last_seen == (start + timedelta(seconds=30)).isoformat(timespec="seconds")
+
+
+def test_every_refusal_the_console_can_answer_has_its_text_in_both_languages():
+    """`Refused("x", status)` / `CommandRefused("x", ...)` answer `{error, message}` with `error.x`: a router
+    added without its text would answer 500 instead (recipe "add a console page/router" in docs/design.md)."""
+    import re
+    from pathlib import Path
+
+    import kiosk.console
+
+    source = "\n".join(p.read_text(encoding="utf-8") for p in Path(kiosk.console.__file__).parent.rglob("*.py"))
+    errors = set(re.findall(r"Refused\(\s*\"([a-z_]+)\"", source)) | {"login_required", "session_expired"}
+    assert {"csrf", "display_only", "unknown_kiosk"} <= errors  # the scan finds what it should
+    strings = load_strings()
+    for lang in ("ja", "en"):
+        assert sorted(e for e in errors if f"error.{e}" not in strings[lang]) == [], lang
