@@ -57,6 +57,7 @@ PATTERNS: dict[str, Pattern] = {
     "no_console": Pattern(0.25, (1, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0)),  # triple flash every 3 s: no console is up
 }
 LAMP_TEST = ("call", "outage", "acknowledged")  # shown in turn by Lamp.test(seconds)
+LAMP_TEST_SECONDS = 5  # a lamp test without `seconds` (the staff screen's button, the lamp_test command's default)
 
 
 def _expand(pattern: Pattern, base_step: float, seconds: float | None) -> Iterator[int]:
@@ -85,7 +86,7 @@ class Lamp:
         for listener in self.listeners:
             listener(pattern)
 
-    def test(self, seconds: float = 5.0) -> None:
+    def test(self, seconds: float = LAMP_TEST_SECONDS) -> None:
         """Every LAMP_TEST pattern in turn for `seconds` (in all), then the current pattern again."""
         self._play(LAMP_TEST, self.pattern, seconds / len(LAMP_TEST))
 

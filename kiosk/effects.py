@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kiosk.events import LAMP_TEST_SECONDS
-from kiosk.messages import Command
+from hardware.signals import LAMP_TEST_SECONDS
+
+if TYPE_CHECKING:  # annotations only: importing the effects (kiosk.app.offscreen does) loads no pydantic model
+    from kiosk.messages import Command
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kiosk.precheck import Verdict
+if TYPE_CHECKING:  # an annotation only: importing the messages loads no pydantic model
+    from kiosk.precheck import Verdict
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ IDLE_WAKE_SECONDS = 0.1  # how often the idle thread looks at `stop`
 class Step(BaseModel):
     """One scenario step: present an item for `hold` seconds, wait, or unplug the reader for a while."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # validators built at the first scenario loaded
     present: str | None = None
     hold: float = Field(default=1.5, ge=0)
     wait: float = Field(default=0.0, ge=0)
@@ -63,7 +63,7 @@ class Step(BaseModel):
 class Scenario(BaseModel):
     """A script for the simulated reader: `steps` in order (once, or forever when `repeat`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     description: str = ""
     repeat: bool = False
     steps: list[Step] = Field(min_length=1)
