@@ -32,7 +32,8 @@ from kiosk.jsondata import load_json
 from kiosk.locales import locales_dir
 from kiosk.recorder.store import Store
 
-ROUTER_MODULES = (auth, stream, calls, listening, reports)  # each has `router = APIRouter()`; add new concerns here
+# Each has `router = APIRouter()`; add new concerns here (recipe "add a console page/router" in docs/design.md).
+ROUTER_MODULES = (auth, stream, calls, listening, reports)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
