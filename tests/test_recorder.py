@@ -121,6 +121,19 @@ def test_malformed_or_mismatched_messages_are_not_records():
     assert record_of("kiosk", topic, events.encode({**good, "seq": 0}), 0) is None
     huge = {**good, "data": {"code": "011", "pad": "x" * 5000}}
     assert record_of("kiosk", topic, events.encode(huge), 0) is None
+    bad_kind = {**good, "kind": "Lookup/#"}
+    assert record_of("kiosk", "kiosk/site-1/k1/event/Lookup/#", events.encode(bad_kind), 0) is None
+
+
+def test_a_kind_this_version_does_not_know_is_kept_and_reports_ignore_it(tmp_path):
+    """A kiosk upgraded before its recorder: its new kinds are history too, not rejects."""
+    newer = {**envelope("lookup", {"code": "011", "known": True}), "kind": "zz_newer_kind"}
+    record = record_of("kiosk", "kiosk/site-1/k1/event/zz_newer_kind", events.encode(newer), 0)
+    assert record is not None and record["kind"] == "zz_newer_kind"
+    store = open_store(f"sqlite:///{tmp_path / 'h.sqlite3'}")
+    known = record_of("kiosk", "kiosk/site-1/k1/event/lookup", events.encode(envelope("lookup", {"code": "011"})), 0)
+    assert store.insert([record, known]) == 2
+    assert sorted(stored_ids(store)) == sorted([newer["id"], known["event_id"]])
 
 
 def publish(broker, messages: list[tuple[str, bytes]]) -> None:

@@ -48,7 +48,9 @@ class _Envelope(BaseModel):
 
     model_config = ConfigDict(extra="ignore", strict=True)
     id: str = Field(pattern=events.ID_PATTERN)
-    kind: str = Field(max_length=32)
+    # any well-formed kind, known or not: a kiosk upgraded before its recorder must not lose history (reports
+    # count only the kinds they know)
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
     kiosk: str = Field(pattern=events.ID_PATTERN)
     site: str = Field(pattern=events.ID_PATTERN)
     seq: int = Field(ge=1)
@@ -60,7 +62,7 @@ class _Envelope(BaseModel):
 def record_of(prefix: str, topic: str, payload: bytes, received_ms: int) -> dict[str, Any] | None:
     """The store row of one `event/<kind>` message, or None if it is not a well-formed event of that topic
     (wrong topic, not JSON, missing fields, a kind or site/kiosk that disagrees with the topic, a time
-    without a zone)."""
+    without a zone). A kind this version does not know is stored like any other (forward compatible)."""
     parsed = events.parse_topic(prefix, topic)
     if parsed is None or not parsed[2].startswith("event/"):
         return None
@@ -71,7 +73,7 @@ def record_of(prefix: str, topic: str, payload: bytes, received_ms: int) -> dict
     except (ValidationError, ValueError):
         return None
     if (envelope.site, envelope.kiosk, f"event/{envelope.kind}") != (site, kiosk, rest) \
-            or envelope.kind not in events.EVENT_KINDS or moment.tzinfo is None:
+            or moment.tzinfo is None:
         return None
     data = envelope.data
     encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
