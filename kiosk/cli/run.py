@@ -43,16 +43,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # --- the parts -------------------------------------------------------------------------------------------
 
 def _rules(config: Config) -> Any:
-    """The pre-check rule table, loaded once: its `[probe]` options go to the reader, the rest to the classifier."""
-    from kiosk.precheck import load_rules
+    """The pre-check rule table, loaded once: its `[probe]` options go to the reader, the rest to the classifier.
+    No `[reader] rules`: the shipped table, which kiosk.precheck validated when imported."""
+    from kiosk.precheck import DEFAULT_RULES, load_rules
 
-    return load_rules(config.reader.rules)  # None: the shipped table
+    return load_rules(config.reader.rules) if config.reader.rules else DEFAULT_RULES
 
 
-def _languages() -> tuple[str, ...]:
+def _ui_texts():
+    """Every language's UI texts (kiosk.app.texts.UiTexts), read and checked once: the runtime takes its languages
+    from them and the app its texts."""
     from kiosk.app.texts import UiTexts
 
-    return tuple(UiTexts().languages)
+    return UiTexts()
 
 
 def _catalogue_loader():
@@ -80,11 +83,13 @@ def _signals_factory(config: Config, pin_factory=None):
     return make
 
 
-def _build_runtime(config: Config, reader, rules, *, notifier=None, pin_factory=None):
-    """The runtime around `reader`, which must have been opened with `rules.probe_options()`."""
+def _build_runtime(config: Config, reader, rules, *, notifier=None, pin_factory=None, texts=None):
+    """The runtime around `reader`, which must have been opened with `rules.probe_options()`; its languages are
+    those of `texts` (a UiTexts; read now when not given)."""
     from kiosk.runtime import Runtime
 
-    return Runtime(config, reader=reader, catalogue_loader=_catalogue_loader, languages=_languages(),
+    languages = tuple((texts or _ui_texts()).languages)
+    return Runtime(config, reader=reader, catalogue_loader=_catalogue_loader, languages=languages,
                    signals_factory=_signals_factory(config, pin_factory), link_factory=_link_factory(config),
                    rules=rules, notifier=notifier)
 
@@ -135,7 +140,7 @@ def run_kiosk(args: argparse.Namespace) -> int:
         rules = _rules(config)
         reader = open_reader(config.reader.spec(), config.reader.name, rules.probe_options(),
                              load_scenario=load_scenario)
-        runtime = _build_runtime(config, reader, rules, notifier=notifier)
+        runtime = _build_runtime(config, reader, rules, notifier=notifier, texts=texts)
     except _data_errors() as exc:
         return _out_of_service(str(exc), headless=args.headless, fullscreen=fullscreen, notifier=notifier)
     except OSError as exc:
@@ -154,11 +159,10 @@ def run_kiosk(args: argparse.Namespace) -> int:
 def _screen_data():
     """The screen's own data (UI texts of every language, kiosk/display.json), read before the runtime starts so
     a broken file is an out-of-service screen rather than a crash; the UiTexts go to the app."""
-    from kiosk.app.texts import UiTexts
     from kiosk.display import load_display_modes
 
     load_display_modes()
-    return UiTexts()
+    return _ui_texts()
 
 
 def _out_of_service(problem: str, *, headless: bool, fullscreen: bool, notifier) -> int:
@@ -225,7 +229,8 @@ def run_demo(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario) if args.scenario else None
         rules = _rules(config)
         reader = SimReader(scenario=scenario, options=rules.probe_options())
-        runtime = _build_runtime(config, reader, rules, pin_factory=MockFactory())
+        texts = _ui_texts()
+        runtime = _build_runtime(config, reader, rules, pin_factory=MockFactory(), texts=texts)
     except _startup_errors() as exc:
         return _fail(f"cannot start the demo: {exc}")
     runtime.event_listeners.append(lambda kind, data: print_event(kind, data, config))
@@ -234,7 +239,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"kiosk demo: state in {config.kiosk.state_dir}, events to {config.mqtt.url} "
           f"(kept in the outbox while no broker answers); staff PIN {DEMO_PIN}", file=sys.stderr, flush=True)
     if display:
-        _kiosk_app(runtime, fullscreen=False, demo_reader=reader).run()
+        _kiosk_app(runtime, fullscreen=False, demo_reader=reader, texts=texts).run()
         return 0
     if scenario is not None:  # no display: play the scenario headless and print its events
         _stop_on_signals(runtime)
