@@ -183,3 +183,10 @@ def test_the_config_hands_signals_plain_pins():
     assert section.pins() == GpioPins(lamp=5, buzzer=6, call_button=None, reset_button=26, lamp_active_high=False,
                                       bounce_seconds=0.2)
     assert GpioSection().pins() == GpioPins(lamp=17, buzzer=None, call_button=27, reset_button=22)
+
+
+def test_the_lamp_draws_exactly_the_patterns_the_flow_names():
+    """hardware/ may not import kiosk/, so the lamp keeps its own table: it must match the vocabulary's words."""
+    from kiosk.vocabulary import LAMP_PATTERNS
+
+    assert set(PATTERNS) == set(LAMP_PATTERNS)
