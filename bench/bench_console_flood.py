@@ -26,10 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_console import (
-    PASSWORD,
     SITE,
     SimKiosk,
     client,
+    login_form,
     percentile,
     rss_kib,
     start_console,
@@ -39,21 +39,6 @@ from kiosk import events
 from tests.rigs.console import CHROMIUM, CHROMIUM_FLAGS
 
 BASELINE_KIOSKS, BASELINE_EVENTS = 50, 100
-# When each call card appears. Watches the call list only: an observer of the whole document (bench_console's)
-# would scan thousands of kiosk rows on every update and slow the page it measures.
-SEEN_RECORDER = """
-window.__seen = {};
-document.addEventListener("DOMContentLoaded", () => {
-  const box = document.getElementById("calls");
-  if (!box) return;
-  new MutationObserver(() => {
-    for (const card of box.querySelectorAll("article.call")) {
-      const id = card.dataset.callId;
-      if (id && !(id in window.__seen)) window.__seen[id] = Date.now() / 1000;
-    }
-  }).observe(box, {subtree: true, childList: true, attributes: true, attributeFilter: ["data-call-id"]});
-});
-"""
 
 
 @dataclass
@@ -101,12 +86,7 @@ def run_case(browser, kiosks: int, count: int, calls: int) -> Result:
         flood(broker.port, max(1, kiosks - 1), count, 0)
         time.sleep(1.0)  # the console has taken them in
 
-        context = browser.new_context(viewport={"width": 1366, "height": 900})
-        context.add_init_script(SEEN_RECORDER)
-        page = context.new_page()
-        page.goto(url + "/login")
-        page.fill("input[name=name]", "bench")
-        page.fill("input[name=password]", PASSWORD)
+        page = login_form(browser, url)
         started = time.monotonic()
         page.click("button[type=submit]")
         expect(page.locator("#kiosks tr[data-kiosk]")).to_have_count(kiosks, timeout=300_000)  # (CSP: no eval)
@@ -126,7 +106,7 @@ def run_case(browser, kiosks: int, count: int, calls: int) -> Result:
         background.join()
         seen = page.evaluate("window.__seen")
         rss = rss_kib(console.pid) / 1024
-        context.close()
+        page.context.close()
         statuses.disconnect()
         statuses.loop_stop()
         caller.client.disconnect()
