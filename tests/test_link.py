@@ -90,8 +90,10 @@ def test_presence_events_and_retained_call(mosquitto, mqtt_listener, link_factor
            link.emit("call", {"call_id": "c1", "reason": "patient_request", "code": None, "audience": "patient"})]
     call = Call(id="c1", reason="patient_request", code=None, audience="patient", since=events.timestamp())
     link.set_call(call)
+    # the link cleared the retained call when it connected (an empty payload); wait for c1's own publish, or a
+    # late subscriber could race it and receive it live (RETAIN 0) instead of as the retained message
     watcher.wait(lambda ms: sum(m.topic.startswith(TOPICS.base + "/event/") for m in ms) >= 2
-                 and any(m.topic == TOPICS.call for m in ms))
+                 and any(m.topic == TOPICS.call and m.payload for m in ms))
     got = [json.loads(m.payload) for m in watcher.messages if "/event/" in m.topic]
     assert [e["id"] for e in got] == ids and got[0]["seq"] < got[1]["seq"]
     for event in got:
