@@ -47,11 +47,15 @@ CALL_STATES = (NO_CALL, OPEN_CALL, ACKNOWLEDGED_CALL)
 
 ACKNOWLEDGE, RESOLVE, LAMP_TEST, RELOAD_CATALOGUE, OUTAGE_ENTER, OUTAGE_LEAVE = (
     "acknowledge", "resolve", "lamp_test", "reload_catalogue", "outage_enter", "outage_leave")
-COMMAND_NAMES = (ACKNOWLEDGE, RESOLVE, LAMP_TEST, RELOAD_CATALOGUE, OUTAGE_ENTER, OUTAGE_LEAVE)
+# resend_events: a recorder asks for the events the broker acknowledged after `after_seq` again (the kiosk's link
+# answers it from memory, the flow never sees it); see EventLink and docs/history.md.
+RESEND_EVENTS = "resend_events"
+COMMAND_NAMES = (ACKNOWLEDGE, RESOLVE, LAMP_TEST, RELOAD_CATALOGUE, OUTAGE_ENTER, OUTAGE_LEAVE, RESEND_EVENTS)
 MAX_COMMAND_BYTES = 4096
 MAX_PAYLOAD_BYTES = 64 * 1024  # a status, call, event or command response a subscriber will decode
 MAX_CORRELATION_BYTES = 256  # MQTT v5 correlation data a kiosk echoes back
 MAX_REPLY_PARAMS = 8  # placeholders of a response's detail_id text (names up to 64, values up to 200 chars)
+MAX_RESENT_BYTES = 48 * 1024  # events in one resend_events response, so the whole stays under MAX_PAYLOAD_BYTES
 MAX_JSON_DEPTH = 16  # nesting of arrays/objects in any inbound payload (the contract's payloads need 4)
 
 # Error codes in a command response (`error` field); `rejected` means the kiosk itself said no.
@@ -339,11 +343,15 @@ class NoArgs(CommandArgs):
     pass
 
 
+class ResendArgs(CommandArgs):
+    after_seq: int = Field(ge=0, description="a whole number, 0 or more (the highest `seq` the caller holds)")
+
+
 # The arguments of each command (docs/asyncapi.yaml, Command): the link checks what comes in over MQTT, the
 # flow checks what any caller hands it.
 COMMAND_ARGS: dict[str, type[CommandArgs]] = {
     ACKNOWLEDGE: CallArgs, RESOLVE: CallArgs, LAMP_TEST: LampTestArgs, RELOAD_CATALOGUE: NoArgs,
-    OUTAGE_ENTER: OutageArgs, OUTAGE_LEAVE: NoArgs}
+    OUTAGE_ENTER: OutageArgs, OUTAGE_LEAVE: NoArgs, RESEND_EVENTS: ResendArgs}
 
 
 def command_args(name: str, args: Mapping[str, Any], root: str = "") -> CommandArgs:
@@ -415,16 +423,21 @@ def parse_command(raw: bytes, kiosk: str) -> ParsedCommand:
 
 def response_payload(command_id: str | None, ok: bool, detail: str, *, kiosk: str,
                      error: str | None = None, time: str | None = None, detail_id: str | None = None,
-                     params: Mapping[str, str] | None = None) -> dict[str, Any]:
+                     params: Mapping[str, str] | None = None, resent: list[dict[str, Any]] | None = None,
+                     more: bool = False) -> dict[str, Any]:
     """The answer sent to the command's v5 response topic, with its correlation data. `detail_id` names the
     staff text that says it (`reply.<detail_id>` in catalogue/locales/<ja|en>/staff.json; the error code when
     not given) and `params` fill its placeholders, so a console shows it in its viewer's language; `detail`
-    stays one English line for logs and older consoles."""
+    stays one English line for logs and older consoles. `resent` (resend_events only): the event envelopes
+    sent again, oldest first, as `events`; `more`: further ones did not fit (ask again after the last seq)."""
     error = None if ok else (error or REJECTED)
-    return {"id": command_id, "kiosk": kiosk, "ok": ok, "error": error,
-            "detail": detail[:500], "detail_id": detail_id or error,
-            "params": {str(k)[:64]: str(v)[:200] for k, v in list(dict(params or {}).items())[:MAX_REPLY_PARAMS]},
-            "time": time or timestamp(), "schema_version": SCHEMA_VERSION}
+    placeholders = {str(k)[:64]: str(v)[:200] for k, v in list(dict(params or {}).items())[:MAX_REPLY_PARAMS]}
+    payload: dict[str, Any] = {"id": command_id, "kiosk": kiosk, "ok": ok, "error": error, "detail": detail[:500],
+                               "detail_id": detail_id or error, "params": placeholders,
+                               "time": time or timestamp(), "schema_version": SCHEMA_VERSION}
+    if resent is not None:
+        payload.update(events=resent, more=more)
+    return payload
 
 
 def _first_problem(exc: ValidationError, root: str = "") -> str:

@@ -613,6 +613,8 @@ class Flow:
         args: dict[str, Any] = dict(command.args or {})
         if name not in events.COMMAND_ARGS:
             return [Reply(command, False, events.UNKNOWN_COMMAND, f"unknown command {name!r}", {"name": name[:64]})]
+        if name == events.RESEND_EVENTS:  # answered by the MQTT link, which holds the events (kiosk.link)
+            return [Reply(command, False, events.REJECTED, "resend_events is answered by the MQTT link")]
         if name in (events.ACKNOWLEDGE, events.RESOLVE):
             if self.call is None:
                 return [Reply(command, False, "no_open_call", "no open call")]

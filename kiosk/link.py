@@ -8,16 +8,23 @@ Each connection is a fresh paho client: on connect the whole outbox is replayed 
 yet acknowledged, so a lost PUBACK means a duplicate with the same id, never a loss). A row is deleted only
 after a PUBACK with a success reason code; a refusal (e.g. 0x87 by the ACL) is counted, logged and kept for
 the next connection.
+
+A PUBACK only says the broker has the event; a broker that crashes before saving it to disk loses it
+(docs/history.md). So the link keeps the last RESEND_KEEP acknowledged events in memory and answers the
+`resend_events` command from them (a recorder that sees a gap in `seq` asks), and its online status carries
+`sent_seq`, the highest acknowledged `seq`, so a gap at the end shows too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import ssl
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +40,7 @@ from kiosk.broker import new_client, parse_broker_url
 from kiosk.config import Config, ConfigError
 from kiosk.effects import Call
 from kiosk.messages import Answer, Command, ConsolesChanged, LinkChanged, Message
-from kiosk.outbox import Outbox, OutboxError, OutboxStats
+from kiosk.outbox import Outbox, OutboxError, OutboxStats, Stored
 from kiosk.ratelog import RateLimitedLog
 
 log = logging.getLogger("kiosk.link")
@@ -47,6 +54,9 @@ COMMAND_TIMEOUT = 10.0  # seconds the main loop has to answer a command before t
 PRESENCE_SETTLE_SECONDS = 0.5  # after connecting, the retained console presence arrives; count it after this long
 MAX_CONSOLES_TRACKED = 1_000  # presence topics followed at most (a flood of fake consoles cannot grow memory)
 WORKER_RESTART_SECONDS = 1.0  # a link that failed starts over after this long
+# Acknowledged events kept in memory for resend_events (~400 B each): more than a broker saving every 100
+# changes (systemd/mosquitto/samples/facility.conf) can lose in a crash.
+RESEND_KEEP = 1_000
 
 
 # --- the link thread's inbox: from the main loop ----------------------------------------------------------
@@ -149,7 +159,9 @@ class EventLink:
         # Owned by the link thread:
         self._client: mqtt.Client | None = None
         self._connected = False
-        self._in_flight: dict[int, int] = {}  # mid -> seq
+        self._in_flight: dict[int, Stored] = {}  # mid -> the outbox row published with it
+        self._sent: OrderedDict[int, Stored] = OrderedDict()  # seq -> the last RESEND_KEEP acknowledged events
+        self._sent_seq = 0  # the highest seq the broker acknowledged (0: none since start)
         self._last_handed = 0
         self._synced = 0  # outbox rows up to this seq are known to be on disk
         self._call = b""
@@ -415,19 +427,37 @@ class EventLink:
                 info = self._live_client().publish(row.topic, row.payload, qos=1, properties=properties)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     return  # the connection is going; the disconnect message follows
-                self._in_flight[info.mid] = row.seq
+                self._in_flight[info.mid] = row
                 self._last_handed = row.seq
 
     def _on_ack(self, mid: int, reason: ReasonCode, acked: list[int]) -> None:
-        seq = self._in_flight.pop(mid, None)
-        if seq is None:
+        row = self._in_flight.pop(mid, None)
+        if row is None:
             return  # status, call, responses: not from the outbox
         if reason.is_failure:
-            error = f"broker refused event seq {seq}: {reason} (check the broker ACL for {self.topics.base}/#)"
+            error = f"broker refused event seq {row.seq}: {reason} (check the broker ACL for {self.topics.base}/#)"
             log.error(error)
             self.outbox.refused(1, error)
-        else:
-            acked.append(seq)
+            return
+        acked.append(row.seq)
+        self._sent[row.seq] = row
+        self._sent.move_to_end(row.seq)
+        while len(self._sent) > RESEND_KEEP:
+            self._sent.popitem(last=False)
+        self._sent_seq = max(self._sent_seq, row.seq)
+
+    def _resend(self, after_seq: int) -> tuple[list[dict[str, Any]], bool]:
+        """The acknowledged events still held with seq > `after_seq`, oldest first, within
+        events.MAX_RESENT_BYTES; and whether more are held beyond those."""
+        resent: list[dict[str, Any]] = []
+        size = 0
+        for seq in sorted(s for s in self._sent if s > after_seq):
+            payload = self._sent[seq].payload
+            if resent and size + len(payload) > events.MAX_RESENT_BYTES:
+                return resent, True
+            resent.append(json.loads(payload))  # the link's own encoding (events.encode)
+            size += len(payload) + 1
+        return resent, False
 
     # --- console presence: who is listening --------------------------------------------------------------
 
@@ -468,7 +498,7 @@ class EventLink:
         """The retained "online" status with the outbox figures and the kiosk's state."""
         if self._connected:
             details = {"outbox": self.outbox.stats().as_dict(), "clock": clock.clock_state(),
-                       "call": events.call_state(self._call), **self._state}
+                       "call": events.call_state(self._call), "sent_seq": self._sent_seq, **self._state}
             self._live_client().publish(self.topics.status, self._status(True, details), qos=1, retain=True)
 
     def _publish_call(self) -> None:
@@ -543,6 +573,13 @@ class EventLink:
             self._refusals.warning(err.code, "command refused: %s: %s", err.code, err.detail[:200])
             self._respond(response_topic, correlation, events.response_payload(
                 err.command_id, False, err.detail, kiosk=self.kiosk, error=err.code))
+            return
+        if command.name == events.RESEND_EVENTS:  # the link's own: it holds the events, the flow does not
+            resent, more = self._resend(command.args["after_seq"])
+            log.info("command %s (%s): %d events resent", command.name, command.id, len(resent))
+            self._respond(response_topic, correlation, events.response_payload(
+                command.id, True, f"{len(resent)} events resent", kiosk=self.kiosk, detail_id="events_resent",
+                params={"count": str(len(resent))}, resent=resent, more=more))
             return
         log.info("command %s (%s) accepted", command.name, command.id)
         self._awaiting[command.id] = (time.monotonic() + COMMAND_TIMEOUT, response_topic, correlation)

@@ -186,6 +186,50 @@ def test_commands_valid_posted_and_answered_bad_refused(mosquitto, mqtt_listener
     assert posted2.commands() == []
 
 
+def test_resend_events_answers_from_the_acknowledged_events_in_pages(mosquitto, mqtt_listener, link_factory):
+    """The link answers resend_events itself (the flow never sees it): the events the broker acknowledged after
+    `after_seq`, oldest first, as published, at most MAX_RESENT_BYTES a response (`more` says ask again); the
+    online status carries sent_seq. Events not acknowledged yet are not resent (the outbox still sends them)."""
+    watcher = mqtt_listener(mosquitto, "kiosk/s1/#")
+    link, posted = link_factory(mosquitto.url)
+    posted.next(LinkChanged)
+    ids = [link.emit("lookup", {"code": f"{i % 1000:03d}", "known": False, "audience": None, "outage": None})
+           for i in range(300)]
+    watcher.wait(lambda ms: sum("/event/" in m.topic for m in ms) >= 300)
+    published = {json.loads(m.payload)["id"]: m.payload for m in watcher.messages if "/event/" in m.topic}
+    assert wait_until(lambda: link.stats().backlog == 0)  # every PUBACK handled
+    link.set_state({"lamp": "off"})  # any change re-publishes the online status
+    watcher.wait(lambda ms: payloads(watcher, TOPICS.status)[-1]["details"].get("sent_seq") == 300)
+    contract.validate("Status", payloads(watcher, TOPICS.status)[-1])
+
+    def ask(after_seq: int, correlation: bytes) -> dict:
+        send_command(mosquitto, events.encode(events.command_payload(events.RESEND_EVENTS, {"after_seq": after_seq},
+                                                                     kiosk=KIOSK)), correlation=correlation)
+        message = watcher.wait(lambda ms: any(m.properties.CorrelationData == correlation for m in ms
+                                              if "/reply/" in m.topic))
+        body = json.loads(next(m.payload for m in message if "/reply/" in m.topic
+                               and m.properties.CorrelationData == correlation))
+        contract.validate("CommandResponse", body)
+        assert body["ok"] and body["detail_id"] == "events_resent"
+        assert body["params"] == {"count": str(len(body["events"]))}
+        assert len(events.encode(body)) <= events.MAX_PAYLOAD_BYTES
+        return body
+
+    pages, after = [], 0
+    while True:
+        body = ask(after, f"page-{len(pages)}".encode())
+        pages.append(body)
+        if not body["more"]:
+            break
+        after = body["events"][-1]["seq"]
+    assert len(pages) >= 2  # 300 lookups are more than one response holds
+    resent = [event for page in pages for event in page["events"]]
+    assert [event["id"] for event in resent] == ids  # each once, oldest first
+    assert all(events.encode(event) == published[event["id"]] for event in resent)  # as published
+    assert ask(300, b"none")["events"] == [] and ask(295, b"tail")["events"][0]["seq"] == 296
+    assert posted.commands() == []  # answered by the link: nothing reached the main loop
+
+
 ACL_CONFIG = """
 listener {port} 127.0.0.1
 allow_anonymous true

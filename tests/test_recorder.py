@@ -20,6 +20,7 @@ from kiosk.config import config_from_dict
 from kiosk.recorder.ingest import Recorder, record_of
 from kiosk.recorder.store import StoreError, open_store
 from kiosk.reports import OUTCOMES
+from tests.rigs import contract
 
 pytestmark = pytest.mark.mqtt
 
@@ -195,6 +196,42 @@ def test_recorder_gets_events_published_while_it_was_stopped_once_each(mosquitto
              what="the queued events")
     recorder.stop()
     assert sorted(stored_ids(store)) == sorted(i for *_, i in first + later)  # site-2 is not recorded
+
+
+def test_a_gap_in_a_kiosks_seq_is_asked_for_and_only_the_asked_kiosks_answer_is_stored(mosquitto, mqtt_listener,
+                                                                                         tmp_path):
+    """Events 1, 2, 6 of k1: the recorder sends k1 resend_events after 2 (contract-valid, response topic on its
+    own reply topic). Here the test answers as the kiosk would (tests/test_recorder_durability.py runs the real
+    link): a response under an id never asked is ignored; of the asked one, only k1's events are stored."""
+    commands = mqtt_listener(mosquitto, "kiosk/site-1/+/cmd")
+    store = open_store(f"sqlite:///{tmp_path / 'h.sqlite3'}")
+    recorder = make_recorder(mosquitto, store)
+    recorder.start()
+    wait_for(lambda: recorder.stats().connected, what="recorder connected")
+    stream = {n: event_message(n) for n in range(1, 7)}
+    publish(mosquitto, [stream[n][:2] for n in (1, 2, 6)])
+    asked = commands.wait(lambda ms: len(ms) >= 1)[0]
+    command = json.loads(asked.payload)
+    contract.validate("Command", command)
+    assert (asked.topic, command["name"], command["args"]) == ("kiosk/site-1/k1/cmd", "resend_events",
+                                                               {"after_seq": 2})
+    assert asked.properties.ResponseTopic == events.reply_topic("kiosk", "site-1", "rec-test")
+
+    def answer(command_id: str, sent: list[bytes]) -> None:
+        body = events.response_payload(command_id, True, "resent", kiosk="k1", detail_id="events_resent",
+                                       params={"count": str(len(sent))}, resent=[json.loads(p) for p in sent])
+        contract.validate("CommandResponse", body)
+        publish(mosquitto, [(asked.properties.ResponseTopic, events.encode(body))])
+
+    forged = event_message(7)
+    answer(events.new_id(), [forged[1]])  # never asked: ignored
+    other = event_message(4, kiosk="k2")
+    answer(command["id"], [stream[n][1] for n in (3, 4, 5)] + [other[1]])
+    wait_for(lambda: recorder.stats().resent == 3, what="the resent events")
+    wait_for(lambda: store.count() == 6, what="the gap filled")
+    recorder.stop()
+    assert sorted(stored_ids(store)) == sorted(stream[n][2] for n in range(1, 7))
+    assert len(commands.messages) == 1  # filled: not asked again
 
 
 def test_kiosk_report_cli_json_and_csv_from_a_known_stream(tmp_path):

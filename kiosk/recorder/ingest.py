@@ -6,9 +6,16 @@
 - At least once in, exactly once stored: messages are acknowledged by hand (paho `manual_ack`), and only after
   the transaction holding them committed; anything not acknowledged is redelivered by the broker, and the
   store skips an event id it already holds. Malformed messages are acknowledged and counted, never stored.
+- Gaps: a broker acknowledges an event before it saves it to disk, so a broker crash while the recorder is
+  away can lose the newest queued events (docs/history.md). Each kiosk numbers its events (`seq`) and keeps
+  its last acknowledged ones in memory; when an event arrives more than one past the highest stored for its
+  kiosk, or a kiosk's online status says the broker acknowledged more (`sent_seq`), the recorder sends that
+  kiosk `resend_events` (after the highest `seq` it holds) and stores what comes back like any event.
+  At most one request per kiosk is open at a time (`RESEND_TIMEOUT`); gaps of dropped events simply get
+  nothing back. The account needs write access to `{prefix}/+/+/cmd` (the facility ACL's `console`).
 - Threads: paho's network thread only decodes and queues; one writer thread owns the store writes, in batches
-  (up to `BATCH` messages a transaction), acknowledges, and prunes once a day (`[recorder] retention_days`;
-  heartbeat rows after `heartbeat_retention_days`, their presence spans stay for offline time).
+  (up to `BATCH` messages a transaction), acknowledges, asks kiosks for gaps, and prunes once a day
+  (`[recorder] retention_days`; heartbeat rows after `heartbeat_retention_days`, their presence spans stay).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ log = logging.getLogger(__name__)
 BATCH = 1000  # messages per transaction at most
 MAX_DATA_CHARS = 4096  # an event's `data` as JSON; kiosk events are a few hundred bytes
 PRUNE_EVERY_SECONDS = 86_400.0
+RESEND_TIMEOUT = 15.0  # seconds a kiosk has to answer resend_events before it may be asked again
 RETRY_MIN, RETRY_MAX = 0.5, 30.0  # seconds between attempts when the database refuses a write
 
 
@@ -91,6 +99,37 @@ def record_of(prefix: str, topic: str, payload: bytes, received_ms: int) -> dict
     }
 
 
+def _sent_seq(payload: bytes) -> int | None:
+    """`details.sent_seq` of an online status payload, None for anything else (offline, cleared, malformed)."""
+    try:
+        status = events.load_payload(payload)
+    except events.PayloadError:
+        return None
+    details = status.get("details") if isinstance(status, dict) and status.get("state") == "online" else None
+    sent = details.get("sent_seq") if isinstance(details, dict) else None
+    return sent if isinstance(sent, int) and not isinstance(sent, bool) and sent >= 0 else None
+
+
+def _resent(prefix: str, site: str, payload: bytes, received_ms: int, generation: int, mid: int) -> _Resent | _Item:
+    """A resend_events response on `{prefix}/{site}/reply/to/<recorder>`: its well-formed event rows of that
+    site (each checked like a published event, `record_of`); anything else is a malformed message."""
+    try:
+        response = events.load_payload(payload)
+    except events.PayloadError:
+        return _Item(generation, mid, None)
+    if not isinstance(response, dict) or not isinstance(response.get("id"), str) \
+            or not isinstance(response.get("events"), list):
+        return _Item(generation, mid, None)
+    records = []
+    for event in response["events"]:
+        if isinstance(event, dict) and all(isinstance(event.get(k), str) for k in ("kiosk", "kind")):
+            topic = events.Topics(prefix, site, event["kiosk"]).event(event["kind"])
+            record = record_of(prefix, topic, json.dumps(event).encode(), received_ms)
+            if record is not None:
+                records.append(record)
+    return _Resent(generation, mid, response["id"], records, response.get("more") is True)
+
+
 def _word(value: Any, pattern: str, max_length: int = 64) -> str | None:
     return value if isinstance(value, str) and len(value) <= max_length and re.match(pattern, value) else None
 
@@ -103,13 +142,39 @@ class RecorderStats:
     rejected: int  # malformed messages acknowledged and dropped
     pending: int  # received, not yet committed
     last_error: str | None
+    resent: int = 0  # events kiosks sent again on request (resend_events), stored or absorbed
 
 
 @dataclass(frozen=True)
 class _Item:
+    """An `event/<kind>` message: its store row, or None when malformed."""
     generation: int  # the connection it came on: an ack is only valid on that connection
-    mid: int
+    mid: int  # 0 for QoS 0
     record: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class _Tail:
+    """A kiosk's online status: the broker acknowledged its events up to `sent_seq` (None: not said)."""
+    generation: int
+    mid: int
+    site: str
+    kiosk: str
+    sent_seq: int | None
+
+
+@dataclass(frozen=True)
+class _Resent:
+    """A response on the recorder's reply topic: the events a kiosk sent again (rows not yet checked
+    against the request, which the writer thread holds)."""
+    generation: int
+    mid: int
+    command_id: str
+    records: list[dict[str, Any]]
+    more: bool
+
+
+_Queued = _Item | _Tail | _Resent
 
 
 class Recorder:
@@ -126,23 +191,36 @@ class Recorder:
         self._retention_ms = retention_days * 86_400_000
         self._heartbeat_retention_ms = min(heartbeat_retention_days, retention_days) * 86_400_000
         self._clock = clock
+        self._client_id = client_id
         self._client, self._address = new_client(mqtt_config, client_id)
         self._client.manual_ack_set(True)
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
         self._generation = 0
         self._connected = False
         self._stored = self._duplicates = self._rejected = 0
         self._last_error: str | None = None
         self._writer = threading.Thread(target=self._write_loop, name="recorder-writer", daemon=True)
         self._next_prune = 0.0
+        # owned by the writer thread: the highest seq stored per (site, kiosk), open resend_events requests
+        self._high: dict[tuple[str, str], int] = {}
+        self._asked: dict[str, tuple[str, str, float]] = {}  # command id -> site, kiosk, deadline (monotonic)
+        self._resent = 0
 
     @property
     def filters(self) -> list[str]:
         return [events.subscription(self._config.prefix, site, what="event/#") for site in self._sites]
+
+    def _subscriptions(self) -> list[tuple[str, int]]:
+        """Events (QoS 1, queued in the session), the kiosks' retained status (QoS 0: read again on every
+        subscribe, never queued) and the responses to resend_events (QoS 1)."""
+        prefix = self._config.prefix
+        return ([(f, 1) for f in self.filters]
+                + [(events.subscription(prefix, site, what="status"), 0) for site in self._sites]
+                + [(events.reply_topic(prefix, site, self._client_id), 1) for site in self._sites])
 
     def start(self) -> None:
         """Connect in the background (paho retries as long as the recorder runs) and start the writer."""
@@ -162,7 +240,7 @@ class Recorder:
 
     def stats(self) -> RecorderStats:
         return RecorderStats(self._connected, self._stored, self._duplicates, self._rejected,
-                             self._queue.qsize(), self._last_error)
+                             self._queue.qsize(), self._last_error, self._resent)
 
     # --- paho's network thread ----------------------------------------------------------------------------
 
@@ -176,7 +254,7 @@ class Recorder:
         if not flags.session_present:
             log.info("recorder: new MQTT session on the broker (events from before it was created went to "
                      "subscribers that existed then)")
-        client.subscribe([(f, 1) for f in self.filters])
+        client.subscribe(self._subscriptions())
         log.info("recorder connected to %s:%d; recording %s", self._address.host, self._address.port,
                  ", ".join(self.filters))
 
@@ -185,18 +263,32 @@ class Recorder:
         log.warning("recorder lost the broker: %s", reason_code)
 
     def _on_message(self, _client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        mid = message.mid if message.qos else 0
+        item: _Queued
         try:
-            record = record_of(self._config.prefix, message.topic, message.payload, round(self._clock() * 1000))
+            item = self._decode(message, mid)
         except Exception:  # a bug in decoding must never kill the network thread
             log.exception("recorder could not decode a message on %s", message.topic)
-            record = None
-        self._queue.put(_Item(self._generation, message.mid if message.qos else 0, record))
+            item = _Item(self._generation, mid, None)
+        self._queue.put(item)
+
+    def _decode(self, message: mqtt.MQTTMessage, mid: int) -> _Queued:
+        prefix, now_ms = self._config.prefix, round(self._clock() * 1000)
+        parsed = events.parse_topic(prefix, message.topic)
+        if parsed is not None and parsed[2] == "status":
+            return _Tail(self._generation, mid, parsed[0], parsed[1], _sent_seq(message.payload))
+        levels = message.topic.split("/")
+        if len(levels) == 5 and levels[4] == self._client_id \
+                and events.reply_topic(prefix, levels[1], self._client_id) == message.topic:
+            return _resent(prefix, levels[1], message.payload, now_ms, self._generation, mid)
+        return _Item(self._generation, mid, record_of(prefix, message.topic, message.payload, now_ms))
 
     # --- the writer thread ----------------------------------------------------------------------------------
 
     def _write_loop(self) -> None:
         delay = RETRY_MIN
-        batch: list[_Item] = []
+        batch: list[_Queued] = []
+        prepared: tuple[list[dict[str, Any]], dict[tuple[str, str], int]] | None = None
         stopping = False
         while not (stopping and not batch):
             if not batch and not stopping:
@@ -204,6 +296,7 @@ class Recorder:
                     item = self._queue.get(timeout=1.0)
                 except queue.Empty:
                     self._maybe_prune()
+                    self._expire_requests()
                     continue
                 if item is None:
                     stopping = True
@@ -220,7 +313,9 @@ class Recorder:
                     batch.append(item)
             if not batch:
                 continue
-            records = [item.record for item in batch if item.record is not None]
+            if prepared is None:
+                prepared = self._prepare(batch)
+            records, asks = prepared
             try:
                 new = self._store.insert(records, heartbeat_rows_after_ms=round(self._clock() * 1000)
                                          - self._heartbeat_retention_ms)
@@ -236,12 +331,83 @@ class Recorder:
             self._last_error = None
             self._stored += new
             self._duplicates += len(records) - new
-            self._rejected += len(batch) - len(records)
+            self._rejected += sum(isinstance(item, _Item) and item.record is None for item in batch)
             for item in batch:
                 if item.mid and item.generation == self._generation:
                     self._client.ack(item.mid, 1)
-            batch = []
+            batch, prepared = [], None
+            self._expire_requests()
+            for (site, kiosk), after in asks.items():
+                self._ask(site, kiosk, after)
             self._maybe_prune()
+
+    # --- gaps: resend_events ---------------------------------------------------------------------------------
+
+    def _prepare(self, batch: list[_Queued]) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int]]:
+        """The rows to store from `batch`, and the kiosks to ask for events again: (site, kiosk) -> the seq to
+        ask after. A row more than one past the highest seq held for its kiosk, or a status whose `sent_seq`
+        is above it, opens a gap; a response continues (`more`) after its last row."""
+        records: list[dict[str, Any]] = []
+        asks: dict[tuple[str, str], int] = {}
+
+        def follow(record: dict[str, Any], gaps: bool) -> None:
+            key = (record["site"], record["kiosk"])
+            high = self._high_of(key)
+            if gaps and record["seq"] > high + 1:
+                asks[key] = min(asks.get(key, high), high)
+            self._high[key] = max(high, record["seq"])
+
+        for item in batch:
+            if isinstance(item, _Item) and item.record is not None:
+                follow(item.record, gaps=True)
+                records.append(item.record)
+            elif isinstance(item, _Tail) and item.sent_seq is not None:
+                key = (item.site, item.kiosk)
+                high = self._high_of(key)
+                if item.sent_seq > high:
+                    asks[key] = min(asks.get(key, high), high)
+            elif isinstance(item, _Resent):
+                request = self._asked.pop(item.command_id, None)
+                if request is None:
+                    continue  # not ours, or answered after its timeout: a new request covers it
+                site, kiosk, _deadline = request
+                mine = [r for r in item.records if (r["site"], r["kiosk"]) == (site, kiosk)]
+                self._resent += len(mine)
+                log.info("recorder: kiosk %s/%s sent %d events again", site, kiosk, len(mine))
+                for record in mine:
+                    follow(record, gaps=False)
+                records.extend(mine)
+                if item.more and mine:
+                    asks[(site, kiosk)] = max(r["seq"] for r in mine)
+        return records, asks
+
+    def _high_of(self, key: tuple[str, str]) -> int:
+        if key not in self._high:
+            self._high[key] = self._store.last_seq(*key)
+        return self._high[key]
+
+    def _ask(self, site: str, kiosk: str, after_seq: int) -> None:
+        """Publish resend_events to one kiosk, unless a request to it is still open."""
+        if not self._connected or (site, kiosk) in {(s, k) for s, k, _deadline in self._asked.values()}:
+            return
+        prefix = self._config.prefix
+        command = events.command_payload(events.RESEND_EVENTS, {"after_seq": after_seq}, kiosk=kiosk)
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.ResponseTopic = events.reply_topic(prefix, site, self._client_id)
+        properties.CorrelationData = command["id"].encode()
+        self._asked[command["id"]] = (site, kiosk, time.monotonic() + RESEND_TIMEOUT)
+        self._client.publish(events.Topics(prefix, site, kiosk).cmd, events.encode(command), qos=1,
+                             properties=properties)
+        log.info("recorder: asked kiosk %s/%s for its events after seq %d", site, kiosk, after_seq)
+
+    def _expire_requests(self) -> None:
+        now = time.monotonic()
+        for command_id, (site, kiosk, deadline) in list(self._asked.items()):
+            if deadline <= now:
+                del self._asked[command_id]
+                log.warning("recorder: kiosk %s/%s did not answer resend_events within %.0f s (offline, or the "
+                            "recorder's broker account may not publish to %s)", site, kiosk, RESEND_TIMEOUT,
+                            events.Topics(self._config.prefix, site, kiosk).cmd)
 
     def _maybe_prune(self) -> None:
         now = self._clock()

@@ -267,6 +267,14 @@ class Store:
     def _count(connection: Any) -> int:
         return int(connection.execute(select(func.count()).select_from(Event)).scalar_one())
 
+    def last_seq(self, site: str, kiosk: str, recent: int = 1000) -> int:
+        """The highest `seq` among the `recent` newest events stored for one kiosk (0: none), read through
+        ix_events_kiosk_ts; the recorder's starting point for gaps in that kiosk's numbering."""
+        newest = select(Event.seq).where(Event.site == site, Event.kiosk == kiosk) \
+            .order_by(Event.ts_ms.desc()).limit(recent).subquery()
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.coalesce(func.max(newest.c.seq), 0))).scalar_one())
+
     def sites(self) -> list[str]:
         with self.engine.connect() as connection:
             return list(connection.execute(select(Event.site).distinct().order_by(Event.site)).scalars())
