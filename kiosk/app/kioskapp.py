@@ -25,6 +25,7 @@ from kivy.properties import ColorProperty, DictProperty, NumericProperty, String
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
+from kivy.uix.layout import Layout
 from kivy.uix.modalview import ModalView
 
 from kiosk.app.texts import UiTexts
@@ -151,6 +152,16 @@ class KioskRoot(BoxLayout):
         ids.actions.cols = (len(view.actions) + 1) // 2 if two_rows else None
         for action in view.actions:
             ids.actions.add_widget(app.button(action))
+        self.settle()
+
+    def settle(self) -> None:
+        """Lay the screen out now, so each label's fit (a Clock trigger that runs before the next frame, as
+        Kivy's own layout triggers do) finds its final size and breaks and fits its text once, not once per
+        intermediate size (start-up: bench/bench_ui.py). Innermost boxes first (their minimum sizes size the
+        boxes around them), then outermost first (each box sizes what is inside it)."""
+        layouts = [widget for widget in self.walk(restrict=True) if isinstance(widget, Layout)]
+        for layout in (*reversed(layouts), *layouts):
+            layout.do_layout()
 
     def layout_aside(self, *args) -> None:
         landscape = self.ids.body.orientation == "horizontal"
