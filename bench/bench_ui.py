@@ -4,14 +4,14 @@
 
 For each app, in a fresh process: process start → first frame of its first screen (the kiosk: the idle screen,
 with the real runtime, catalogue, flow and simulated reader behind it), i.e. the first frame drawn with that screen
-in place (the kiosk fills its screen once the window has drawn a first, empty frame: its second frame counts, not
-the empty one), then RSS after `--seconds` idle and the
-CPU it used over that idle time. Targets (issue 5): start ≤ 1.5× bare, RSS ≤ bare + 60 MiB, idle CPU ≤ 2 % of
-a core. Start-up is noisy on a shared machine: the apps run interleaved `--runs` times (at least 5) and the
-start ratio is the median of the per-run ratios (each run's app over the bare app of the same run), printed
-with its spread (min–max). The project's modules are byte-compiled first, as `pip install` leaves them on a
-kiosk (a checkout run with PYTHONDONTWRITEBYTECODE would compile them in every run, which no kiosk does). The bare
-app imports nothing of the kiosk but kiosk.app.offscreen's environment set-up (which loads no pydantic model).
+in place (the kiosk fills its screen once the window has drawn a first, empty frame: the next frame counts), then
+RSS after `--seconds` idle and the CPU it used over that idle time. Targets (issue 5): start ≤ 1.5× bare,
+RSS ≤ bare + 60 MiB, idle CPU ≤ 2 % of a core. Start-up is noisy on a shared machine: the apps run interleaved
+`--runs` times (at least 5) and the start ratio is the median of the per-run ratios (each run's app over the bare
+app of the same run), printed with its spread (min–max). The project's modules are byte-compiled first, as
+`pip install` leaves them on a kiosk (a checkout run with PYTHONDONTWRITEBYTECODE would compile them in every run,
+which no kiosk does). The bare app imports nothing of the kiosk but kiosk.app.offscreen's environment set-up
+(which itself imports nothing of the kiosk).
 Prints the numbers and ratios; asserts nothing (a benchmark, not a test).
 """
 

@@ -11,11 +11,17 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from kiosk.effects import ShowScreen
+if TYPE_CHECKING:
+    from kiosk.effects import ShowScreen
 
-# A sample of every screen (and the main pre-check outcomes) with a typical context, for tours and tests.
-SAMPLE_SCREENS: tuple[ShowScreen, ...] = tuple(ShowScreen(name, "ja", context) for name, context in (
+    SAMPLE_SCREENS: tuple[ShowScreen, ...]
+
+# A sample of every screen (and the main pre-check outcomes) with a typical context, for tours and tests:
+# SAMPLE_SCREENS, ShowScreen effects made on first use (module __getattr__), so that prepare_environment() alone
+# imports nothing of the kiosk (bench/bench_ui.py's bare app imports only that).
+_SAMPLES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("idle", {}),
     ("checking", {}),
     ("result", {"outcome": "mynumber_card", "code": None, "hints": (), "called": False, "failures": 0}),
@@ -55,8 +61,17 @@ SAMPLE_SCREENS: tuple[ShowScreen, ...] = tuple(ShowScreen(name, "ja", context) f
                                 "params": {"cause": "service_down", "path": "/run/pcscd/pcscd.comm"}}],
                "default_language": "ja", "languages": ("ja", "en"), "open_call": None, "outage": True,
                "voice": {"available": False}, "timezone": "Asia/Tokyo"}),
-))
+)
 LAYOUTS: dict[str, tuple[int, int]] = {"800x480": (800, 480), "1280x720": (1280, 720), "720x1280": (720, 1280)}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SAMPLE_SCREENS":
+        from kiosk.effects import ShowScreen
+
+        screens = globals()["SAMPLE_SCREENS"] = tuple(ShowScreen(screen, "ja", context) for screen, context in _SAMPLES)
+        return screens
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def prepare_environment(kivy_home: Path | None = None) -> None:
