@@ -49,7 +49,8 @@ def payloads(n: int) -> list[tuple[str, bytes]]:
     out = []
     for i in range(n):
         env = events.envelope("lookup", {"code": "011", "known": True, "audience": "staff", "outage": False},
-                              kiosk=f"k{i % 10}", site="site-1", seq=i + 1, catalogue_version="bench")
+                              kiosk=f"k{i % 10}", site="site-1", seq=i // 10 + 1,  # each kiosk 1, 2, 3 …
+                              catalogue_version="bench")
         out.append((events.Topics("kiosk", "site-1", f"k{i % 10}").event("lookup"), events.encode(env)))
     return out
 
