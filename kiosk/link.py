@@ -455,7 +455,10 @@ class EventLink:
             payload = self._sent[seq].payload
             if resent and size + len(payload) > events.MAX_RESENT_BYTES:
                 return resent, True
-            resent.append(json.loads(payload))  # the link's own encoding (events.encode)
+            try:
+                resent.append(json.loads(payload))  # the link's own encoding (events.encode) …
+            except ValueError:
+                continue  # … unless a row salvaged from a damaged outbox is not whole: it went out as it was
             size += len(payload) + 1
         return resent, False
 
