@@ -5,7 +5,8 @@
   saved yet (at most autosave_interval - 1 changes with the shipped configs) come back from the kiosk through
   resend_events: every event stored exactly once (docs/history.md "Broker durability");
 - a broker without persistence (everything lost, the recorder's session too) → still every event once, all
-  of them resent by the kiosk, in pages;
+  of them resent by the kiosk, in pages; a `call` event that expired (MQTT v5 message expiry) in the queue of
+  an absent recorder comes back the same way;
 - `kiosk recorder` SIGKILLed mid-burst and restarted → every event exactly once;
 - scale-out: two facility brokers bridged (systemd/mosquitto/samples/bridge.conf) to a central broker, one
   central recorder writing to a real PostgreSQL → events of both sites once each, reports filter by site.
@@ -117,6 +118,36 @@ def test_a_broker_that_loses_everything_still_loses_no_event(mosquitto_factory, 
     kiosk.stop()
     stored = stored_ids(store)
     assert sorted(stored) == sorted(sent)
+
+
+def test_a_call_event_that_expired_in_the_recorders_queue_comes_back_from_the_kiosk(mosquitto, tmp_path,
+                                                                                   monkeypatch):
+    """A `call` event carries an MQTT v5 message expiry (kiosk.link.CALL_EVENT_TTL, 900 s: a stale call must not
+    ring a console that connects later), so the broker discards it from the queue of a recorder away longer than
+    that. The events around it arrive; the hole in seq makes the recorder ask, and the kiosk resends it."""
+    import kiosk.link
+
+    monkeypatch.setattr(kiosk.link, "CALL_EVENT_TTL", 1.0)
+    store = open_store(f"sqlite:///{tmp_path / 'h.sqlite3'}")
+    recorder = make_recorder(mosquitto, store)
+    recorder.start()
+    wait_for(lambda: recorder.stats().connected, what="recorder session created")
+    recorder.stop()
+
+    kiosk = link(mosquitto.url, tmp_path / "kiosk")
+    kiosk.start()
+    sent = [*emit(kiosk, 1), kiosk.emit("call", {"call_id": "c1", "reason": "patient_request", "code": None,
+                                                "audience": "patient", "consoles_online": 0}), *emit(kiosk, 1, 1)]
+    wait_for(lambda: kiosk.stats().backlog == 0, what="the kiosk's outbox drained")
+    time.sleep(2.0)  # the call event's expiry passes while it waits in the recorder's queue
+
+    recorder = make_recorder(mosquitto, store)
+    recorder.start()
+    wait_for(lambda: store.count() >= len(sent), timeout=30, what="every event stored")
+    assert recorder.stats().resent >= 1
+    recorder.stop()
+    kiosk.stop()
+    assert sorted(stored_ids(store)) == sorted(sent)
 
 
 def test_recorder_killed_mid_burst_stores_every_event_once(mosquitto_factory, tmp_path):
