@@ -353,6 +353,8 @@ class Recorder:
         def follow(record: dict[str, Any], gaps: bool) -> None:
             key = (record["site"], record["kiosk"])
             high = self._high_of(key)
+            if high is None:
+                return
             if gaps and record["seq"] > high + 1:
                 asks[key] = min(asks.get(key, high), high)
             self._high[key] = max(high, record["seq"])
@@ -364,7 +366,7 @@ class Recorder:
             elif isinstance(item, _Tail) and item.sent_seq is not None:
                 key = (item.site, item.kiosk)
                 high = self._high_of(key)
-                if item.sent_seq > high:
+                if high is not None and item.sent_seq > high:
                     asks[key] = min(asks.get(key, high), high)
             elif isinstance(item, _Resent):
                 request = self._asked.pop(item.command_id, None)
@@ -381,9 +383,16 @@ class Recorder:
                     asks[(site, kiosk)] = max(r["seq"] for r in mine)
         return records, asks
 
-    def _high_of(self, key: tuple[str, str]) -> int:
+    def _high_of(self, key: tuple[str, str]) -> int | None:
+        """The highest seq held for a kiosk (read from the store the first time), None while the store cannot
+        say: no gap is looked for then (its events are stored as always)."""
         if key not in self._high:
-            self._high[key] = self._store.last_seq(*key)
+            try:
+                self._high[key] = self._store.last_seq(*key)
+            except SQLAlchemyError as exc:
+                log.warning("history store: cannot read kiosk %s/%s's last seq: %s", *key,
+                            str(getattr(exc, "orig", exc)).strip()[:200])
+                return None
         return self._high[key]
 
     def _ask(self, site: str, kiosk: str, after_seq: int) -> None:
