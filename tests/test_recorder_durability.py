@@ -150,6 +150,41 @@ def test_a_call_event_that_expired_in_the_recorders_queue_comes_back_from_the_ki
     assert sorted(stored_ids(store)) == sorted(sent)
 
 
+def test_a_database_that_goes_away_loses_nothing_and_stops_nothing(mosquitto, tmp_path):
+    """PostgreSQL stopped under a running recorder (its own cluster, not the session's): writes fail with a clear
+    last_error, nothing is acknowledged, the first events of a kiosk it has never seen cannot even be checked for
+    gaps; the recorder keeps running, and once the database is back every event is stored once."""
+    from tests.rigs.postgres import Postgres, pg_bin
+
+    bindir = pg_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (Debian package postgresql)")
+    server = Postgres(bindir).start()
+    try:
+        store = open_store(server.create_database())
+        recorder = make_recorder(mosquitto, store)
+        recorder.start()
+        wait_for(lambda: recorder.stats().connected, what="recorder connected")
+        first = [event_message(n) for n in range(1, 11)]
+        publish(mosquitto, [(t, p) for t, p, _ in first])
+        wait_for(lambda: store.count() == 10, what="10 events stored")
+
+        server.stop()
+        during = [event_message(n) for n in range(11, 21)] + [event_message(n, kiosk="k2") for n in range(1, 6)]
+        publish(mosquitto, [(t, p) for t, p, _ in during])
+        wait_for(lambda: (recorder.stats().last_error or "").startswith("history store write failed"),
+                 what="the failed write reported")
+        server.start()
+        wait_for(lambda: store.count() == 25 and recorder.stats().pending == 0, timeout=60,
+                 what="everything stored once the database is back")
+        assert recorder.stats().last_error is None and recorder.stats().rejected == 0
+        recorder.stop()
+        assert sorted(stored_ids(store)) == sorted(i for *_, i in first + during)
+        store.close()
+    finally:
+        server.remove()
+
+
 def test_recorder_killed_mid_burst_stores_every_event_once(mosquitto_factory, tmp_path):
     broker = mosquitto_factory(shipped_persistence("kiosk.conf"))
     url = f"sqlite:///{tmp_path / 'h.sqlite3'}"

@@ -288,7 +288,10 @@ class Recorder:
     def _write_loop(self) -> None:
         delay = RETRY_MIN
         batch: list[_Queued] = []
-        prepared: tuple[list[dict[str, Any]], dict[tuple[str, str], int]] | None = None
+        # rows to store and kiosks to ask, from batch[:prepared] (a batch waiting for a retry grows meanwhile)
+        records: list[dict[str, Any]] = []
+        asks: dict[tuple[str, str], int] = {}
+        prepared = 0
         stopping = False
         while not (stopping and not batch):
             if not batch and not stopping:
@@ -313,9 +316,9 @@ class Recorder:
                     batch.append(item)
             if not batch:
                 continue
-            if prepared is None:
-                prepared = self._prepare(batch)
-            records, asks = prepared
+            if prepared < len(batch):
+                self._prepare(batch[prepared:], records, asks)
+                prepared = len(batch)
             try:
                 new = self._store.insert(records, heartbeat_rows_after_ms=round(self._clock() * 1000)
                                          - self._heartbeat_retention_ms)
@@ -335,20 +338,20 @@ class Recorder:
             for item in batch:
                 if item.mid and item.generation == self._generation:
                     self._client.ack(item.mid, 1)
-            batch, prepared = [], None
             self._expire_requests()
             for (site, kiosk), after in asks.items():
                 self._ask(site, kiosk, after)
+            batch, records, asks, prepared = [], [], {}, 0
             self._maybe_prune()
 
     # --- gaps: resend_events ---------------------------------------------------------------------------------
 
-    def _prepare(self, batch: list[_Queued]) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int]]:
-        """The rows to store from `batch`, and the kiosks to ask for events again: (site, kiosk) -> the seq to
-        ask after. A row more than one past the highest seq held for its kiosk, or a status whose `sent_seq`
-        is above it, opens a gap; a response continues (`more`) after its last row."""
-        records: list[dict[str, Any]] = []
-        asks: dict[tuple[str, str], int] = {}
+    def _prepare(self, items: list[_Queued], records: list[dict[str, Any]],
+                 asks: dict[tuple[str, str], int]) -> None:
+        """Add the rows to store from `items` to `records`, and the kiosks to ask for events again to `asks`:
+        (site, kiosk) -> the seq to ask after. A row more than one past the highest seq held for its kiosk, or a
+        status whose `sent_seq` is above it, opens a gap; a response continues (`more`) after its last row.
+        Each item is prepared once (this takes answered requests off the open ones)."""
 
         def follow(record: dict[str, Any], gaps: bool) -> None:
             key = (record["site"], record["kiosk"])
@@ -359,7 +362,7 @@ class Recorder:
                 asks[key] = min(asks.get(key, high), high)
             self._high[key] = max(high, record["seq"])
 
-        for item in batch:
+        for item in items:
             if isinstance(item, _Item) and item.record is not None:
                 follow(item.record, gaps=True)
                 records.append(item.record)
@@ -381,7 +384,6 @@ class Recorder:
                 records.extend(mine)
                 if item.more and mine:
                     asks[(site, kiosk)] = max(r["seq"] for r in mine)
-        return records, asks
 
     def _high_of(self, key: tuple[str, str]) -> int | None:
         """The highest seq held for a kiosk (read from the store the first time), None while the store cannot
