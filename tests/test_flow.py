@@ -361,6 +361,7 @@ def test_reset_button_resolves_the_open_call():
     (cmd("resolve"), "no open call"),
     (cmd("reboot"), "unknown command 'reboot'"),
     (cmd("outage_enter", {"code": "95"}), "code must be a 3-digit string"),
+    (cmd("resend_events", {"after_seq": 0}), "resend_events is answered by the MQTT link"),  # it holds the events
 ])
 def test_bad_commands_are_refused_without_state_change(command, detail):
     h = Harness()
