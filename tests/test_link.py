@@ -119,6 +119,14 @@ def test_presence_events_and_retained_call(mosquitto, mqtt_listener, link_factor
 CONSOLE_REPLIES = events.reply_topic("kiosk", SITE, "console")
 
 
+def await_online(broker, mqtt_listener) -> None:
+    """Until the link's online status is published: the broker handled its cmd SUBSCRIBE before that publish
+    (one connection's packets in order), so a command sent now reaches it. LinkChanged alone does not say so:
+    it is posted right after the SUBSCRIBE is sent, and a command can overtake it (commands are not queued)."""
+    status = mqtt_listener(broker, TOPICS.status)
+    status.wait(lambda ms: any(m.payload and json.loads(m.payload)["state"] == "online" for m in ms))
+
+
 def send_command(broker, payload: bytes, response_topic=CONSOLE_REPLIES, correlation=b"corr-1"):
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTProtocolVersion.MQTTv5)
     client.connect(broker.host, broker.port)
@@ -136,6 +144,7 @@ def test_commands_valid_posted_and_answered_bad_refused(mosquitto, mqtt_listener
     replies = mqtt_listener(mosquitto, "kiosk/s1/reply/#")
     link, posted = link_factory(mosquitto.url)
     posted.next(LinkChanged)
+    await_online(mosquitto, mqtt_listener)
 
     good = events.command_payload("acknowledge", {"call_id": "c1"}, kiosk=KIOSK)
     send_command(mosquitto, events.encode(good), correlation=b"good")
@@ -179,6 +188,7 @@ def test_commands_valid_posted_and_answered_bad_refused(mosquitto, mqtt_listener
     link.stop()
     _link2, posted2 = link_factory(mosquitto.url)
     posted2.next(LinkChanged)
+    await_online(mosquitto, mqtt_listener)  # the retained status says "offline" (stopped) until then
     send_command(mosquitto, events.encode(good), correlation=b"again")
     again = replies.wait(lambda ms: any(m.properties.CorrelationData == b"again" for m in ms))
     body = json.loads(next(m for m in again if m.properties.CorrelationData == b"again").payload)
@@ -393,6 +403,7 @@ def test_unanswered_command_times_out_and_a_late_reply_is_ignored(mosquitto, mqt
     replies = mqtt_listener(mosquitto, "kiosk/s1/reply/#")
     _link, posted = link_factory(mosquitto.url)
     posted.next(LinkChanged)
+    await_online(mosquitto, mqtt_listener)
     send_command(mosquitto, events.encode(events.command_payload("reload_catalogue", {}, kiosk=KIOSK)))
     command = posted.next(Command)
     answer = json.loads(replies.wait(lambda ms: len(ms) >= 1)[0].payload)
