@@ -162,6 +162,23 @@ def make_recorder(broker, store, sites=("site-1",), client_id="rec-test") -> Rec
                     retention_days=400, clock=lambda: 1_779_238_800.0)  # 2026-05-20: nothing is pruned
 
 
+def connected_recorder(broker, store, **options) -> Recorder:
+    """make_recorder(...), started, once its session is on the broker."""
+    recorder = make_recorder(broker, store, **options)
+    recorder.start()
+    wait_for(lambda: recorder.stats().connected, what="recorder connected")
+    return recorder
+
+
+def recorder_with_ten_events(broker, store) -> tuple[Recorder, list[tuple[str, bytes, str]]]:
+    """A connected recorder that has stored events 1-10 of kiosk k1 (returned as event_message tuples)."""
+    recorder = connected_recorder(broker, store)
+    first = [event_message(n) for n in range(1, 11)]
+    publish(broker, [(t, p) for t, p, _ in first])
+    wait_for(lambda: store.count() == 10, what="10 events stored")
+    return recorder, first
+
+
 def event_message(seq: int, kiosk: str = "k1", site: str = "site-1") -> tuple[str, bytes, str]:
     env = envelope("lookup", {"code": "011", "known": True}, kiosk=kiosk, site=site, seq=seq)
     return events.Topics("kiosk", site, kiosk).event("lookup"), events.encode(env), env["id"]
@@ -178,12 +195,7 @@ def stored_ids(store) -> list[str]:
 
 def test_recorder_gets_events_published_while_it_was_stopped_once_each(mosquitto, tmp_path):
     store = open_store(f"sqlite:///{tmp_path / 'h.sqlite3'}")
-    recorder = make_recorder(mosquitto, store)
-    recorder.start()
-    wait_for(lambda: recorder.stats().connected, what="recorder connected")
-    first = [event_message(n) for n in range(1, 11)]
-    publish(mosquitto, [(t, p) for t, p, _ in first])
-    wait_for(lambda: store.count() == 10, what="10 events stored")
+    recorder, first = recorder_with_ten_events(mosquitto, store)
     recorder.stop()
 
     later = [event_message(n) for n in range(11, 31)]  # while the recorder is away: queued in its session
@@ -205,9 +217,7 @@ def test_a_gap_in_a_kiosks_seq_is_asked_for_and_only_the_asked_kiosks_answer_is_
     link): a response under an id never asked is ignored; of the asked one, only k1's events are stored."""
     commands = mqtt_listener(mosquitto, "kiosk/site-1/+/cmd")
     store = open_store(f"sqlite:///{tmp_path / 'h.sqlite3'}")
-    recorder = make_recorder(mosquitto, store)
-    recorder.start()
-    wait_for(lambda: recorder.stats().connected, what="recorder connected")
+    recorder = connected_recorder(mosquitto, store)
     stream = {n: event_message(n) for n in range(1, 7)}
     publish(mosquitto, [stream[n][:2] for n in (1, 2, 6)])
     asked = commands.wait(lambda ms: len(ms) >= 1)[0]

@@ -27,7 +27,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from kiosk.recorder.store import open_store
-from tests.test_recorder import event_message, make_recorder, publish, stored_ids, wait_for
+from tests.test_recorder import (
+    connected_recorder,
+    event_message,
+    make_recorder,
+    publish,
+    recorder_with_ten_events,
+    stored_ids,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.slow]
 
@@ -71,10 +79,7 @@ def test_broker_crash_while_the_recorder_is_away_keeps_the_session_and_what_was_
     the events after the crash only come back from the kiosk."""
     broker = mosquitto_factory(shipped_persistence(config, every_change))
     store = open_store(f"sqlite:///{tmp_path / 'h.sqlite3'}")
-    recorder = make_recorder(broker, store)
-    recorder.start()
-    wait_for(lambda: recorder.stats().connected, what="recorder session created")
-    recorder.stop()
+    connected_recorder(broker, store).stop()  # its session is on the broker; the recorder is away
 
     kiosk = link(broker.url, tmp_path / "kiosk")
     kiosk.start()
@@ -129,10 +134,7 @@ def test_a_call_event_that_expired_in_the_recorders_queue_comes_back_from_the_ki
 
     monkeypatch.setattr(kiosk.link, "CALL_EVENT_TTL", 1.0)
     store = open_store(f"sqlite:///{tmp_path / 'h.sqlite3'}")
-    recorder = make_recorder(mosquitto, store)
-    recorder.start()
-    wait_for(lambda: recorder.stats().connected, what="recorder session created")
-    recorder.stop()
+    connected_recorder(mosquitto, store).stop()  # its session is on the broker; the recorder is away
 
     kiosk = link(mosquitto.url, tmp_path / "kiosk")
     kiosk.start()
@@ -162,12 +164,7 @@ def test_a_database_that_goes_away_loses_nothing_and_stops_nothing(mosquitto, tm
     server = Postgres(bindir).start()
     try:
         store = open_store(server.create_database())
-        recorder = make_recorder(mosquitto, store)
-        recorder.start()
-        wait_for(lambda: recorder.stats().connected, what="recorder connected")
-        first = [event_message(n) for n in range(1, 11)]
-        publish(mosquitto, [(t, p) for t, p, _ in first])
-        wait_for(lambda: store.count() == 10, what="10 events stored")
+        recorder, first = recorder_with_ten_events(mosquitto, store)
 
         server.stop()
         during = [event_message(n) for n in range(11, 21)] + [event_message(n, kiosk="k2") for n in range(1, 6)]
