@@ -1,5 +1,6 @@
-"""Broker helpers for every MQTT client of the project (the kiosk's EventLink, the staff console, `kiosk watch`):
-the broker URL, the password file, TLS, and a paho MQTT v5 client built from an `[mqtt]` config section.
+"""Broker helpers for every MQTT client of the project (the kiosk's EventLink, the staff console, `kiosk watch`,
+the recorder): the broker URL, the password file, TLS, a paho MQTT v5 client built from an `[mqtt]` config
+section, and publishing a command the way the contract asks (docs/asyncapi.yaml, Command).
 
 Credentials never appear in the URL; a bad setting raises kiosk.config.ConfigError naming the setting.
 """
@@ -128,6 +129,17 @@ class Presence:
         if info.rc == mqtt.MQTT_ERR_SUCCESS:
             with contextlib.suppress(RuntimeError, ValueError):  # not connected any more: the Last Will says it
                 info.wait_for_publish(timeout)
+
+
+def publish_command(client: mqtt.Client, prefix: str, site: str, kiosk: str, command: dict,
+                    reply_to: str) -> mqtt.MQTTMessageInfo:
+    """Publish `command` (events.command_payload) on the kiosk's `cmd` topic at QoS 1, with the MQTT v5 response
+    topic `{prefix}/{site}/reply/to/<reply_to>` (events.reply_topic) and the command id as correlation data."""
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.ResponseTopic = events.reply_topic(prefix, site, reply_to)
+    properties.CorrelationData = command["id"].encode()
+    return client.publish(events.Topics(prefix, site, kiosk).cmd, events.encode(command), qos=1,
+                          properties=properties)
 
 
 def _expiring(packet_type: int) -> Properties:

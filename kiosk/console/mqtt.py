@@ -15,11 +15,9 @@ import threading
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from kiosk import events
-from kiosk.broker import Presence, new_client
+from kiosk.broker import Presence, new_client, publish_command
 from kiosk.config import MqttSection
 from kiosk.console.hub import LinkState
 from kiosk.console.messages import Decoded, decode
@@ -81,11 +79,7 @@ class ConsoleLink:
 
     def publish_command(self, site: str, kiosk: str, payload: dict) -> bool:
         """Publish a command with a v5 response topic and the command id as correlation data."""
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = self.reply_topic(site)
-        props.CorrelationData = payload["id"].encode()
-        topic = events.Topics(self._config.prefix, site, kiosk).cmd
-        info = self._client.publish(topic, events.encode(payload), qos=1, properties=props)
+        info = publish_command(self._client, self._config.prefix, site, kiosk, payload, self.client_name)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from kiosk import events
+from kiosk.broker import new_client, publish_command
 from kiosk.config import MqttSection
 from kiosk.recorder.store import Store
 from kiosk.reports import OUTCOMES
@@ -184,8 +185,6 @@ class Recorder:
                  session_expiry_hours: float, retention_days: int, heartbeat_retention_days: int = 8,
                  clock: Callable[[], float] = time.time):
         """Bad broker settings raise kiosk.config.ConfigError here."""
-        from kiosk.broker import new_client
-
         self._config, self._store, self._sites = mqtt_config, store, sites
         self._expiry = round(session_expiry_hours * 3600)
         self._retention_ms = retention_days * 86_400_000
@@ -401,14 +400,9 @@ class Recorder:
         """Publish resend_events to one kiosk, unless a request to it is still open."""
         if not self._connected or (site, kiosk) in {(s, k) for s, k, _deadline in self._asked.values()}:
             return
-        prefix = self._config.prefix
         command = events.command_payload(events.RESEND_EVENTS, {"after_seq": after_seq}, kiosk=kiosk)
-        properties = Properties(PacketTypes.PUBLISH)
-        properties.ResponseTopic = events.reply_topic(prefix, site, self._client_id)
-        properties.CorrelationData = command["id"].encode()
         self._asked[command["id"]] = (site, kiosk, time.monotonic() + RESEND_TIMEOUT)
-        self._client.publish(events.Topics(prefix, site, kiosk).cmd, events.encode(command), qos=1,
-                             properties=properties)
+        publish_command(self._client, self._config.prefix, site, kiosk, command, self._client_id)
         log.info("recorder: asked kiosk %s/%s for its events after seq %d", site, kiosk, after_seq)
 
     def _expire_requests(self) -> None:
