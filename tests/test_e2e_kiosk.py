@@ -53,6 +53,18 @@ def send_command(broker, name, args, correlation=b"e2e"):
     client.loop_stop()
 
 
+def announce_console(broker) -> None:
+    """A staff console of the site with one listener, as its retained presence (kiosk console does the same)."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTProtocolVersion.MQTTv5)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    presence = events.presence_payload(True, console="console-e2e", sites=[SITE], role="console", listeners=1)
+    client.publish(events.presence_topic("kiosk", SITE, "console-e2e"), events.encode(presence), qos=1,
+                   retain=True).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
 def config_file(tmp_path, broker, reader: str, extra: str = ""):
     """A config.toml for a kiosk process: this test's kiosk and site, a state dir, `reader` lines, the broker."""
     path = tmp_path / "config.toml"
@@ -107,6 +119,8 @@ def test_virtual_card_to_a_subscriber_then_a_staff_code_call_acknowledged_over_m
     watcher = mqtt_listener(mosquitto, events.subscription("kiosk", SITE, KIOSK), "kiosk/s1/reply/#")
     watcher.wait(lambda ms: any(p["state"] == "online" for p in payloads(watcher, TOPICS.status)))
     screen.shown.wait_for(lambda s: s.name == IDLE)
+    announce_console(mosquitto)  # staff listen: the call's lamp is "call" (with none it is rightly "no_console")
+    watcher.wait(lambda ms: any(p["details"].get("consoles_online") == 1 for p in payloads(watcher, TOPICS.status)))
 
     # 1. A My Number card on the companion's reader → the precheck event reaches the subscriber.
     card = virtual_card("transit_card")
